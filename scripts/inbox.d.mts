@@ -1,0 +1,44 @@
+// Types for inbox.mjs, so the TypeScript tests can start inboxes.
+export interface InboxMessage {
+  id: string;
+  receivedAt: string;
+  secure: boolean;
+  authenticatedAs: string | null;
+  envelope: { from: string; to: string[] };
+  messageId: string | null;
+  from: string;
+  to: string;
+  cc: string;
+  subject: string;
+  text: string;
+  html: string;
+  headerNames: string[];
+  raw: string;
+}
+
+export interface InboxStats {
+  connections: number;
+  authAttempts: { method: string; username: string; secure: boolean; ok: boolean }[];
+  mailFrom: number;
+}
+
+export interface Inbox {
+  smtpPort: number;
+  httpPort: number | null;
+  messages: InboxMessage[];
+  stats: InboxStats;
+  close(): Promise<void>;
+}
+
+export interface InboxOptions {
+  host?: string;
+  smtpPort?: number;
+  httpPort?: number | null;
+  security?: "none" | "starttls" | "tls";
+  tls?: { key: string | Buffer; cert: string | Buffer };
+  users?: Record<string, string>;
+  offerStartTls?: boolean;
+  recipientPolicy?: boolean;
+}
+
+export function startInbox(options?: InboxOptions): Promise<Inbox>;

@@ -1,0 +1,191 @@
+// A development inbox: an SMTP server on loopback that keeps every mail it receives, and a small web
+// page listing them and rendering each one's HTML and text. `npm start` delivers into it; the tests
+// start several (plain, STARTTLS, implicit TLS, AUTH) and read what arrived through its JSON API.
+import { createServer as createHttpServer } from "node:http";
+import { simpleParser } from "mailparser";
+import { SMTPServer } from "smtp-server";
+
+/**
+ * @typedef {object} InboxOptions
+ * @property {string} [host] address to listen on (loopback by default)
+ * @property {number} [smtpPort] 0 lets the OS choose
+ * @property {number} [httpPort] 0 lets the OS choose; null for no web page
+ * @property {"none" | "starttls" | "tls"} [security]
+ * @property {{key: string | Buffer, cert: string | Buffer}} [tls] certificate for starttls/tls
+ * @property {Record<string, string>} [users] when set, AUTH with one of these is required
+ * @property {boolean} [offerStartTls] advertise STARTTLS (default: when security is starttls)
+ * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550 and tempfail-*@ with 451
+ */
+
+/** @param {InboxOptions} options */
+export async function startInbox(options = {}) {
+  const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true } = options;
+  const offerStartTls = options.offerStartTls ?? security === "starttls";
+  const messages = [];
+  const stats = { connections: 0, authAttempts: [], mailFrom: 0 };
+  let nextId = 1;
+
+  const smtp = new SMTPServer({
+    secure: security === "tls",
+    ...(tls ?? {}),
+    hideSTARTTLS: !offerStartTls,
+    authOptional: !users,
+    allowInsecureAuth: security === "none",
+    authMethods: ["PLAIN", "LOGIN"],
+    hideDSN: false,
+    size: 25 * 1024 * 1024,
+    logger: false,
+    disableReverseLookup: true,
+    onConnect(_session, callback) {
+      stats.connections += 1;
+      callback();
+    },
+    onAuth(auth, session, callback) {
+      const ok = Boolean(users) && users[auth.username] === auth.password;
+      stats.authAttempts.push({ method: auth.method, username: auth.username, secure: Boolean(session.secure), ok });
+      if (!ok) return callback(Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 }));
+      callback(null, { user: auth.username });
+    },
+    onMailFrom(_address, _session, callback) {
+      stats.mailFrom += 1;
+      callback();
+    },
+    onRcptTo(address, _session, callback) {
+      const local = address.address.split("@")[0] ?? "";
+      if (recipientPolicy && local.startsWith("reject-")) {
+        return callback(Object.assign(new Error("5.1.1 Recipient address rejected: user unknown"), { responseCode: 550 }));
+      }
+      if (recipientPolicy && local.startsWith("tempfail-")) {
+        return callback(Object.assign(new Error("4.2.1 Mailbox temporarily unavailable, try again later"), { responseCode: 451 }));
+      }
+      callback();
+    },
+    onData(stream, session, callback) {
+      const chunks = [];
+      stream.on("data", (chunk) => chunks.push(chunk));
+      stream.on("end", async () => {
+        const raw = Buffer.concat(chunks).toString("utf8");
+        try {
+          const parsed = await simpleParser(raw);
+          messages.push({
+            id: String(nextId++),
+            receivedAt: new Date().toISOString(),
+            secure: Boolean(session.secure),
+            authenticatedAs: session.user ?? null,
+            envelope: {
+              from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+              to: session.envelope.rcptTo.map((r) => r.address),
+            },
+            messageId: parsed.messageId ?? null,
+            from: parsed.from?.text ?? "",
+            to: parsed.to ? [].concat(parsed.to).map((a) => a.text).join(", ") : "",
+            cc: parsed.cc ? [].concat(parsed.cc).map((a) => a.text).join(", ") : "",
+            subject: parsed.subject ?? "",
+            text: parsed.text ?? "",
+            html: typeof parsed.html === "string" ? parsed.html : "",
+            headerNames: [...parsed.headers.keys()],
+            raw,
+          });
+          callback(null, "Message queued as " + (nextId - 1));
+        } catch (error) {
+          callback(error);
+        }
+      });
+    },
+  });
+  smtp.on("error", () => {}); // a client that drops mid-session is not the inbox's problem
+
+  await new Promise((resolve, reject) => {
+    smtp.server.once("error", reject);
+    smtp.listen(smtpPort, host, () => resolve(undefined));
+  });
+  const actualSmtpPort = smtp.server.address().port;
+
+  let http;
+  if (httpPort !== null) {
+    http = createHttpServer((req, res) => serveInbox(req, res, messages, stats));
+    await new Promise((resolve, reject) => {
+      http.once("error", reject);
+      http.listen(httpPort, host, () => resolve(undefined));
+    });
+  }
+
+  return {
+    smtpPort: actualSmtpPort,
+    httpPort: http ? http.address().port : null,
+    messages,
+    stats,
+    async close() {
+      await new Promise((resolve) => smtp.close(() => resolve(undefined)));
+      if (http) {
+        http.closeAllConnections();
+        await new Promise((resolve) => http.close(() => resolve(undefined)));
+      }
+    },
+  };
+}
+
+const escapeHtml = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+const PAGE_STYLE = `body{font:15px/1.5 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#222}
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #ddd}
+a{color:#0645ad}pre{white-space:pre-wrap;background:#f6f6f6;padding:1rem}iframe{width:100%;height:28rem;border:1px solid #ddd}
+dl{display:grid;grid-template-columns:8rem 1fr;gap:.2rem 1rem}dt{color:#666}`;
+
+function page(title, body) {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>${PAGE_STYLE}</style></head><body>${body}</body></html>`;
+}
+
+function serveInbox(req, res, messages, stats) {
+  const url = new URL(req.url ?? "/", "http://inbox.local");
+  const send = (status, type, body, headers = {}) => {
+    res.writeHead(status, { "Content-Type": type, "Cache-Control": "no-store", ...headers });
+    res.end(body);
+  };
+  const json = (status, value) => send(status, "application/json", JSON.stringify(value));
+  const detail = /^\/messages\/(\d+)(\/html)?$/.exec(url.pathname);
+
+  if (req.method === "GET" && url.pathname === "/api/messages") {
+    const to = url.searchParams.get("to");
+    return json(200, to ? messages.filter((m) => m.envelope.to.includes(to)) : messages);
+  }
+  if (req.method === "GET" && url.pathname === "/api/stats") return json(200, stats);
+  if (req.method === "DELETE" && url.pathname === "/api/messages") {
+    messages.length = 0;
+    return json(200, { deleted: true });
+  }
+  if (req.method === "GET" && url.pathname === "/") {
+    const rows = messages
+      .slice()
+      .reverse()
+      .map((m) => `<tr><td>${escapeHtml(m.receivedAt)}</td><td>${escapeHtml(m.from)}</td><td>${escapeHtml(m.envelope.to.join(", "))}</td><td><a href="/messages/${m.id}">${escapeHtml(m.subject || "(no subject)")}</a></td></tr>`)
+      .join("");
+    const body = messages.length
+      ? `<table><thead><tr><th>Received</th><th>From</th><th>To</th><th>Subject</th></tr></thead><tbody>${rows}</tbody></table>`
+      : "<p>No mail yet. Send one with the curl command <code>npm start</code> printed.</p>";
+    return send(200, "text/html; charset=utf-8", page("Mailroom inbox", `<h1>Mailroom inbox (${messages.length})</h1>${body}`));
+  }
+  const message = detail ? messages.find((m) => m.id === detail[1]) : undefined;
+  if (req.method === "GET" && message && detail?.[2]) {
+    // The mail's own HTML, shown in a sandboxed frame: no scripts, no access to this page.
+    return send(200, "text/html; charset=utf-8", message.html, { "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'" });
+  }
+  if (req.method === "GET" && message) {
+    const html = message.html ? `<h2>HTML</h2><iframe sandbox src="/messages/${message.id}/html" title="HTML body"></iframe>` : "";
+    const text = message.text ? `<h2>Text</h2><pre>${escapeHtml(message.text)}</pre>` : "";
+    const meta = [
+      ["From", message.from],
+      ["To", message.to],
+      ["Cc", message.cc],
+      ["Envelope", `${message.envelope.from} → ${message.envelope.to.join(", ")}`],
+      ["Subject", message.subject],
+      ["Message-ID", message.messageId],
+      ["Received", message.receivedAt],
+    ]
+      .filter(([, v]) => v)
+      .map(([k, v]) => `<dt>${k}</dt><dd>${escapeHtml(v)}</dd>`)
+      .join("");
+    return send(200, "text/html; charset=utf-8", page(message.subject, `<p><a href="/">← inbox</a></p><h1>${escapeHtml(message.subject)}</h1><dl>${meta}</dl>${html}${text}<h2>Source</h2><pre>${escapeHtml(message.raw)}</pre>`));
+  }
+  return json(404, { error: "not found" });
+}

@@ -1,0 +1,53 @@
+// createApp(): the one Hono app used by production and tests alike, so middleware and error handling
+// are identical everywhere. Errors leave in the contract's shape; unknown ones become a logged 500.
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { ConfigError } from "./config";
+import type { AppEnv } from "./http/context";
+import { ApiError, ERROR_STATUS, toErrorResponse, type ErrorCode } from "./http/errors";
+import { apiKeyAuth } from "./http/middleware/api-key-auth";
+import { requestLog } from "./http/middleware/request-log";
+import { emailRoutes } from "./http/routes/emails";
+import { createLogger } from "./log";
+
+/** Largest request body accepted, in bytes. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+const CODE_FOR_STATUS = new Map<number, ErrorCode>(Object.entries(ERROR_STATUS).map(([code, status]) => [status, code as ErrorCode]));
+
+export function createApp() {
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId(), requestLog(), secureHeaders());
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: MAX_REQUEST_BYTES,
+      onError: () => {
+        throw new ApiError("payload_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`);
+      },
+    }),
+    apiKeyAuth(),
+  );
+  app.route("/v1/emails", emailRoutes);
+
+  app.notFound(() => toErrorResponse(new ApiError("not_found", "no such route")));
+  app.onError((error, c) => {
+    if (error instanceof ApiError) return toErrorResponse(error);
+    if (error instanceof HTTPException) {
+      const code = CODE_FOR_STATUS.get(error.status) ?? "internal_error";
+      return toErrorResponse(new ApiError(code, error.message || code.replace(/_/g, " ")));
+    }
+    const log = c.var.log ?? createLogger({ request_id: c.var.requestId });
+    const problem = error instanceof ConfigError ? "service is misconfigured" : "unhandled error";
+    log.error(problem, { error, path: c.req.path });
+    return toErrorResponse(new ApiError("internal_error", "internal error"));
+  });
+
+  return app;
+}

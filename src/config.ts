@@ -1,0 +1,129 @@
+// Mailroom's settings, read once from wrangler vars and secrets and checked with zod, so a bad deploy
+// fails loudly with every wrong variable named instead of misbehaving later.
+import * as z from "zod";
+import { parseMailbox, type Mailbox } from "./core/address";
+
+export type SmtpSecurity = "tls" | "starttls" | "none";
+
+export interface ApiKeyEntry {
+  name: string;
+  /** SHA-256 of the key, as 32 bytes. */
+  digest: Uint8Array;
+}
+
+export interface Config {
+  smtp: {
+    host: string;
+    port: number;
+    security: SmtpSecurity;
+    user?: string;
+    pass?: string;
+    heloName: string;
+    timeoutMs: number;
+  };
+  mailFrom: Mailbox;
+  apiKeys: ApiKeyEntry[];
+  retry: { baseDelaySeconds: number; maxDelaySeconds: number };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration: ${problems.join("; ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const DEFAULT_PORTS: Record<SmtpSecurity, number> = { tls: 465, starttls: 587, none: 25 };
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[?::1\]?)$/i;
+
+/** Empty strings count as unset: wrangler.toml declares every var, operators fill in some. */
+const optionalString = z.preprocess((v) => (v === "" || v === null ? undefined : v), z.string().optional());
+const intInRange = (min: number, max: number) =>
+  z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : Number(v)),
+    z.number().int(`must be a whole number`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`).optional(),
+  );
+
+const mailboxString = z.string().transform((value, ctx): Mailbox => {
+  const parsed = parseMailbox(value);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: "custom", message: `"${value}" ${parsed.error}` });
+    return z.NEVER;
+  }
+  return parsed.mailbox;
+});
+
+const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
+  const entries: ApiKeyEntry[] = [];
+  for (const [index, raw] of value.split(",").map((s) => s.trim()).filter(Boolean).entries()) {
+    const match = /^([A-Za-z0-9_.-]{1,64}):([0-9a-fA-F]{64})$/.exec(raw);
+    if (!match) {
+      // Never echo the entry: it might be a plain key pasted by mistake.
+      ctx.addIssue({ code: "custom", message: `entry ${index + 1} is not name:sha256hex (64 hex digits)` });
+      continue;
+    }
+    const hex = match[2]!;
+    entries.push({ name: match[1]!, digest: Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)) });
+  }
+  if (entries.length === 0 && ctx.issues.length === 0) ctx.addIssue({ code: "custom", message: "no API keys configured" });
+  return entries;
+});
+
+const envSchema = z.object({
+  SMTP_HOST: z.string({ error: "required" }).min(1, "required"),
+  SMTP_PORT: intInRange(1, 65535),
+  SMTP_SECURITY: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["tls", "starttls", "none"], { error: "must be tls, starttls or none" }).default("starttls")),
+  SMTP_USER: optionalString,
+  SMTP_PASS: optionalString,
+  SMTP_HELO_NAME: optionalString,
+  SMTP_TIMEOUT_MS: intInRange(100, 600_000),
+  MAIL_FROM: z.string({ error: "required" }).min(1, "required").pipe(mailboxString),
+  API_KEYS: z.string({ error: "required" }).min(1, "required").pipe(apiKeyEntries),
+  RETRY_BASE_DELAY_SECONDS: intInRange(0, 43_200),
+  RETRY_MAX_DELAY_SECONDS: intInRange(0, 43_200),
+});
+
+export function parseConfig(env: Record<string, unknown>): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.message}`));
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  if (e.SMTP_SECURITY === "none" && !LOOPBACK_HOST.test(e.SMTP_HOST)) {
+    problems.push("SMTP_SECURITY: none is only allowed for loopback hosts (localhost, 127.0.0.1, ::1)");
+  }
+  if (e.SMTP_USER && !e.SMTP_PASS) problems.push("SMTP_PASS: required when SMTP_USER is set");
+  if (e.SMTP_PASS && !e.SMTP_USER) problems.push("SMTP_USER: required when SMTP_PASS is set");
+  if (problems.length) throw new ConfigError(problems);
+  const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
+  return {
+    smtp: {
+      host: e.SMTP_HOST,
+      port: e.SMTP_PORT ?? DEFAULT_PORTS[e.SMTP_SECURITY],
+      security: e.SMTP_SECURITY,
+      user: e.SMTP_USER,
+      pass: e.SMTP_PASS,
+      heloName: e.SMTP_HELO_NAME ?? fromDomain,
+      timeoutMs: e.SMTP_TIMEOUT_MS ?? 30_000,
+    },
+    mailFrom: e.MAIL_FROM,
+    apiKeys: e.API_KEYS,
+    retry: {
+      baseDelaySeconds: e.RETRY_BASE_DELAY_SECONDS ?? 30,
+      maxDelaySeconds: e.RETRY_MAX_DELAY_SECONDS ?? 3600,
+    },
+  };
+}
+
+const cache = new WeakMap<object, Config>();
+
+/** parseConfig, once per env object (the runtime hands the same env to every request of an isolate). */
+export function getConfig(env: Env): Config {
+  let config = cache.get(env);
+  if (!config) {
+    config = parseConfig(env as unknown as Record<string, unknown>);
+    cache.set(env, config);
+  }
+  return config;
+}

@@ -1,0 +1,52 @@
+// Turns a stored message into what goes on the wire: the SMTP envelope and the RFC 5322 message.
+// worker-mailer's Email composes the MIME body (multipart, quoted-printable, dot-stuffing); the
+// address and subject headers are encoded here, and Bcc never reaches it (it would print a header).
+import { Email } from "worker-mailer";
+import type { Mailbox } from "./address";
+import { encodeAddressList, encodeUnstructured } from "./header-encoding";
+
+export interface OutgoingMessage {
+  /** RFC 5322 Message-ID, angle brackets included; fixed at acceptance and reused on every attempt. */
+  messageId: string;
+  from: Mailbox;
+  to: Mailbox[];
+  cc: Mailbox[];
+  subject: string;
+  text?: string;
+  html?: string;
+}
+
+export interface Envelope {
+  from: string;
+  recipients: string[];
+}
+
+export function buildEnvelope(message: OutgoingMessage): Envelope {
+  const recipients = [...new Set([...message.to, ...message.cc].map((m) => m.address))];
+  return { from: message.from.address, recipients };
+}
+
+/** The DATA payload: dot-stuffed and terminated with CRLF.CRLF, ready for the SMTP session. */
+export function buildMime(message: OutgoingMessage, date: Date = new Date()): string {
+  const headers: Record<string, string> = {
+    From: encodeAddressList("From", [message.from]),
+    To: encodeAddressList("To", message.to),
+    Subject: encodeUnstructured("Subject", message.subject),
+    Date: date.toUTCString().replace(/GMT$/, "+0000"),
+    "Message-ID": message.messageId,
+  };
+  if (message.cc.length) headers.Cc = encodeAddressList("Cc", message.cc);
+  const email = new Email({
+    from: message.from.address,
+    to: message.to.map((m) => m.address),
+    subject: message.subject,
+    text: message.text,
+    html: message.html,
+    headers,
+  });
+  return email.getEmailData();
+}
+
+export function createMessageId(id: string, from: Mailbox): string {
+  return `<${id}@${from.address.split("@")[1]}>`;
+}

@@ -1,0 +1,68 @@
+// What a client may send to POST /v1/emails, validated with zod. Unknown fields are rejected rather
+// than ignored: silently dropping a field the client relies on (a bcc, an attachment) would lose mail.
+import * as z from "zod";
+import { parseMailbox, type Mailbox } from "./address";
+
+export const MAX_RECIPIENTS = 50;
+export const MAX_SUBJECT_LENGTH = 998;
+/** Text and HTML bodies each; the whole request is capped by the HTTP body limit too. */
+export const MAX_BODY_CHARS = 256 * 1024;
+
+const mailbox = z.string().transform((value, ctx): Mailbox => {
+  const parsed = parseMailbox(value);
+  if (!parsed.ok) {
+    ctx.addIssue({ code: "custom", message: `"${value.slice(0, 100)}" ${parsed.error}` });
+    return z.NEVER;
+  }
+  return parsed.mailbox;
+});
+
+const mailboxList = z
+  .union([mailbox.transform((m) => [m]), z.array(mailbox)])
+  .refine((list) => list.length <= MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`);
+
+const subject = z
+  .string()
+  .min(1, "must not be empty")
+  .max(MAX_SUBJECT_LENGTH, `must be at most ${MAX_SUBJECT_LENGTH} characters`)
+  .refine((s) => !/[\u0000-\u001f\u007f\u2028\u2029]/.test(s), "must not contain line breaks or control characters");
+
+const body = z.string().min(1, "must not be empty").max(MAX_BODY_CHARS, `must be at most ${MAX_BODY_CHARS} characters`);
+
+export const sendEmailSchema = z
+  .strictObject({
+    from: mailbox.optional(),
+    to: mailboxList.refine((list) => list.length > 0, "at least one recipient is required"),
+    cc: mailboxList.optional(),
+    subject,
+    text: body.optional(),
+    html: body.optional(),
+  })
+  .refine((m) => m.text !== undefined || m.html !== undefined, {
+    message: "provide text or html (or both)",
+    path: ["text"],
+  })
+  .refine((m) => m.to.length + (m.cc?.length ?? 0) <= MAX_RECIPIENTS, {
+    message: `at most ${MAX_RECIPIENTS} recipients in to and cc together`,
+    path: ["cc"],
+  });
+
+export type SendEmailRequest = z.output<typeof sendEmailSchema>;
+
+export interface ValidationIssue {
+  path: string;
+  message: string;
+}
+
+export type Validated<T> = { ok: true; value: T } | { ok: false; issues: ValidationIssue[] };
+
+/** Runs a schema and flattens zod's issues into the API's `{path, message}` shape. */
+export function validate<T>(schema: z.ZodType<T>, input: unknown): Validated<T> {
+  const result = schema.safeParse(input);
+  if (result.success) return { ok: true, value: result.data };
+  const issues = result.error.issues.map((issue) => ({
+    path: issue.path.map(String).join(".") || "(body)",
+    message: issue.message,
+  }));
+  return { ok: false, issues };
+}

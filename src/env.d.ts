@@ -1,0 +1,9 @@
+// Secrets are not in wrangler.toml, so `wrangler types` cannot see them; declare them here.
+declare namespace Cloudflare {
+  interface Env {
+    /** Password for SMTP AUTH (`wrangler secret put SMTP_PASS`). */
+    SMTP_PASS?: string;
+    /** Comma-separated `name:sha256hex` entries (`wrangler secret put API_KEYS`). */
+    API_KEYS?: string;
+  }
+}

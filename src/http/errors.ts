@@ -1,0 +1,48 @@
+// The error contract: one error class, a closed set of codes, one code→status map, one JSON shape.
+// Every error response the API sends is built here.
+
+export const ERROR_STATUS = {
+  invalid_json: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  validation_error: 422,
+  rate_limited: 429,
+  internal_error: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+export type ErrorStatus = (typeof ERROR_STATUS)[ErrorCode];
+export interface FieldIssue {
+  path: string;
+  message: string;
+}
+
+export class ApiError extends Error {
+  readonly status: ErrorStatus;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly issues?: FieldIssue[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(message);
+    this.name = "ApiError";
+    this.status = ERROR_STATUS[code];
+  }
+}
+
+export function errorBody(code: ErrorCode, message: string, issues?: FieldIssue[]) {
+  return { error: { code, message, ...(issues ? { issues } : {}) } };
+}
+
+export function toErrorResponse(error: ApiError): Response {
+  return Response.json(errorBody(error.code, error.message, error.issues), {
+    status: error.status,
+    headers: error.headers,
+  });
+}

@@ -1,0 +1,51 @@
+// /v1/emails: accept a message for delivery, and read its status and history back.
+import { Hono } from "hono";
+import { acceptEmail } from "../../accept";
+import { getConfig } from "../../config";
+import { formatMailbox } from "../../core/address";
+import { sendEmailSchema, validate } from "../../core/schema";
+import { getMessage, listEvents, type MessageEvent, type MessageRecord } from "../../store/messages";
+import type { AppEnv } from "../context";
+import { defer } from "../defer";
+import { ApiError } from "../errors";
+import { readJsonBody } from "../json-body";
+
+const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export const emailRoutes = new Hono<AppEnv>()
+  .post("/", async (c) => {
+    const validated = validate(sendEmailSchema, await readJsonBody(c));
+    if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
+    const accepted = await acceptEmail(c.env, getConfig(c.env), validated.value, c.var.apiKeyName);
+    defer(c, accepted.afterResponse);
+    c.var.log.info("email accepted", { email_id: accepted.id, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
+    c.header("Location", `/v1/emails/${accepted.id}`);
+    return c.json({ id: accepted.id, status: "queued" as const }, 202);
+  })
+  .get("/:id", async (c) => {
+    const id = c.req.param("id");
+    const message = ID_PATTERN.test(id) ? await getMessage(c.env.DB, id) : null;
+    if (!message) throw new ApiError("not_found", `no email with id ${id}`);
+    return c.json(toEmailView(message, await listEvents(c.env.DB, id)));
+  });
+
+function toEmailView(m: MessageRecord, events: MessageEvent[]) {
+  return {
+    id: m.id,
+    status: m.status,
+    from: formatMailbox(m.from),
+    to: m.to.map(formatMailbox),
+    cc: m.cc.map(formatMailbox),
+    bcc: m.bcc.map(formatMailbox),
+    subject: m.subject,
+    template: m.template,
+    tags: m.tags,
+    created_at: m.createdAt,
+    updated_at: m.updatedAt,
+    send_at: m.sendAt,
+    sent_at: m.sentAt,
+    attempts: m.attempts,
+    last_error: m.lastError,
+    events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail })),
+  };
+}

@@ -1,0 +1,39 @@
+// Calls the real worker's fetch handler the way a client would, plus small readers for the results.
+import { env, exports } from "cloudflare:workers";
+import { inject } from "vitest";
+import type { InboxMessage, InboxStats } from "../../scripts/inbox.mjs";
+
+export const API_KEY = "test-key";
+
+export function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
+  const { json, key = API_KEY, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (key !== null && !headers.has("Authorization")) headers.set("Authorization", `Bearer ${key}`);
+  if (json !== undefined && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
+  return exports.default.fetch(
+    new Request(`https://mailroom.test${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) }),
+  );
+}
+
+/** A recipient nobody else uses, so tests sharing an inbox never see each other's mail. */
+export function uniqueRecipient(prefix = "user"): string {
+  return `${prefix}-${crypto.randomUUID().slice(0, 8)}@example.com`;
+}
+
+export async function inboxMessages(to: string, httpPort = inject("smtp").plain.httpPort): Promise<InboxMessage[]> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/messages?to=${encodeURIComponent(to)}`);
+  return res.json();
+}
+
+export async function inboxStats(httpPort: number): Promise<InboxStats> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/stats`);
+  return res.json();
+}
+
+export async function countRows(): Promise<{ messages: number; events: number }> {
+  const row = await env.DB.prepare("SELECT (SELECT COUNT(*) FROM messages) AS messages, (SELECT COUNT(*) FROM events) AS events").first<{
+    messages: number;
+    events: number;
+  }>();
+  return row!;
+}

@@ -1,0 +1,48 @@
+// Starts the real SMTP servers the workerd tests deliver to, on OS-chosen ports, and hands their
+// ports to the tests with provide(). Runs in Node, outside workerd.
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { TestProject } from "vitest/node";
+import { startInbox } from "../../scripts/inbox.mjs";
+import { startMisbehavingSmtp } from "./misbehaving-smtp";
+import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
+
+const tlsDir = new URL("../fixtures/tls/", import.meta.url);
+const tls = { key: readFileSync(new URL("server-key.pem", tlsDir)), cert: readFileSync(new URL("server.pem", tlsDir)) };
+const users = { [SMTP_USER]: SMTP_PASS };
+
+export default async function setup(project: TestProject) {
+  const plain = await startInbox({ security: "none" });
+  const starttls = await startInbox({ security: "starttls", tls, users });
+  const implicitTls = await startInbox({ security: "tls", tls, users });
+  const noStarttls = await startInbox({ security: "none", users, offerStartTls: false });
+  const drop = await startMisbehavingSmtp("drop-mid-data");
+  const silent = await startMisbehavingSmtp("silent");
+
+  // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop.
+  const control = createServer(async (req, res) => {
+    if (req.url === "/drop/data-started") await drop.dataStarted();
+    else if (req.url === "/drop/release") drop.release();
+    else res.statusCode = 404;
+    res.end();
+  });
+  await new Promise<void>((resolve) => control.listen(0, "127.0.0.1", resolve));
+  const controlAddress = control.address();
+  if (!controlAddress || typeof controlAddress === "string") throw new Error("control server has no port");
+
+  const fixtures: SmtpFixtures = {
+    plain: { smtpPort: plain.smtpPort, httpPort: plain.httpPort! },
+    starttls: { smtpPort: starttls.smtpPort, httpPort: starttls.httpPort! },
+    tls: { smtpPort: implicitTls.smtpPort, httpPort: implicitTls.httpPort! },
+    noStarttls: { smtpPort: noStarttls.smtpPort, httpPort: noStarttls.httpPort! },
+    drop: { smtpPort: drop.port, controlPort: controlAddress.port },
+    silent: { smtpPort: silent.port },
+  };
+  project.provide("smtp", fixtures);
+
+  return async () => {
+    control.closeAllConnections();
+    await new Promise<void>((resolve) => control.close(() => resolve()));
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close()]);
+  };
+}

@@ -1,0 +1,25 @@
+// What the global setup starts and the tests reach: real SMTP servers on loopback, each with a JSON
+// API (httpPort) listing the mail it received and the AUTH attempts it saw.
+
+export const SMTP_USER = "mailroom";
+export const SMTP_PASS = "correct horse battery staple";
+
+export interface InboxPorts {
+  smtpPort: number;
+  httpPort: number;
+}
+
+export interface SmtpFixtures {
+  plain: InboxPorts;
+  starttls: InboxPorts;
+  tls: InboxPorts;
+  noStarttls: InboxPorts;
+  drop: { smtpPort: number; controlPort: number };
+  silent: { smtpPort: number };
+}
+
+declare module "vitest" {
+  interface ProvidedContext {
+    smtp: SmtpFixtures;
+  }
+}

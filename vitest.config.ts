@@ -1,0 +1,55 @@
+// Two test projects: "workers" runs unit and integration tests inside workerd (real local D1 and
+// Queues, real SMTP servers from the global setup); "e2e" runs in Node and drives a real `wrangler dev`.
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { defineConfig } from "vitest/config";
+
+const migrations = await readD1Migrations(new URL("./migrations", import.meta.url).pathname);
+
+/** name:SHA-256 of "test-key", the API key the integration tests send (test/helpers/api.ts). */
+const TEST_API_KEYS = "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        plugins: [
+          cloudflareTest(async ({ inject }) => ({
+            main: "./src/index.ts",
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: migrations,
+                SMTP_HOST: "127.0.0.1",
+                SMTP_PORT: String(inject("smtp").plain.smtpPort),
+                SMTP_SECURITY: "none",
+                MAIL_FROM: "Mailroom Tests <noreply@mailroom.test>",
+                API_KEYS: TEST_API_KEYS,
+                RETRY_BASE_DELAY_SECONDS: "0",
+                SMTP_TIMEOUT_MS: "5000",
+              },
+              queueConsumers: {
+                "mailroom-outbox": { maxBatchTimeout: 0, maxRetries: 2, deadLetterQueue: "mailroom-dead-letter" },
+                "mailroom-dead-letter": { maxBatchTimeout: 0 },
+              },
+            },
+          })),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
+          globalSetup: ["./test/helpers/global-setup.ts"],
+          setupFiles: ["./test/helpers/apply-migrations.ts"],
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
