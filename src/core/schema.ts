@@ -17,9 +17,11 @@ const mailbox = z.string().transform((value, ctx): Mailbox => {
   return parsed.mailbox;
 });
 
-const mailboxList = z
-  .union([mailbox.transform((m) => [m]), z.array(mailbox)])
-  .refine((list) => list.length <= MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`);
+/** One address or an array of them; a single string is read as a list of one (issues say "to.0"). */
+const mailboxList = z.preprocess(
+  (value) => (typeof value === "string" ? [value] : value),
+  z.array(mailbox, { error: "must be an address or an array of addresses" }).max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`),
+);
 
 const subject = z
   .string()

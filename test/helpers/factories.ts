@@ -1,0 +1,45 @@
+// Builds test data straight in D1 and drives the queue consumer directly, for delivery tests that
+// need a relay other than the default one (each SMTP server of the global setup is its own env).
+import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import worker from "../../src/index";
+import { createMessageId } from "../../src/core/message";
+import type { OutboxJob } from "../../src/delivery/consumer";
+import { getMessage, insertMessage, listEvents } from "../../src/store/messages";
+import { uniqueRecipient } from "./api";
+
+/** A queued message as the accept path would have stored it (without enqueueing it). */
+export async function insertQueuedMessage(fields: { to?: string; subject?: string; text?: string } = {}) {
+  const id = crypto.randomUUID();
+  const from = { name: "Mailroom Tests", address: "noreply@mailroom.test" };
+  const to = fields.to ?? uniqueRecipient();
+  await insertMessage(env.DB, {
+    id,
+    createdAt: new Date().toISOString(),
+    messageId: createMessageId(id, from),
+    from,
+    to: [{ address: to }],
+    cc: [],
+    subject: fields.subject ?? "Test message",
+    text: fields.text ?? "Hello from the tests",
+  });
+  return { id, to };
+}
+
+/** Runs the outbox consumer on one batch with env overrides (e.g. another SMTP server). */
+export async function deliver(ids: string[], overrides: Partial<Record<keyof Env, string>> = {}) {
+  const batch = createMessageBatch<OutboxJob>(
+    "mailroom-outbox",
+    ids.map((id, i) => ({ id: `job-${id}`, timestamp: new Date(), attempts: 1, body: { id } })),
+  );
+  const ctx = createExecutionContext();
+  const started = Date.now();
+  await worker.queue(batch, { ...env, ...overrides } as Env, ctx);
+  const result = await getQueueResult(batch, ctx);
+  return { result, elapsedMs: Date.now() - started };
+}
+
+export async function loadMessage(id: string) {
+  const message = await getMessage(env.DB, id);
+  return { message: message!, events: await listEvents(env.DB, id) };
+}

@@ -1,0 +1,95 @@
+// Bad requests get the documented status and error shape, and change nothing: no row, no queue
+// message (the real queue binding is wrapped to count sends), no mail.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import worker from "../../src/index";
+import { API_KEY, api, uniqueRecipient } from "../helpers/api";
+
+async function send(body: string, headers: Record<string, string> = {}) {
+  let enqueued = 0;
+  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request("https://mailroom.test/v1/emails", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json", ...headers },
+      body,
+    }),
+    { ...env, OUTBOX: outbox } as Env,
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return { res, body: await res.json<{ error: { code: string; message: string; issues?: { path: string; message: string }[] } }>(), enqueued };
+}
+
+async function rowsFor(recipient: string): Promise<number> {
+  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE to_json LIKE ?").bind(`%${recipient}%`).first<{ n: number }>();
+  return row!.n;
+}
+
+const valid = (to: string) => ({ to, subject: "Hello", text: "Hi" });
+
+describe("bad input changes nothing", () => {
+  const cases: [string, (to: string) => [string, Record<string, string>?], number, string, string?][] = [
+    ["invalid JSON", (to) => [`{"to": "${to}", "subject": `], 400, "invalid_json"],
+    ["a form body", (to) => [`to=${to}&subject=x&text=y`, { "Content-Type": "application/x-www-form-urlencoded" }], 415, "unsupported_media_type"],
+    ["no content type", (to) => [JSON.stringify(valid(to)), { "Content-Type": "" }], 415, "unsupported_media_type"],
+    ["a missing to", (to) => [JSON.stringify({ subject: `Hello ${to}`, text: "Hi" })], 422, "validation_error", "to"],
+    ["an empty to list", (to) => [JSON.stringify({ to: [], subject: `Hello ${to}`, text: "Hi" })], 422, "validation_error", "to"],
+    ["a malformed address", (to) => [JSON.stringify({ ...valid(to), to: [to, "not-an-address"] })], 422, "validation_error", "to.1"],
+    ["an address with a line break", (to) => [JSON.stringify({ ...valid(to), cc: "Eve\r\nBcc: x@evil.example <e@evil.example>" })], 422, "validation_error", "cc.0"],
+    ["no body", (to) => [JSON.stringify({ to, subject: "Hello" })], 422, "validation_error", "text"],
+    ["a subject with a line break", (to) => [JSON.stringify({ ...valid(to), subject: "Hi\r\nBcc: x@evil.example" })], 422, "validation_error", "subject"],
+    ["an unknown field", (to) => [JSON.stringify({ ...valid(to), bcc: "x@example.com" })], 422, "validation_error", "(body)"],
+    ["a JSON array", () => ["[]"], 422, "validation_error", "(body)"],
+    ["51 recipients", (to) => [JSON.stringify({ ...valid(to), cc: Array.from({ length: 50 }, (_, i) => `cc${i}@example.com`) })], 422, "validation_error", "cc"],
+    ["a body over 1 MiB", (to) => [JSON.stringify({ ...valid(to), text: "x".repeat(1024 * 1024) })], 413, "payload_too_large"],
+  ];
+
+  it.each(cases)("%s", async (_name, build, status, code, issuePath) => {
+    const to = uniqueRecipient("bad");
+    const [body, headers] = build(to);
+    const result = await send(body, headers);
+    expect(result.res.status).toBe(status);
+    expect(result.body.error.code).toBe(code);
+    expect(result.body.error.message).toEqual(expect.any(String));
+    if (issuePath) expect(result.body.error.issues?.map((i) => i.path)).toContain(issuePath);
+    expect(result.enqueued).toBe(0);
+    expect(await rowsFor(to)).toBe(0);
+  });
+
+  it("the same wrapper counts a valid request, so the checks above can fail", async () => {
+    const to = uniqueRecipient("good");
+    const result = await send(JSON.stringify(valid(to)));
+    expect(result.res.status).toBe(202);
+    expect(result.enqueued).toBe(1);
+    expect(await rowsFor(to)).toBe(1);
+  });
+});
+
+describe("auth and routing errors", () => {
+  it.each([
+    ["no Authorization header", null],
+    ["a wrong key", "not-the-key"],
+    ["a malformed header", "has spaces in it"],
+  ])("401 unauthorized for %s", async (_name, key) => {
+    const res = await api("/v1/emails", { method: "POST", key, json: valid(uniqueRecipient()) });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toEqual({ error: { code: "unauthorized", message: expect.any(String) } });
+  });
+
+  it("does not need a key for /healthz", async () => {
+    const res = await api("/healthz", { key: null });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: "ok" });
+  });
+
+  it("404 for an unknown email id and an unknown route, in the error shape", async () => {
+    for (const path of [`/v1/emails/${crypto.randomUUID()}`, "/v1/emails/not-an-id", "/v1/nothing-here"]) {
+      const res = await api(path);
+      expect(res.status).toBe(404);
+      expect(await res.json()).toEqual({ error: { code: "not_found", message: expect.any(String) } });
+    }
+  });
+});

@@ -1,0 +1,100 @@
+// Delivery over real TCP to real SMTP servers started by the global setup: STARTTLS and implicit TLS
+// with AUTH (certificates from a test CA), a relay without STARTTLS, one that drops the connection
+// mid-DATA and one that never answers.
+import { exports } from "cloudflare:workers";
+import { describe, expect, inject, it } from "vitest";
+import { inboxMessages, inboxStats } from "../helpers/api";
+import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
+import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
+
+const smtp = inject("smtp");
+const withAuth = { SMTP_USER, SMTP_PASS };
+
+describe("delivery over SMTP", () => {
+  it.each([
+    ["STARTTLS on a submission port", { SMTP_PORT: String(smtp.starttls.smtpPort), SMTP_SECURITY: "starttls" }, smtp.starttls.httpPort],
+    ["implicit TLS", { SMTP_PORT: String(smtp.tls.smtpPort), SMTP_SECURITY: "tls" }, smtp.tls.httpPort],
+  ])("delivers with %s and AUTH, never sending credentials in the clear", async (_name, relay, httpPort) => {
+    const { id, to } = await insertQueuedMessage({ subject: "Over TLS" });
+    const { result } = await deliver([id], { ...relay, ...withAuth });
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("sent");
+    expect(events.at(-1)).toMatchObject({ type: "sent", smtpCode: 250 });
+    const [mail] = await inboxMessages(to, httpPort);
+    expect(mail).toMatchObject({ subject: "Over TLS", secure: true, authenticatedAs: SMTP_USER });
+    const stats = await inboxStats(httpPort);
+    expect(stats.authAttempts.length).toBeGreaterThan(0);
+    expect(stats.authAttempts.every((a) => a.secure && a.ok)).toBe(true);
+  });
+
+  it("retries (not fails) when the relay rejects the credentials, and says so", async () => {
+    const { id } = await insertQueuedMessage();
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.tls.smtpPort), SMTP_SECURITY: "tls", SMTP_USER, SMTP_PASS: "wrong" });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(message.lastError).toMatch(/AUTH PLAIN answered 535/);
+    expect(events.at(-1)).toMatchObject({ type: "deferred", smtpCode: 535, attempt: 1 });
+  });
+
+  it("fails closed when STARTTLS is required but not offered: no AUTH and no mail on the wire", async () => {
+    const { id } = await insertQueuedMessage();
+    const before = await inboxStats(smtp.noStarttls.httpPort);
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.noStarttls.smtpPort), SMTP_SECURITY: "starttls", ...withAuth });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const after = await inboxStats(smtp.noStarttls.httpPort);
+    expect(after.connections).toBe(before.connections + 1);
+    expect(after.authAttempts).toEqual(before.authAttempts);
+    expect(after.mailFrom).toBe(before.mailFrom);
+    const { message } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(message.lastError).toMatch(/does not offer STARTTLS/);
+  });
+
+  it("fails in bounded time when the relay drops the connection mid-DATA, while other requests are served", async () => {
+    const control = `http://127.0.0.1:${smtp.drop.controlPort}`;
+    const { id } = await insertQueuedMessage();
+    const delivery = deliver([id], { SMTP_PORT: String(smtp.drop.smtpPort) });
+
+    await fetch(`${control}/drop/data-started`); // the consumer is now inside DATA, waiting on the relay
+    const health = await exports.default.fetch(new Request("https://mailroom.test/healthz"));
+    expect(health.status).toBe(200);
+    await fetch(`${control}/drop/release`); // the relay cuts the connection
+
+    const { result } = await delivery;
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(message.lastError).toMatch(/connection closed by the server/);
+    expect(events.at(-1)).toMatchObject({ type: "deferred", attempt: 1, smtpCode: null });
+  });
+
+  it("gives up on a relay that never answers after SMTP_TIMEOUT_MS", async () => {
+    const { id } = await insertQueuedMessage();
+    const { result, elapsedMs } = await deliver([id], { SMTP_PORT: String(smtp.silent.smtpPort), SMTP_TIMEOUT_MS: "300" });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(elapsedMs).toBeGreaterThanOrEqual(300);
+    const { message } = await loadMessage(id);
+    expect(message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
+  });
+
+  it("reuses one session for a batch and skips messages that are no longer pending", async () => {
+    const first = await insertQueuedMessage();
+    const second = await insertQueuedMessage();
+    const before = await inboxStats(smtp.plain.httpPort);
+    await deliver([first.id, second.id]);
+    const after = await inboxStats(smtp.plain.httpPort);
+    expect(after.connections).toBe(before.connections + 1);
+    expect((await loadMessage(first.id)).message.status).toBe("sent");
+    expect((await loadMessage(second.id)).message.status).toBe("sent");
+
+    // A redelivered job for a sent message sends nothing and changes nothing.
+    const { result } = await deliver([first.id]);
+    expect(result.explicitAcks).toEqual([`job-${first.id}`]);
+    expect(await inboxMessages(first.to)).toHaveLength(1);
+    const { message, events } = await loadMessage(first.id);
+    expect(message.attempts).toBe(1);
+    expect(events.map((e) => e.type)).toEqual(["sent"]);
+  });
+});
