@@ -19,6 +19,8 @@ const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/;
 const MAX_NAME_LENGTH = 200;
 
 function toAsciiDomain(domain: string): string | undefined {
+  // The URL parser would silently drop tabs and line breaks; refuse them (and spaces) first.
+  if (/[\s\u0000-\u001f\u007f]/.test(domain)) return undefined;
   if (/^[\x21-\x7e]+$/.test(domain)) return domain.toLowerCase();
   try {
     return new URL(`http://${domain}`).hostname; // IDN → punycode, as the URL standard does it

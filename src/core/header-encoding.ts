@@ -7,8 +7,8 @@ const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 /** RFC 5322 "atext" plus space: a display name made of these needs no quoting. */
 const PLAIN_PHRASE = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$/;
 const MAX_LINE = 78;
-/** UTF-8 bytes per encoded-word, so that "=?UTF-8?B?...?=" stays within 75 characters. */
-const WORD_BYTES = 45;
+/** UTF-8 bytes per encoded-word: 39 bytes → 52 base64 chars, so "Subject: =?UTF-8?B?…?=" fits in 78. */
+const WORD_BYTES = 39;
 const encoder = new TextEncoder();
 
 function base64(bytes: Uint8Array): string {

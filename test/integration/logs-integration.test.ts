@@ -1,0 +1,35 @@
+// What the service writes to its logs during a real accept and delivery: structured JSON lines with
+// the documented fields, and no recipient, subject, body or key in any of them.
+import { describe, expect, it, vi } from "vitest";
+import { API_KEY, api, uniqueRecipient } from "../helpers/api";
+import { deliver, insertQueuedMessage } from "../helpers/factories";
+
+describe("logs", () => {
+  it("carry request and delivery fields but no content, recipients or keys", async () => {
+    const lines: string[] = [];
+    const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
+    try {
+      const to = uniqueRecipient("privacy");
+      const res = await api("/v1/emails", { method: "POST", json: { to, subject: "Top secret subject", text: "Top secret body" } });
+      expect(res.status).toBe(202);
+      const { id } = await insertQueuedMessage({ to, subject: "Another secret subject", text: "Another secret body" });
+      await deliver([id]);
+      await vi.waitFor(() => expect(lines.some((l) => l.includes('"msg":"request"'))).toBe(true));
+
+      const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(entries.find((e) => e.msg === "request")).toMatchObject({
+        level: "info",
+        request_id: expect.any(String),
+        method: "POST",
+        path: "/v1/emails",
+        status: 202,
+        latency_ms: expect.any(Number),
+      });
+      expect(entries.find((e) => e.msg === "delivery attempt")).toMatchObject({ level: "info", email_id: id, attempt: 1, smtp_code: 250, outcome: "sent" });
+      const all = lines.join("\n");
+      for (const secret of [to, to.split("@")[0]!, "secret", API_KEY]) expect(all).not.toContain(secret);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});

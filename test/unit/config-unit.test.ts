@@ -1,0 +1,68 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig } from "../../src/config";
+
+const KEY_HASH = "62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef";
+const base = { SMTP_HOST: "smtp.relay.example", MAIL_FROM: "Acme <noreply@acme.example>", API_KEYS: `web:${KEY_HASH}` };
+
+function problems(env: Record<string, unknown>): string[] {
+  try {
+    parseConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe("parseConfig", () => {
+  it("applies defaults and treats empty vars as unset", () => {
+    const config = parseConfig({ ...base, SMTP_PORT: "", SMTP_USER: "", SMTP_SECURITY: "" });
+    expect(config.smtp).toEqual({
+      host: "smtp.relay.example",
+      port: 587,
+      security: "starttls",
+      user: undefined,
+      pass: undefined,
+      heloName: "acme.example",
+      timeoutMs: 30_000,
+    });
+    expect(config.mailFrom).toEqual({ name: "Acme", address: "noreply@acme.example" });
+    expect(config.apiKeys).toEqual([{ name: "web", digest: expect.any(Uint8Array) }]);
+    expect(config.apiKeys[0]!.digest).toHaveLength(32);
+    expect(config.retry).toEqual({ baseDelaySeconds: 30, maxDelaySeconds: 3600 });
+  });
+
+  it("picks the port from the security mode unless given", () => {
+    expect(parseConfig({ ...base, SMTP_SECURITY: "tls" }).smtp.port).toBe(465);
+    expect(parseConfig({ ...base, SMTP_SECURITY: "none", SMTP_HOST: "127.0.0.1" }).smtp.port).toBe(25);
+    expect(parseConfig({ ...base, SMTP_PORT: "2525" }).smtp.port).toBe(2525);
+  });
+
+  it("names every bad field at once", () => {
+    const found = problems({ SMTP_PORT: "99999", SMTP_SECURITY: "ssl", MAIL_FROM: "nobody", API_KEYS: "web:plaintext-key" });
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^SMTP_HOST: required/),
+        expect.stringMatching(/^SMTP_PORT: must be at most 65535/),
+        expect.stringMatching(/^SMTP_SECURITY: must be tls, starttls or none/),
+        expect.stringMatching(/^MAIL_FROM: "nobody" must look like/),
+        expect.stringMatching(/^API_KEYS: entry 1 is not name:sha256hex/),
+      ]),
+    );
+    expect(found.join(" ")).not.toContain("plaintext-key");
+  });
+
+  it("allows SMTP_SECURITY=none only for loopback hosts", () => {
+    expect(problems({ ...base, SMTP_SECURITY: "none" })).toEqual([expect.stringMatching(/^SMTP_SECURITY: none is only allowed for loopback/)]);
+    for (const host of ["127.0.0.1", "localhost", "::1"]) expect(problems({ ...base, SMTP_SECURITY: "none", SMTP_HOST: host })).toEqual([]);
+  });
+
+  it("wants SMTP_USER and SMTP_PASS together", () => {
+    expect(problems({ ...base, SMTP_USER: "u" })).toEqual(["SMTP_PASS: required when SMTP_USER is set"]);
+    expect(problems({ ...base, SMTP_PASS: "p" })).toEqual(["SMTP_USER: required when SMTP_PASS is set"]);
+  });
+
+  it("needs at least one API key", () => {
+    expect(problems({ ...base, API_KEYS: " , " })).toEqual(["API_KEYS: no API keys configured"]);
+  });
+});
