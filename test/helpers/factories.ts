@@ -2,7 +2,7 @@
 // need a relay other than the default one (each SMTP server of the global setup is its own env).
 import { createExecutionContext, createMessageBatch, getQueueResult } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import worker from "../../src/index";
+import mailroom from "../../src/index";
 import { createMessageId } from "../../src/core/message";
 import type { OutboxJob } from "../../src/delivery/consumer";
 import { getMessage, insertMessage, listEvents } from "../../src/store/messages";
@@ -34,7 +34,8 @@ export async function deliver(ids: string[], overrides: Partial<Record<keyof Env
   );
   const ctx = createExecutionContext();
   const started = Date.now();
-  await worker.queue(batch, { ...env, ...overrides } as Env, ctx);
+  const worker: ExportedHandler<Env, OutboxJob> = mailroom;
+  await worker.queue!(batch, { ...env, ...overrides } as Env, ctx);
   const result = await getQueueResult(batch, ctx);
   return { result, elapsedMs: Date.now() - started };
 }

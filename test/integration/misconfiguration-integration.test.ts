@@ -1,0 +1,50 @@
+// A bad deploy (missing or invalid settings) must not lose mail or leak internals: the API answers a
+// plain 500, queued jobs are kept for later, and the log names the wrong variables.
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import mailroom from "../../src/index";
+import { API_KEY } from "../helpers/api";
+import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
+
+function captureLogs() {
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
+  return { lines, restore: () => spy.mockRestore() };
+}
+
+describe("misconfiguration", () => {
+  it("keeps every queued job (retryAll) and logs which settings are wrong", async () => {
+    const { id } = await insertQueuedMessage();
+    const logs = captureLogs();
+    try {
+      const { result } = await deliver([id], { SMTP_HOST: "", SMTP_SECURITY: "ssl" });
+      expect(result.retryBatch.retry).toBe(true);
+      expect(result.explicitAcks).toEqual([]);
+    } finally {
+      logs.restore();
+    }
+    expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+    const entry = JSON.parse(logs.lines.find((l) => l.includes("misconfigured"))!);
+    expect(entry.level).toBe("error");
+    expect(entry.problems.join(" ")).toMatch(/SMTP_HOST: required.*SMTP_SECURITY: must be tls, starttls or none/);
+  });
+
+  it("answers 500 internal_error without details, and logs the problem", async () => {
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await mailroom.fetch(
+        new Request("https://mailroom.test/v1/emails/x", { headers: { Authorization: `Bearer ${API_KEY}` } }),
+        { ...env, MAIL_FROM: "" } as Env,
+        createExecutionContext(),
+      );
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
+    const entry = JSON.parse(logs.lines.find((l) => l.includes("misconfigured"))!);
+    expect(entry.error.message).toContain("MAIL_FROM: required");
+  });
+});
