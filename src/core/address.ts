@@ -19,8 +19,9 @@ const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/;
 const MAX_NAME_LENGTH = 200;
 
 function toAsciiDomain(domain: string): string | undefined {
-  // The URL parser would silently drop tabs and line breaks; refuse them (and spaces) first.
-  if (/[\s\u0000-\u001f\u007f]/.test(domain)) return undefined;
+  // Only letters, digits, "-" and "." belong in a domain. Refuse the rest before the URL parser sees
+  // it: it would silently drop tabs and line breaks, or cut the domain at "/", "?" or "#".
+  if (/[\s\u0000-\u002c\u002f\u003a-\u0040\u005b-\u0060\u007b-\u007f]/.test(domain)) return undefined;
   if (/^[\x21-\x7e]+$/.test(domain)) return domain.toLowerCase();
   try {
     return new URL(`http://${domain}`).hostname; // IDN → punycode, as the URL standard does it

@@ -33,39 +33,48 @@ export function encodeWords(text: string): string[] {
   return words;
 }
 
-/** Joins tokens with spaces, folding ("\r\n ") before a token that would pass 78 characters. */
-function fold(tokens: string[], firstLineUsed: number, separator = " "): string {
+/** A piece of a header value and the separator that goes before it ("" for the first). */
+type Token = [separator: string, text: string];
+
+/** Joins tokens, folding ("\r\n ") before a token that would pass 78 characters on its line. */
+function fold(tokens: Token[], firstLineUsed: number): string {
   let out = "";
   let lineLength = firstLineUsed;
-  tokens.forEach((token, index) => {
+  tokens.forEach(([separator, text], index) => {
     const sep = index === 0 ? "" : separator;
-    if (index > 0 && lineLength + sep.length + token.length > MAX_LINE) {
-      out += `${sep.trimEnd()}\r\n ${token}`;
-      lineLength = 1 + token.length;
+    if (index > 0 && lineLength + sep.length + text.length > MAX_LINE) {
+      out += `${sep.trimEnd()}\r\n ${text}`;
+      lineLength = 1 + text.length;
     } else {
-      out += sep + token;
-      lineLength += sep.length + token.length;
+      out += sep + text;
+      lineLength += sep.length + text.length;
     }
   });
   return out;
 }
 
+const spaced = (texts: string[]): Token[] => texts.map((text) => [" ", text]);
+
 /** An unstructured header value (Subject): plain when it is short printable ASCII, else encoded-words. */
 export function encodeUnstructured(name: string, value: string): string {
   const used = name.length + 2;
   if (PRINTABLE_ASCII.test(value) && used + value.length <= MAX_LINE) return value;
-  if (PRINTABLE_ASCII.test(value) && !/\S{77,}/.test(value)) return fold(value.split(" "), used);
-  return fold(encodeWords(value), used);
+  if (PRINTABLE_ASCII.test(value) && !/\S{77,}/.test(value)) return fold(spaced(value.split(" ")), used);
+  return fold(spaced(encodeWords(value)), used);
 }
 
-function encodeDisplayName(name: string): string {
-  if (PLAIN_PHRASE.test(name)) return name;
-  if (PRINTABLE_ASCII.test(name)) return `"${name.replace(/["\\]/g, "\\$&")}"`;
-  return encodeWords(name).join(" ");
+/** A display name as phrase tokens: as is, quoted and escaped, or as encoded-words that may fold apart. */
+function displayNameTokens(name: string): string[] {
+  if (PLAIN_PHRASE.test(name)) return [name];
+  if (PRINTABLE_ASCII.test(name)) return [`"${name.replace(/["\\]/g, "\\$&")}"`];
+  return encodeWords(name);
 }
 
-/** An address-list header value (From, To, Cc), folded between addresses. */
+/** An address-list header value (From, To, Cc), folded between addresses and between encoded-words. */
 export function encodeAddressList(name: string, mailboxes: Mailbox[]): string {
-  const tokens = mailboxes.map((m) => (m.name ? `${encodeDisplayName(m.name)} <${m.address}>` : m.address));
-  return fold(tokens, name.length + 2, ", ");
+  const tokens = mailboxes.flatMap((m, i): Token[] => {
+    const parts = m.name ? [...displayNameTokens(m.name), `<${m.address}>`] : [m.address];
+    return parts.map((text, j): Token => [j === 0 && i > 0 ? ", " : " ", text]);
+  });
+  return fold(tokens, name.length + 2);
 }

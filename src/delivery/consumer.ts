@@ -1,6 +1,7 @@
 // The outbox queue consumer: delivers each message of a batch over one SMTP session and records the
 // outcome. Delivery is at-least-once: a message already sent, failed or canceled is acknowledged and
-// skipped, so a redelivered job never sends twice once its result is recorded.
+// skipped, so a redelivered job never sends twice once its result is recorded; and once the relay has
+// accepted a mail, the job is never re-queued, even if recording that fails.
 import type { Config } from "../config";
 import { buildEnvelope, buildMime, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/retry";
@@ -38,7 +39,7 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Databas
           continue;
         }
         const outcome = classifyAttempt(await send(message), attempt, config.retry);
-        await recordOutcome(db, message.id, attempt, outcome);
+        await recordOutcomeOnceSent(db, message.id, attempt, outcome, msgLog);
         settle(msg, outcome);
         msgLog.info("delivery attempt", {
           attempt,
@@ -58,11 +59,25 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Databas
   }
 }
 
+/** Records the outcome; for a mail the relay accepted, a failed write is retried once, then logged, never re-sent. */
+async function recordOutcomeOnceSent(db: D1Database, id: string, attempt: number, outcome: DeliveryOutcome, log: Logger): Promise<void> {
+  try {
+    await recordOutcome(db, id, attempt, outcome);
+  } catch (error) {
+    if (outcome.kind !== "sent") throw error; // nothing was delivered: the catch-all retries the job
+    try {
+      await recordOutcome(db, id, attempt, outcome);
+    } catch (again) {
+      log.error("mail delivered but its status could not be recorded; not re-sending", { error: again, attempt, outcome: "sent_unrecorded" });
+    }
+  }
+}
+
 async function recordOutcome(db: D1Database, id: string, attempt: number, outcome: DeliveryOutcome): Promise<void> {
   const at = new Date().toISOString();
   switch (outcome.kind) {
     case "sent":
-      return markSent(db, id, at, attempt, outcome.code, outcome.reply);
+      return markSent(db, id, at, attempt, outcome.code, outcome.detail);
     case "retry":
       return markRetrying(db, id, at, attempt, outcome.reason, outcome.code);
     case "failed":

@@ -10,8 +10,9 @@ export interface SmtpReply {
   lines: string[];
 }
 
-const REPLY_LINE = /^([2-5][0-9][0-9])([ -])(.*)$/;
-const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})\s/;
+/** RFC 5321 §4.2: Reply-code [ SP textstring ] CRLF, or Reply-code "-" textstring for all but the last line. */
+const REPLY_LINE = /^([2-5][0-9][0-9])(?:([ -])(.*))?$/;
+const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)/;
 /** A reply longer than this is not a reply: treat the peer as broken. */
 export const MAX_REPLY_BYTES = 64 * 1024;
 
@@ -26,7 +27,7 @@ export class ReplyAssembler {
     const code = Number(match[1]);
     if (this.lines.length > 0 && code !== this.code) return { error: "reply code changed inside a multi-line reply" };
     this.code = code;
-    this.lines.push(match[3]!);
+    this.lines.push(match[3] ?? "");
     if (match[2] === "-") return undefined;
     const lines = this.lines;
     this.lines = [];

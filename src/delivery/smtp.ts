@@ -35,10 +35,19 @@ export interface SmtpFailure {
   message: string;
 }
 
+export interface RejectedRecipient {
+  recipient: string;
+  code: number;
+  enhanced_code?: string;
+  reply: string;
+}
+
 export interface SmtpAccepted {
   code: number;
   enhanced_code?: string;
   reply: string;
+  /** Recipients the relay refused permanently while it accepted the others. */
+  rejected: RejectedRecipient[];
 }
 
 export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpFailure };
@@ -50,6 +59,9 @@ class SmtpFailed extends Error {
 }
 
 const encoder = new TextEncoder();
+/** RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the final ".", since giving up early
+ * while the relay still accepts the mail is how duplicates happen. */
+const DATA_END_TIMEOUT_MS = 10 * 60 * 1000;
 
 function base64(text: string): string {
   return btoa(String.fromCharCode(...encoder.encode(text)));
@@ -58,9 +70,9 @@ function base64(text: string): string {
 export class SmtpSession {
   private reader!: ReadableStreamDefaultReader<Uint8Array>;
   private writer!: WritableStreamDefaultWriter<Uint8Array>;
-  private readonly decoder = new TextDecoder();
-  private readonly lines = new LineSplitter();
-  private readonly pendingLines: string[] = [];
+  private decoder = new TextDecoder();
+  private lines = new LineSplitter();
+  private pendingLines: string[] = [];
   private broken = false;
 
   private constructor(
@@ -93,21 +105,45 @@ export class SmtpSession {
     return this.broken;
   }
 
-  /** One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. `data` must be dot-stuffed and end in CRLF.CRLF. */
+  /**
+   * One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. `data` must be dot-stuffed and
+   * end in CRLF.CRLF. Recipients refused permanently are reported while the others get the mail; a
+   * temporary refusal of any recipient postpones the whole message, so nobody is skipped for good.
+   */
   async send(envelope: Envelope, data: string): Promise<SmtpResult<SmtpAccepted>> {
     if (this.broken) {
       return { ok: false, failure: { kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" } };
     }
     try {
       await this.expect(`MAIL FROM:<${envelope.from}>`, 250, "mail");
-      for (const recipient of envelope.recipients) await this.expect(`RCPT TO:<${recipient}>`, [250, 251], "rcpt");
+      const rejected: { recipient: string; reply: SmtpReply; command: string }[] = [];
+      for (const recipient of envelope.recipients) {
+        const command = `RCPT TO:<${recipient}>`;
+        const reply = await this.command(command, "rcpt");
+        if (reply.code !== 250 && reply.code !== 251) rejected.push({ recipient, reply, command });
+      }
+      const temporary = rejected.find((r) => r.reply.code < 500);
+      if (temporary || rejected.length === envelope.recipients.length) {
+        const first = temporary ?? rejected[0]!;
+        throw new SmtpFailed(replyFailure(first.reply, "rcpt", first.command));
+      }
       await this.expect("DATA", 354, "data");
       await this.write(data, "message", "(message content)");
-      const reply = await this.readReply("message", "(end of data)");
+      const reply = await this.readReply("message", "(end of data)", Math.max(this.options.timeoutMs, DATA_END_TIMEOUT_MS));
       if (reply.code !== 250) throw new SmtpFailed(replyFailure(reply, "message", "(end of data)"));
-      return { ok: true, value: { code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text } };
+      return {
+        ok: true,
+        value: {
+          code: reply.code,
+          enhanced_code: reply.enhancedCode,
+          reply: reply.text,
+          rejected: rejected.map((r) => ({ recipient: r.recipient, code: r.reply.code, enhanced_code: r.reply.enhancedCode, reply: r.reply.text })),
+        },
+      };
     } catch (error) {
       const failure = toFailure(error, "mail", "MAIL FROM");
+      // 421: the relay is closing the channel (RFC 5321 §3.8); anything else leaves it usable after RSET.
+      if (failure.code === 421) this.abort();
       if (failure.kind === "reply" && !this.broken) await this.reset();
       return { ok: false, failure };
     }
@@ -139,10 +175,16 @@ export class SmtpSession {
         });
       }
       await this.expect("STARTTLS", 220, "starttls");
+      // Anything already received was sent before TLS and could be injected (RFC 3207 §4.2, §6).
+      if (this.pendingLines.length > 0 || this.lines.pending > 0) {
+        this.fail({ kind: "tls", stage: "starttls", command: "STARTTLS", message: "the server sent data after its STARTTLS reply; refusing to continue" });
+      }
       this.reader.releaseLock();
       this.writer.releaseLock();
       this.socket = this.socket.startTls();
       this.attachStreams();
+      this.decoder = new TextDecoder();
+      this.lines = new LineSplitter();
       capabilities = await this.ehlo();
     }
     if (this.options.user !== undefined) await this.authenticate(capabilities);
@@ -200,7 +242,7 @@ export class SmtpSession {
 
   private async command(line: string, stage: SmtpStage, shownAs = line): Promise<SmtpReply> {
     if (/[\r\n]/.test(line)) {
-      throw new SmtpFailed({ kind: "protocol", stage, command: shownAs.split(" ")[0]!, message: "refusing to send a command containing a line break" });
+      this.fail({ kind: "protocol", stage, command: shownAs.split(" ")[0]!, message: "refusing to send a command containing a line break" });
     }
     await this.write(`${line}\r\n`, stage, shownAs);
     return this.readReply(stage, shownAs);
@@ -210,7 +252,9 @@ export class SmtpSession {
     await this.withDeadline(this.writer.write(encoder.encode(text)), stage, command);
   }
 
-  private async readReply(stage: SmtpStage, command: string): Promise<SmtpReply> {
+  /** Reads one whole reply; the deadline covers all of it, however slowly the bytes trickle in. */
+  private async readReply(stage: SmtpStage, command: string, timeoutMs = this.options.timeoutMs): Promise<SmtpReply> {
+    const deadline = Date.now() + timeoutMs;
     const assembler = new ReplyAssembler();
     let bytes = 0;
     for (;;) {
@@ -218,24 +262,23 @@ export class SmtpSession {
       if (line !== undefined) {
         const result = assembler.push(line);
         if (result && "error" in result) this.fail({ kind: "protocol", stage, command, message: result.error });
-        if (result) return result as SmtpReply;
+        if (result) return result;
         continue;
       }
-      const chunk = await this.withDeadline(this.reader.read(), stage, command);
+      const chunk = await this.withDeadline(this.reader.read(), stage, command, deadline - Date.now(), timeoutMs);
       if (chunk.done) this.fail({ kind: "connection", stage, command, message: `connection closed by the server while waiting for the reply to ${command}` });
-      const text = this.decoder.decode(chunk.value, { stream: true });
       bytes += chunk.value.byteLength;
-      this.pendingLines.push(...this.lines.push(text));
       if (bytes > MAX_REPLY_BYTES) this.fail({ kind: "protocol", stage, command, message: "reply too long" });
+      this.pendingLines.push(...this.lines.push(this.decoder.decode(chunk.value, { stream: true })));
     }
   }
 
-  private async withDeadline<T>(promise: Promise<T>, stage: SmtpStage, command: string): Promise<T> {
+  private async withDeadline<T>(promise: Promise<T>, stage: SmtpStage, command: string, remainingMs = this.options.timeoutMs, totalMs = remainingMs): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(
-        () => reject(new SmtpFailed({ kind: "timeout", stage, command, message: `no answer to ${command} within ${this.options.timeoutMs} ms` })),
-        this.options.timeoutMs,
+        () => reject(new SmtpFailed({ kind: "timeout", stage, command, message: `no answer to ${command} within ${totalMs} ms` })),
+        Math.max(remainingMs, 0),
       );
     });
     try {

@@ -9,21 +9,21 @@ import { getMessage, insertMessage, listEvents } from "../../src/store/messages"
 import { uniqueRecipient } from "./api";
 
 /** A queued message as the accept path would have stored it (without enqueueing it). */
-export async function insertQueuedMessage(fields: { to?: string; subject?: string; text?: string } = {}) {
+export async function insertQueuedMessage(fields: { to?: string | string[]; subject?: string; text?: string } = {}) {
   const id = crypto.randomUUID();
   const from = { name: "Mailroom Tests", address: "noreply@mailroom.test" };
-  const to = fields.to ?? uniqueRecipient();
+  const recipients = [fields.to ?? uniqueRecipient()].flat();
   await insertMessage(env.DB, {
     id,
     createdAt: new Date().toISOString(),
     messageId: createMessageId(id, from),
     from,
-    to: [{ address: to }],
+    to: recipients.map((address) => ({ address })),
     cc: [],
     subject: fields.subject ?? "Test message",
     text: fields.text ?? "Hello from the tests",
   });
-  return { id, to };
+  return { id, to: recipients[0]! };
 }
 
 /** Runs the outbox consumer on one batch with env overrides (e.g. another SMTP server). */

@@ -18,11 +18,15 @@ export default async function setup(project: TestProject) {
   const noStarttls = await startInbox({ security: "none", users, offerStartTls: false });
   const drop = await startMisbehavingSmtp("drop-mid-data");
   const silent = await startMisbehavingSmtp("silent");
+  const injection = await startMisbehavingSmtp("starttls-injection");
+  const trickle = await startMisbehavingSmtp("trickle");
 
-  // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop.
+  // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
+  // what the injecting server was told.
   const control = createServer(async (req, res) => {
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
+    else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
     else res.statusCode = 404;
     res.end();
   });
@@ -37,12 +41,14 @@ export default async function setup(project: TestProject) {
     noStarttls: { smtpPort: noStarttls.smtpPort, httpPort: noStarttls.httpPort! },
     drop: { smtpPort: drop.port, controlPort: controlAddress.port },
     silent: { smtpPort: silent.port },
+    injection: { smtpPort: injection.port },
+    trickle: { smtpPort: trickle.port },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close()]);
   };
 }

@@ -1,9 +1,11 @@
 // A real SMTP server that misbehaves on purpose, for failures smtp-server cannot produce on demand:
 // "drop-mid-data" speaks SMTP until the message body starts arriving, then waits until released and
-// cuts the connection; "silent" accepts the connection and never says a word.
+// cuts the connection; "silent" accepts the connection and never says a word; "starttls-injection"
+// answers STARTTLS with extra plaintext replies, as a man in the middle would (RFC 3207 §6);
+// "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line.
 import { createServer, type Socket } from "node:net";
 
-export type Misbehaviour = "drop-mid-data" | "silent";
+export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle";
 
 export interface MisbehavingServer {
   port: number;
@@ -11,11 +13,14 @@ export interface MisbehavingServer {
   dataStarted(): Promise<void>;
   /** Lets the server drop the connection (drop-mid-data). */
   release(): void;
+  /** Every command line received, in order (passwords included: this server is a test fixture). */
+  commands: string[];
   close(): Promise<void>;
 }
 
 export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<MisbehavingServer> {
   const sockets = new Set<Socket>();
+  const commands: string[] = [];
   let signalDataStarted!: () => void;
   let dataStarted = new Promise<void>((resolve) => (signalDataStarted = resolve));
   let release!: () => void;
@@ -26,6 +31,12 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     if (mode === "silent") return;
+    if (mode === "trickle") {
+      socket.write("220-");
+      const timer = setInterval(() => socket.write("x"), 20);
+      socket.on("close", () => clearInterval(timer));
+      return;
+    }
     socket.write("220 misbehaving.test ESMTP\r\n");
     let inData = false;
     let buffer = "";
@@ -36,8 +47,10 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
       while ((newline = buffer.indexOf("\r\n")) >= 0) {
         const line = buffer.slice(0, newline);
         buffer = buffer.slice(newline + 2);
+        commands.push(line);
         const verb = line.split(" ")[0]!.toUpperCase();
-        if (verb === "EHLO") socket.write("250-misbehaving.test\r\n250 8BITMIME\r\n");
+        if (verb === "EHLO") socket.write("250-misbehaving.test\r\n250-AUTH PLAIN LOGIN\r\n250 STARTTLS\r\n");
+        else if (verb === "STARTTLS" && mode === "starttls-injection") socket.write("220 go ahead\r\n250-injected.test\r\n250 AUTH PLAIN\r\n");
         else if (verb === "DATA") {
           socket.write("354 go ahead\r\n");
           inData = true;
@@ -55,6 +68,7 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
 
   return {
     port: address.port,
+    commands,
     dataStarted: () => dataStarted,
     release: () => {
       release();

@@ -16,6 +16,9 @@ export interface SmtpFixtures {
   noStarttls: InboxPorts;
   drop: { smtpPort: number; controlPort: number };
   silent: { smtpPort: number };
+  /** Shares drop.controlPort: GET /injection/commands lists what it received. */
+  injection: { smtpPort: number };
+  trickle: { smtpPort: number };
 }
 
 declare module "vitest" {

@@ -25,7 +25,7 @@ describe("logs", () => {
         status: 202,
         latency_ms: expect.any(Number),
       });
-      expect(entries.find((e) => e.msg === "delivery attempt")).toMatchObject({ level: "info", email_id: id, attempt: 1, smtp_code: 250, outcome: "sent" });
+      expect(entries.find((e) => e.msg === "delivery attempt" && e.email_id === id)).toMatchObject({ level: "info", email_id: id, attempt: 1, smtp_code: 250, outcome: "sent" });
       const all = lines.join("\n");
       for (const secret of [to, to.split("@")[0]!, "secret", API_KEY]) expect(all).not.toContain(secret);
     } finally {

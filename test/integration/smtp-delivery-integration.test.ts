@@ -3,7 +3,7 @@
 // mid-DATA and one that never answers.
 import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
-import { inboxMessages, inboxStats } from "../helpers/api";
+import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
 
@@ -52,6 +52,15 @@ describe("delivery over SMTP", () => {
     expect(message.lastError).toMatch(/does not offer STARTTLS/);
   });
 
+  it("refuses plaintext injected after the STARTTLS reply, before any AUTH", async () => {
+    const { id } = await insertQueuedMessage();
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.injection.smtpPort), SMTP_SECURITY: "starttls", ...withAuth });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const commands: string[] = await (await fetch(`http://127.0.0.1:${smtp.drop.controlPort}/injection/commands`)).json();
+    expect(commands.map((c) => c.split(" ")[0])).toEqual(["EHLO", "STARTTLS"]);
+    expect((await loadMessage(id)).message.lastError).toMatch(/sent data after its STARTTLS reply/);
+  });
+
   it("fails in bounded time when the relay drops the connection mid-DATA, while other requests are served", async () => {
     const control = `http://127.0.0.1:${smtp.drop.controlPort}`;
     const { id } = await insertQueuedMessage();
@@ -77,6 +86,35 @@ describe("delivery over SMTP", () => {
     expect(elapsedMs).toBeGreaterThanOrEqual(300);
     const { message } = await loadMessage(id);
     expect(message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
+  });
+
+  it("delivers to the recipients the relay accepts and records the ones it refuses permanently", async () => {
+    const good = uniqueRecipient("good");
+    const gone = uniqueRecipient("reject");
+    const { id } = await insertQueuedMessage({ to: [good, gone] });
+    const { result } = await deliver([id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect((await inboxMessages(good))[0]!.envelope.to).toEqual([good]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("sent");
+    expect(events.at(-1)!.detail).toContain(`refused permanently: ${gone} (550 5.1.1 Recipient address rejected: user unknown)`);
+  });
+
+  it("postpones the whole message when any recipient is refused temporarily, so nobody is skipped", async () => {
+    const good = uniqueRecipient("good");
+    const { id } = await insertQueuedMessage({ to: [good, uniqueRecipient("tempfail")] });
+    const { result } = await deliver([id]);
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(await inboxMessages(good)).toEqual([]);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(/451/) });
+  });
+
+  it("bounds a whole reply, not each read, so a relay trickling bytes cannot hold a delivery", async () => {
+    const { id } = await insertQueuedMessage();
+    const { result, elapsedMs } = await deliver([id], { SMTP_PORT: String(smtp.trickle.smtpPort), SMTP_TIMEOUT_MS: "300" });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(elapsedMs).toBeGreaterThanOrEqual(300);
+    expect((await loadMessage(id)).message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
   });
 
   it("reuses one session for a batch and skips messages that are no longer pending", async () => {

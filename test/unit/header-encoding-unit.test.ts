@@ -33,6 +33,14 @@ describe("header encoding", () => {
     expect(decodeWords(value)).toBe(subject);
   });
 
+  it("folds a long non-ASCII display name between its encoded-words", () => {
+    const name = "山田太郎".repeat(50);
+    const value = encodeAddressList("From", [{ name, address: "taro@example.jp" }, { name: "Zoë", address: "z@example.com" }]);
+    expect(`From: ${value}`.split("\r\n").every((line) => line.length <= 78)).toBe(true);
+    expect(decodeWords(value.split(" <taro@")[0]!)).toBe(name);
+    expect(value.replace(/\r\n /g, " ")).toMatch(/ <taro@example\.jp>, =\?UTF-8\?B\?Wm\/Dqw==\?= <z@example\.com>$/);
+  });
+
   it("quotes and escapes ASCII display names, encodes others, folds between addresses", () => {
     expect(encodeAddressList("From", [{ name: "Jane Doe", address: "j@example.com" }])).toBe("Jane Doe <j@example.com>");
     expect(encodeAddressList("From", [{ name: 'Doe, "JD"', address: "j@example.com" }])).toBe('"Doe, \\"JD\\"" <j@example.com>');

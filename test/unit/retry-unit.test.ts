@@ -16,7 +16,9 @@ describe("retry classification", () => {
   });
 
   it("treats an accepted message as sent", () => {
-    expect(classifyAttempt({ ok: true, value: { code: 250, reply: "queued as 1" } }, 1, policy)).toEqual({ kind: "sent", code: 250, reply: "queued as 1" });
+    expect(classifyAttempt({ ok: true, value: { code: 250, reply: "queued as 1", rejected: [] } }, 1, policy)).toEqual({ kind: "sent", code: 250, detail: "queued as 1" });
+    const partial = { code: 250, reply: "ok", rejected: [{ recipient: "gone@example.com", code: 550, reply: "no such user" }] };
+    expect(classifyAttempt({ ok: true, value: partial }, 1, policy)).toEqual({ kind: "sent", code: 250, detail: "ok; refused permanently: gone@example.com (550 no such user)" });
   });
 
   it.each([
@@ -25,6 +27,9 @@ describe("retry classification", () => {
     [{ code: 552, stage: "data" as const }, "failed"],
     [{ code: 553, stage: "mail" as const }, "failed"],
     [{ code: 451, stage: "rcpt" as const }, "retry"],
+    [{ code: 552, stage: "rcpt" as const }, "retry"],
+    [{ code: 503, stage: "data" as const }, "retry"],
+    [{ code: 530, stage: "mail" as const }, "retry"],
     [{ code: 421, stage: "message" as const }, "retry"],
     [{ code: 535, stage: "auth" as const, kind: "auth" as const }, "retry"],
     [{ code: 554, stage: "greeting" as const }, "retry"],

@@ -25,6 +25,9 @@ describe("SMTP replies", () => {
     });
     expect(assemble(["220 ready"])).toMatchObject({ code: 220, enhancedCode: undefined, text: "ready" });
     expect(new ReplyAssembler().push("250-more to come")).toBeUndefined();
+    // RFC 5321 §4.2: the text after the code is optional.
+    expect(assemble(["250"])).toMatchObject({ code: 250, text: "" });
+    expect(assemble(["250 2.0.0"])).toMatchObject({ code: 250, enhancedCode: "2.0.0", text: "" });
   });
 
   it.each([["hello"], ["600 nope"], ["25 short"]])("rejects the malformed line %j", (line) => {

@@ -1,0 +1,99 @@
+// The walking skeleton end to end, as `npm start` runs it: a real `wrangler dev` (workerd, local D1 and Queues)
+// driven over real HTTP, delivering over real SMTP into an inbox. State lives in a temp dir, not .wrangler/.
+import { createHash, randomUUID } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startInbox, type Inbox } from "../../scripts/inbox.mjs";
+import { applyMigrations, startWranglerDev, type WranglerDev } from "../../scripts/wrangler-dev.mjs";
+
+const API_KEY = "e2e-key";
+
+let stateDir: string | undefined;
+let inbox: Inbox | undefined;
+let wrangler: WranglerDev | undefined;
+
+beforeAll(async () => {
+  stateDir = await mkdtemp(path.join(tmpdir(), "mailroom-e2e-"));
+  // Read instead of .dev.vars/.env, so a developer's own relay settings never reach this test.
+  const envFile = path.join(stateDir, "e2e.env");
+  await writeFile(envFile, "# empty on purpose: every setting comes from --var\n");
+  // Wrangler only adds the shell's variables when asked to; make sure it is not.
+  const env = { CLOUDFLARE_INCLUDE_PROCESS_ENV: "false" };
+  inbox = await startInbox({ httpPort: null });
+  await applyMigrations({ persistTo: stateDir, env });
+  wrangler = await startWranglerDev({
+    persistTo: stateDir,
+    envFile,
+    env,
+    vars: {
+      SMTP_HOST: "127.0.0.1",
+      SMTP_PORT: String(inbox.smtpPort),
+      SMTP_SECURITY: "none",
+      MAIL_FROM: "Mailroom E2E <noreply@mailroom.test>",
+      API_KEYS: `e2e:${createHash("sha256").update(API_KEY).digest("hex")}`,
+      SMTP_TIMEOUT_MS: "5000",
+    },
+  });
+});
+
+afterAll(async () => {
+  await wrangler?.stop();
+  await inbox?.close();
+  if (stateDir) await rm(stateDir, { recursive: true, force: true });
+});
+
+function api(pathname: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
+  const { key = API_KEY, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (key !== null) headers.set("Authorization", `Bearer ${key}`);
+  return fetch(`${wrangler!.url}${pathname}`, { ...rest, headers });
+}
+
+async function waitForStatus(id: string, wanted: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const body = (await (await api(`/v1/emails/${id}`)).json()) as Record<string, unknown>;
+    if (body.status === wanted) return body;
+    if (Date.now() > deadline) throw new Error(`email ${id} is still ${JSON.stringify(body.status)}, not ${wanted}:\n${wrangler!.output()}`);
+    await delay(100);
+  }
+}
+
+describe("wrangler dev, end to end", () => {
+  it("accepts a mail over HTTP, delivers it over SMTP and reports it sent", async () => {
+    const to = `e2e-${randomUUID().slice(0, 8)}@example.com`;
+    const mail = { to, subject: `Hello ${randomUUID().slice(0, 8)}`, text: "Delivered by a real wrangler dev." };
+
+    const res = await api("/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(mail) });
+    expect(res.status).toBe(202);
+    const accepted = (await res.json()) as { id: string; status: string };
+    expect(accepted).toEqual({ id: expect.any(String), status: "queued" });
+    expect(res.headers.get("Location")).toBe(`/v1/emails/${accepted.id}`);
+
+    const sent = await waitForStatus(accepted.id, "sent");
+    expect(sent).toMatchObject({ id: accepted.id, subject: mail.subject, attempts: 1, last_error: null });
+    expect((sent.events as { type: string }[]).map((e) => e.type)).toEqual(["accepted", "sent"]);
+
+    const received = inbox!.messages.filter((m) => m.envelope.to.includes(to));
+    expect(received).toHaveLength(1);
+    expect(received[0]!.envelope).toEqual({ from: "noreply@mailroom.test", to: [to] });
+    expect(received[0]!.subject).toBe(mail.subject);
+    expect(received[0]!.from).toMatch(/^"?Mailroom E2E"? <noreply@mailroom\.test>$/); // the parser may quote the name
+    expect(received[0]!.text.trimEnd()).toBe(mail.text);
+  });
+
+  it("answers a body that is not JSON with 400 invalid_json", async () => {
+    const res = await api("/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{not json" });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: "invalid_json" } });
+  });
+
+  it("answers a request without an API key with 401 unauthorized", async () => {
+    const res = await api("/v1/emails", { method: "POST", key: null, headers: { "Content-Type": "application/json" }, body: "{}" });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "unauthorized" } });
+  });
+});
