@@ -10,6 +10,8 @@ const TEST_API_KEYS = "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e5
 
 export default defineConfig({
   test: {
+    // The service's own JSON log lines are noise in a green run; a failing test still shows its output.
+    silent: "passed-only",
     projects: [
       {
         plugins: [

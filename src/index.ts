@@ -5,7 +5,7 @@ import { deliverBatch, type OutboxJob } from "./delivery/consumer";
 import { handleDeadLetters } from "./delivery/dead-letter";
 import { createLogger } from "./log";
 
-export const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
+const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 
 const app = createApp();
 

@@ -1,0 +1,111 @@
+// `npm start`: a working Mailroom with no configuration — local D1 migrated, a development inbox to deliver
+// into, `wrangler dev` wired to it, and a key plus curl commands to try it. Your .dev.vars or shell settings win.
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseEnv } from "node:util";
+import { startInbox } from "./inbox.mjs";
+import { applyMigrations, findFreePort, startWranglerDev } from "./wrangler-dev.mjs";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const DEV_MAIL_FROM = "Mailroom Dev <noreply@mailroom.dev.test>";
+const SMTP_KEYS = ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASS", "SMTP_HELO_NAME"];
+const CONFIG_KEYS = [...SMTP_KEYS, "SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS"];
+const KEY_FILE = path.join(ROOT, ".wrangler", "mailroom-dev-api-key");
+
+/** What wrangler itself will read: .dev.vars, or else .env and .env.local. */
+function readLocalSettings() {
+  const files = existsSync(path.join(ROOT, ".dev.vars")) ? [".dev.vars"] : [".env", ".env.local"].filter((f) => existsSync(path.join(ROOT, f)));
+  const vars = Object.assign({}, ...files.map((f) => parseEnv(readFileSync(path.join(ROOT, f), "utf8"))));
+  return { files, vars };
+}
+
+/** Stable across restarts, so a curl you pasted earlier keeps working; .wrangler/ is git-ignored. */
+function loadDevApiKey() {
+  if (existsSync(KEY_FILE)) return readFileSync(KEY_FILE, "utf8").trim();
+  const key = `mr_dev_${randomBytes(24).toString("hex")}`;
+  mkdirSync(path.dirname(KEY_FILE), { recursive: true });
+  writeFileSync(KEY_FILE, key + "\n", { mode: 0o600 });
+  return key;
+}
+
+/** An explicit port from the environment must be used as is; otherwise the friendly default if it is free. */
+const portFromEnv = (name, fallback) => (process.env[name] ? Number(process.env[name]) : findFreePort(fallback));
+
+let inbox;
+let wrangler;
+let stopping = false;
+async function shutdown(exitCode) {
+  if (stopping) return;
+  stopping = true;
+  await wrangler?.stop();
+  await inbox?.close();
+  process.exit(exitCode);
+}
+process.on("SIGINT", () => shutdown(130));
+process.on("SIGTERM", () => shutdown(143));
+process.on("SIGHUP", () => shutdown(129));
+// `kill <npm pid>` does not always reach us (npm may exit without forwarding it): when npm is gone, stop too.
+const parentPid = process.ppid;
+setInterval(() => process.ppid !== parentPid && shutdown(129), 1000).unref();
+
+try {
+  const forward = (chunk, stream) => process[stream].write(chunk);
+  console.log("mailroom: applying local D1 migrations (.wrangler/state)…");
+  await applyMigrations({ onOutput: forward });
+
+  const local = readLocalSettings();
+  const shell = Object.fromEntries(CONFIG_KEYS.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
+  const isUserSet = (key) => key in local.vars || key in shell;
+  // wrangler reads .dev.vars itself but not the shell, so shell settings go in as --var (which wins over files).
+  const vars = { ...shell };
+  const useInbox = !SMTP_KEYS.some(isUserSet);
+  if (useInbox) {
+    inbox = await startInbox({
+      smtpPort: await portFromEnv("MAILROOM_INBOX_SMTP_PORT", 2525),
+      httpPort: await portFromEnv("MAILROOM_INBOX_HTTP_PORT", 8025),
+    });
+    Object.assign(vars, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(inbox.smtpPort), SMTP_SECURITY: "none" });
+  }
+  if (!isUserSet("MAIL_FROM")) vars.MAIL_FROM = DEV_MAIL_FROM;
+  let apiKey;
+  if (!isUserSet("API_KEYS")) {
+    apiKey = loadDevApiKey();
+    vars.API_KEYS = `dev:${createHash("sha256").update(apiKey).digest("hex")}`;
+  }
+
+  console.log("mailroom: starting wrangler dev…");
+  wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: forward });
+  wrangler.exited.then(({ code, signal }) => {
+    if (stopping) return;
+    console.error(`mailroom: wrangler dev stopped unexpectedly (${signal ?? `exit code ${code}`})`);
+    shutdown(code || 1);
+  });
+
+  const source = [...local.files, ...(Object.keys(shell).length ? ["your shell"] : [])].join(", ");
+  const key = apiKey ?? "<one of your keys from API_KEYS>";
+  const auth = `-H "Authorization: Bearer ${key}"`;
+  const body = JSON.stringify({ to: "you@example.com", subject: "Hello from Mailroom", text: "It works.", html: "<p>It <b>works</b>.</p>" });
+  console.log(`
+  Mailroom is running.
+
+  API        ${wrangler.url}   (GET /healthz, POST /v1/emails, GET /v1/emails/{id})
+  ${useInbox ? `Inbox      http://127.0.0.1:${inbox.httpPort}   (SMTP on 127.0.0.1:${inbox.smtpPort}; every mail lands here)` : `SMTP       your relay, from ${source} (no development inbox)`}
+  API key    ${apiKey ? `${apiKey}   (dev key, kept in .wrangler/mailroom-dev-api-key)` : `your own, from API_KEYS in ${source}`}
+  Settings   ${source ? `yours (${source}) take precedence over the development defaults` : "development defaults (create .dev.vars to use your own relay, see README)"}
+
+  Send a mail (prints the response and keeps the id in $ID):
+
+    ID=$(curl -s ${wrangler.url}/v1/emails ${auth} -H "Content-Type: application/json" -d '${body}' | tee /dev/stderr | sed -E 's/.*"id":"([^"]*)".*/\\1/'); echo
+
+  Then read its status (queued → sent within a second or two):
+
+    curl -s ${wrangler.url}/v1/emails/$ID ${auth}
+
+  Stop with Ctrl-C.
+`);
+} catch (error) {
+  // wrangler's own output (the real cause) is already on the console above; its first line says what failed.
+  console.error(`mailroom: could not start: ${String(error instanceof Error ? error.message : error).split("\n")[0]}`);
+  await shutdown(1);
+}
