@@ -18,14 +18,14 @@ export async function acceptEmail(
   env: { DB: D1Database; OUTBOX: Queue },
   config: Config,
   request: SendEmailRequest,
-  apiKeyName: string,
+  origin: { apiKeyName: string; requestId: string },
 ): Promise<Accepted> {
   const id = crypto.randomUUID();
   const createdAt = new Date().toISOString();
   const from = request.from ?? config.mailFrom;
   await insertMessage(env.DB, {
     id,
-    apiKeyName,
+    apiKeyName: origin.apiKeyName,
     createdAt,
     messageId: createMessageId(id, from),
     from,
@@ -36,7 +36,7 @@ export async function acceptEmail(
     html: request.html,
   });
   try {
-    await env.OUTBOX.send({ id } satisfies OutboxJob, { contentType: "json" });
+    await env.OUTBOX.send({ id, request_id: origin.requestId } satisfies OutboxJob, { contentType: "json" });
   } catch (error) {
     await deleteMessage(env.DB, id);
     throw error;

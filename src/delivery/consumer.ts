@@ -11,6 +11,8 @@ import { SmtpSession, type SmtpAccepted, type SmtpResult } from "./smtp";
 
 export interface OutboxJob {
   id: string;
+  /** The request that accepted the message, so its delivery logs can be joined to it. */
+  request_id?: string;
 }
 
 export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Database, config: Config, log: Logger): Promise<void> {
@@ -28,7 +30,7 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Databas
   try {
     for (const msg of batch.messages) {
       const id = msg.body?.id;
-      const msgLog = log.child({ email_id: id });
+      const msgLog = log.child({ email_id: id, request_id: msg.body?.request_id });
       try {
         const message = typeof id === "string" ? await getMessage(db, id) : null;
         const attempt = message ? await beginAttempt(db, message.id, new Date().toISOString()) : null;

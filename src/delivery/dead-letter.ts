@@ -7,18 +7,19 @@ import type { OutboxJob } from "./consumer";
 export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, db: D1Database, log: Logger): Promise<void> {
   for (const msg of batch.messages) {
     const id = msg.body?.id;
+    const jobLog = log.child({ email_id: id, request_id: msg.body?.request_id });
     try {
       const message = typeof id === "string" ? await getMessage(db, id) : null;
       if (message) {
         const reason = `retries exhausted after ${message.attempts} attempts; last error: ${message.lastError ?? "none recorded"}`;
         const changed = await markFailed(db, message.id, new Date().toISOString(), "dead_lettered", reason);
-        log.warn("message dead-lettered", { email_id: id, attempt: message.attempts, outcome: changed ? "failed" : message.status });
+        jobLog.warn("message dead-lettered", { attempt: message.attempts, outcome: changed ? "failed" : message.status });
       } else {
-        log.error("dead letter for an unknown message", { email_id: id, outcome: "unknown" });
+        jobLog.error("dead letter for an unknown message", { outcome: "unknown" });
       }
       msg.ack();
     } catch (error) {
-      log.error("dead letter handling crashed; will retry", { email_id: id, error });
+      jobLog.error("dead letter handling crashed; will retry", { error });
       msg.retry();
     }
   }

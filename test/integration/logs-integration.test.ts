@@ -26,6 +26,12 @@ describe("logs", () => {
         latency_ms: expect.any(Number),
       });
       expect(entries.find((e) => e.msg === "delivery attempt" && e.email_id === id)).toMatchObject({ level: "info", email_id: id, attempt: 1, smtp_code: 250, outcome: "sent" });
+      // The queued job carries the accepting request's id, so a delivery's log lines join its request's.
+      const { id: postedId } = await res.json<{ id: string }>();
+      const requestId = entries.find((e) => e.msg === "email accepted" && e.email_id === postedId)!.request_id;
+      await vi.waitFor(() => expect(lines.some((l) => l.includes(`"email_id":"${postedId}"`) && l.includes("delivery attempt"))).toBe(true));
+      const deliveryLine = lines.map((l) => JSON.parse(l)).find((e) => e.msg === "delivery attempt" && e.email_id === postedId);
+      expect(deliveryLine.request_id).toBe(requestId);
       const all = lines.join("\n");
       for (const secret of [to, to.split("@")[0]!, "secret", API_KEY]) expect(all).not.toContain(secret);
     } finally {

@@ -16,7 +16,7 @@ export const emailRoutes = new Hono<AppEnv>()
   .post("/", async (c) => {
     const validated = validate(sendEmailSchema, await readJsonBody(c));
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
-    const accepted = await acceptEmail(c.env, getConfig(c.env), validated.value, c.var.apiKeyName);
+    const accepted = await acceptEmail(c.env, getConfig(c.env), validated.value, { apiKeyName: c.var.apiKeyName, requestId: c.var.requestId });
     defer(c, accepted.afterResponse);
     c.var.log.info("email accepted", { email_id: accepted.id, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
     c.header("Location", `/v1/emails/${accepted.id}`);
