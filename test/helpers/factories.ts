@@ -26,18 +26,32 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
   return { id, to: recipients[0]! };
 }
 
-/** Runs the outbox consumer on one batch with env overrides (e.g. another SMTP server). */
-export async function deliver(ids: string[], overrides: Partial<Record<keyof Env, string>> = {}) {
+/**
+ * Runs a queue consumer on one batch of jobs for `ids` (job ids are `job-<id>`), with env overrides
+ * (another SMTP server, a broken binding); `onBatch` sees the batch first, e.g. to spy on a message.
+ */
+export async function runQueue(
+  queue: "mailroom-outbox" | "mailroom-dead-letter",
+  ids: string[],
+  overrides: Partial<Record<keyof Env, unknown>> = {},
+  onBatch?: (batch: MessageBatch<OutboxJob>) => void,
+) {
   const batch = createMessageBatch<OutboxJob>(
-    "mailroom-outbox",
-    ids.map((id, i) => ({ id: `job-${id}`, timestamp: new Date(), attempts: 1, body: { id } })),
+    queue,
+    ids.map((id) => ({ id: `job-${id}`, timestamp: new Date(), attempts: 1, body: { id } })),
   );
+  onBatch?.(batch);
   const ctx = createExecutionContext();
   const started = Date.now();
   const worker: ExportedHandler<Env, OutboxJob> = mailroom;
   await worker.queue!(batch, { ...env, ...overrides } as Env, ctx);
   const result = await getQueueResult(batch, ctx);
   return { result, elapsedMs: Date.now() - started };
+}
+
+/** Runs the outbox consumer on one batch with env overrides (e.g. another SMTP server). */
+export function deliver(ids: string[], overrides: Partial<Record<keyof Env, unknown>> = {}) {
+  return runQueue("mailroom-outbox", ids, overrides);
 }
 
 export async function loadMessage(id: string) {

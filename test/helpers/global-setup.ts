@@ -20,6 +20,8 @@ export default async function setup(project: TestProject) {
   const silent = await startMisbehavingSmtp("silent");
   const injection = await startMisbehavingSmtp("starttls-injection");
   const trickle = await startMisbehavingSmtp("trickle");
+  const dataPolicy = await startMisbehavingSmtp("data-policy");
+  const flood = await startMisbehavingSmtp("flood");
 
   // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
   // what the injecting server was told.
@@ -43,12 +45,14 @@ export default async function setup(project: TestProject) {
     silent: { smtpPort: silent.port },
     injection: { smtpPort: injection.port },
     trickle: { smtpPort: trickle.port },
+    dataPolicy: { smtpPort: dataPolicy.port },
+    flood: { smtpPort: flood.port },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close()]);
   };
 }

@@ -2,10 +2,13 @@
 // "drop-mid-data" speaks SMTP until the message body starts arriving, then waits until released and
 // cuts the connection; "silent" accepts the connection and never says a word; "starttls-injection"
 // answers STARTTLS with extra plaintext replies, as a man in the middle would (RFC 3207 §6);
-// "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line.
+// "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line;
+// "data-policy" takes the whole message and answers the end of DATA by the first recipient's local
+// part (data554-… → 554, data421-… → 421 and hang up, anything else → 250); "flood" greets with
+// 100 KB and no line end.
 import { createServer, type Socket } from "node:net";
 
-export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle";
+export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle" | "data-policy" | "flood";
 
 export interface MisbehavingServer {
   port: number;
@@ -31,6 +34,8 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     if (mode === "silent") return;
+    if (mode === "flood") return void socket.write(`220-${"x".repeat(100_000)}`);
+    if (mode === "data-policy") return serveDataPolicy(socket);
     if (mode === "trickle") {
       socket.write("220-");
       const timer = setInterval(() => socket.write("x"), 20);
@@ -81,4 +86,44 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** The "data-policy" session: a plain relay that decides only at the end of DATA. */
+function serveDataPolicy(socket: Socket): void {
+  socket.write("220 data-policy.test ESMTP\r\n");
+  let buffer = "";
+  let inData = false;
+  let firstRecipient = "";
+  socket.on("data", (chunk) => {
+    buffer += chunk.toString("latin1");
+    for (;;) {
+      if (inData) {
+        const end = buffer.indexOf("\r\n.\r\n");
+        if (end < 0) return;
+        buffer = buffer.slice(end + 5);
+        inData = false;
+        const local = firstRecipient.split("@")[0] ?? "";
+        firstRecipient = "";
+        if (local.startsWith("data554-")) socket.write("554 5.6.0 Message content rejected\r\n");
+        else if (local.startsWith("data421-")) return void socket.end("421 4.3.2 Shutting down, closing connection\r\n");
+        else socket.write("250 2.0.0 Ok: queued\r\n");
+        continue;
+      }
+      const newline = buffer.indexOf("\r\n");
+      if (newline < 0) return;
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 2);
+      const verb = line.split(/[ :]/)[0]!.toUpperCase();
+      if (verb === "EHLO") socket.write("250-data-policy.test\r\n250 8BITMIME\r\n");
+      else if (verb === "RCPT") {
+        firstRecipient ||= /<([^>]*)>/.exec(line)?.[1] ?? "";
+        socket.write("250 2.1.5 Ok\r\n");
+      } else if (verb === "DATA") {
+        inData = true;
+        buffer = "\r\n" + buffer; // the terminator may follow an empty body directly
+        socket.write("354 End data with <CR><LF>.<CR><LF>\r\n");
+      } else if (verb === "QUIT") return void socket.end("221 Bye\r\n");
+      else socket.write("250 Ok\r\n");
+    }
+  });
 }

@@ -19,6 +19,8 @@ export interface SmtpFixtures {
   /** Shares drop.controlPort: GET /injection/commands lists what it received. */
   injection: { smtpPort: number };
   trickle: { smtpPort: number };
+  dataPolicy: { smtpPort: number };
+  flood: { smtpPort: number };
 }
 
 declare module "vitest" {

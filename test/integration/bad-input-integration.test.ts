@@ -73,6 +73,8 @@ describe("auth and routing errors", () => {
     ["no Authorization header", null],
     ["a wrong key", "not-the-key"],
     ["a malformed header", "has spaces in it"],
+    // The configured value is the key's SHA-256: presenting the digest itself must not authenticate.
+    ["the configured digest instead of the key", "62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef"],
   ])("401 unauthorized for %s", async (_name, key) => {
     const res = await api("/v1/emails", { method: "POST", key, json: valid(uniqueRecipient()) });
     expect(res.status).toBe(401);

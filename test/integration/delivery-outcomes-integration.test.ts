@@ -1,0 +1,103 @@
+// What the outbox consumer does with each outcome, job by job: a permanent rejection is acked (not
+// retried), a transient one is retried with its backoff, a crash keeps the job, a rejected message
+// does not poison the next one in the same session, and the relay's verdict at the end of DATA counts.
+import { env } from "cloudflare:workers";
+import { describe, expect, inject, it, vi } from "vitest";
+import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
+import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+
+const smtp = inject("smtp");
+
+describe("delivery outcomes", () => {
+  it("acks the job of a permanently rejected message instead of retrying it", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("reject") });
+    const { result } = await deliver([id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect(result.retryMessages).toEqual([]);
+    expect((await loadMessage(id)).message.status).toBe("failed");
+  });
+
+  it("retries a transient failure with the backoff delay for its attempt", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail") });
+    let retry: ReturnType<typeof vi.spyOn> | undefined;
+    const { result } = await runQueue("mailroom-outbox", [id], { RETRY_BASE_DELAY_SECONDS: "30" }, (batch) => {
+      retry = vi.spyOn(batch.messages[0]!, "retry");
+    });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(retry).toHaveBeenCalledWith({ delaySeconds: 30 });
+  });
+
+  it("keeps the job (retry, not ack) when D1 fails mid-delivery, and sends nothing", async () => {
+    const to = uniqueRecipient("d1down");
+    const { id } = await insertQueuedMessage({ to });
+    const brokenDb = {
+      prepare() {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+      batch() {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    try {
+      const { result } = await runQueue("mailroom-outbox", [id], { DB: brokenDb });
+      expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+      expect(result.explicitAcks).toEqual([]);
+    } finally {
+      log.mockRestore();
+    }
+    expect(await inboxMessages(to)).toHaveLength(0);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+  });
+
+  it("resets the transaction after a rejection, so the next message in the session still goes out", async () => {
+    const rejected = await insertQueuedMessage({ to: uniqueRecipient("reject") });
+    const good = await insertQueuedMessage();
+    const before = await inboxStats(smtp.plain.httpPort);
+    const { result } = await deliver([rejected.id, good.id]);
+    expect(result.explicitAcks).toEqual([`job-${rejected.id}`, `job-${good.id}`]);
+    expect((await loadMessage(rejected.id)).message.status).toBe("failed");
+    expect((await loadMessage(good.id)).message).toMatchObject({ status: "sent", lastError: null });
+    expect(await inboxMessages(good.to)).toHaveLength(1);
+    expect((await inboxStats(smtp.plain.httpPort)).connections).toBe(before.connections + 1);
+  });
+
+  it("never sends an SMTP command with a line break, even from a corrupt stored address", async () => {
+    const injected = uniqueRecipient("injected");
+    const { id } = await insertQueuedMessage({ to: `victim@example.com>\r\nRCPT TO:<${injected}` });
+    await deliver([id]);
+    expect(await inboxMessages(injected)).toHaveLength(0);
+    const { message } = await loadMessage(id);
+    expect(message.status).not.toBe("sent");
+    expect(message.lastError).toMatch(/refusing to send a command containing a line break/);
+  });
+
+  it("records a 5xx at the end of DATA as failed, not sent", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("data554") });
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("failed");
+    expect(message.sentAt).toBeNull();
+    expect(message.lastError).toMatch(/\(end of data\) answered 554 5\.6\.0 Message content rejected/);
+    expect(events.at(-1)).toMatchObject({ type: "failed", attempt: 1, smtpCode: 554 });
+  });
+
+  it("opens a new session when the relay hung up on the previous message of the batch", async () => {
+    const dropped = await insertQueuedMessage({ to: uniqueRecipient("data421") });
+    const next = await insertQueuedMessage();
+    const { result } = await deliver([dropped.id, next.id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${dropped.id}` }]);
+    expect(result.explicitAcks).toEqual([`job-${next.id}`]);
+    expect((await loadMessage(dropped.id)).message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(/421/) });
+    expect((await loadMessage(next.id)).message.status).toBe("sent");
+  });
+
+  it("gives up quickly on a reply larger than 64 KiB instead of buffering until the timeout", async () => {
+    const { id } = await insertQueuedMessage();
+    const { result, elapsedMs } = await deliver([id], { SMTP_PORT: String(smtp.flood.smtpPort), SMTP_TIMEOUT_MS: "3000" });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(elapsedMs).toBeLessThan(3000);
+    expect((await loadMessage(id)).message.lastError).toBe("reply too long");
+  });
+});

@@ -1,0 +1,22 @@
+import { describe, expect, it } from "vitest";
+import { buildMime, type OutgoingMessage } from "../../src/core/message";
+import type { MessageRecord } from "../../src/store/messages";
+
+// The consumer hands buildMime a whole stored record, bcc included: nothing of it may reach the wire.
+const record = {
+  messageId: "<abc@mailroom.test>",
+  from: { address: "noreply@mailroom.test" },
+  to: [{ address: "jane@example.com" }],
+  cc: [],
+  bcc: [{ name: "Hidden", address: "hidden@example.com" }],
+  subject: "Hello",
+  text: "Hi",
+} satisfies OutgoingMessage & Pick<MessageRecord, "bcc">;
+
+describe("bcc on a stored record", () => {
+  it("never appears in the MIME message", () => {
+    const mime = buildMime(record);
+    expect(mime.slice(0, mime.indexOf("\r\n\r\n"))).not.toMatch(/^bcc:/im);
+    expect(mime).not.toContain("hidden@example.com");
+  });
+});
