@@ -1,7 +1,8 @@
 // Mailroom's settings, read once from wrangler vars and secrets and checked with zod, so a bad deploy
 // fails loudly with every wrong variable named instead of misbehaving later.
 import * as z from "zod";
-import { parseMailbox, type Mailbox } from "./core/address";
+import type { Mailbox } from "./core/address";
+import { mailboxSchema } from "./core/schema";
 
 export type SmtpSecurity = "tls" | "starttls" | "none";
 
@@ -18,7 +19,9 @@ export interface Config {
     security: SmtpSecurity;
     user?: string;
     pass?: string;
+    /** The name Mailroom gives in EHLO. */
     heloName: string;
+    /** Deadline for connecting, each write and each whole reply. */
     timeoutMs: number;
   };
   mailFrom: Mailbox;
@@ -44,15 +47,6 @@ const intInRange = (min: number, max: number) =>
     z.number().int(`must be a whole number`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`).optional(),
   );
 
-const mailboxString = z.string().transform((value, ctx): Mailbox => {
-  const parsed = parseMailbox(value);
-  if (!parsed.ok) {
-    ctx.addIssue({ code: "custom", message: `"${value}" ${parsed.error}` });
-    return z.NEVER;
-  }
-  return parsed.mailbox;
-});
-
 const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
   const entries: ApiKeyEntry[] = [];
   for (const [index, raw] of value.split(",").map((s) => s.trim()).filter(Boolean).entries()) {
@@ -77,7 +71,7 @@ const envSchema = z.object({
   SMTP_PASS: optionalString,
   SMTP_HELO_NAME: optionalString,
   SMTP_TIMEOUT_MS: intInRange(100, 600_000),
-  MAIL_FROM: z.string({ error: "required" }).min(1, "required").pipe(mailboxString),
+  MAIL_FROM: z.string({ error: "required" }).min(1, "required").pipe(mailboxSchema),
   API_KEYS: z.string({ error: "required" }).min(1, "required").pipe(apiKeyEntries),
   RETRY_BASE_DELAY_SECONDS: intInRange(0, 43_200),
   RETRY_MAX_DELAY_SECONDS: intInRange(0, 43_200),

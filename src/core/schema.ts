@@ -8,7 +8,8 @@ export const MAX_SUBJECT_LENGTH = 998;
 /** Text and HTML bodies each; the whole request is capped by the HTTP body limit too. */
 export const MAX_BODY_CHARS = 256 * 1024;
 
-const mailbox = z.string().transform((value, ctx): Mailbox => {
+/** One address as clients write it, parsed into a Mailbox; the issue quotes the offending value. */
+export const mailboxSchema = z.string().transform((value, ctx): Mailbox => {
   const parsed = parseMailbox(value);
   if (!parsed.ok) {
     ctx.addIssue({ code: "custom", message: `"${value.slice(0, 100)}" ${parsed.error}` });
@@ -20,7 +21,7 @@ const mailbox = z.string().transform((value, ctx): Mailbox => {
 /** One address or an array of them; a single string is read as a list of one (issues say "to.0"). */
 const mailboxList = z.preprocess(
   (value) => (typeof value === "string" ? [value] : value),
-  z.array(mailbox, { error: "must be an address or an array of addresses" }).max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`),
+  z.array(mailboxSchema, { error: "must be an address or an array of addresses" }).max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`),
 );
 
 const subject = z
@@ -33,7 +34,7 @@ const body = z.string().min(1, "must not be empty").max(MAX_BODY_CHARS, `must be
 
 export const sendEmailSchema = z
   .strictObject({
-    from: mailbox.optional(),
+    from: mailboxSchema.optional(),
     to: mailboxList.refine((list) => list.length > 0, "at least one recipient is required"),
     cc: mailboxList.optional(),
     subject,

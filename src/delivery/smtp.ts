@@ -3,21 +3,11 @@
 // one timeout, never a hung isolate. STARTTLS is required when configured: credentials never go out
 // in plaintext. Results are structured ({code, enhanced_code, reply, command}), never thrown strings.
 import { connect } from "cloudflare:sockets";
-import type { SmtpSecurity } from "../config";
+import type { Config } from "../config";
 import type { Envelope } from "../core/message";
 import { LineSplitter, MAX_REPLY_BYTES, parseCapabilities, ReplyAssembler, type Capabilities, type SmtpReply } from "./smtp-reply";
 
-export interface SmtpOptions {
-  host: string;
-  port: number;
-  security: SmtpSecurity;
-  user?: string;
-  pass?: string;
-  /** The name Mailroom gives in EHLO. */
-  heloName: string;
-  /** Deadline for connecting, for each reply and each write. */
-  timeoutMs: number;
-}
+export type SmtpOptions = Config["smtp"];
 
 /** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
 export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
