@@ -17,11 +17,15 @@ export interface OutboxJob {
 
 export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Database, config: Config, log: Logger): Promise<void> {
   let session: SmtpSession | undefined;
+  // A relay that cannot be reached once in this batch is not tried again for each remaining message:
+  // they get the same transient failure and their own backoff, instead of a connect timeout each.
+  let unreachable: SmtpResult<never> | undefined;
 
   const send = async (message: OutgoingMessage): Promise<SmtpResult<SmtpAccepted>> => {
+    if (unreachable) return unreachable;
     if (!session || session.isBroken) {
       const opened = await SmtpSession.open(config.smtp);
-      if (!opened.ok) return opened;
+      if (!opened.ok) return (unreachable = opened);
       session = opened.value;
     }
     return session.send(buildEnvelope(message), buildMime(message));

@@ -109,6 +109,16 @@ describe("delivery over SMTP", () => {
     expect((await loadMessage(id)).message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(/451/) });
   });
 
+  it("tries an unreachable relay once per batch, not once per message", async () => {
+    const first = await insertQueuedMessage();
+    const second = await insertQueuedMessage();
+    const before = await inboxStats(smtp.noStarttls.httpPort);
+    const { result } = await deliver([first.id, second.id], { SMTP_PORT: String(smtp.noStarttls.smtpPort), SMTP_SECURITY: "starttls", ...withAuth });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${first.id}` }, { msgId: `job-${second.id}` }]);
+    expect((await inboxStats(smtp.noStarttls.httpPort)).connections).toBe(before.connections + 1);
+    for (const { id } of [first, second]) expect((await loadMessage(id)).message.lastError).toMatch(/does not offer STARTTLS/);
+  });
+
   it("bounds a whole reply, not each read, so a relay trickling bytes cannot hold a delivery", async () => {
     const { id } = await insertQueuedMessage();
     const { result, elapsedMs } = await deliver([id], { SMTP_PORT: String(smtp.trickle.smtpPort), SMTP_TIMEOUT_MS: "300" });
