@@ -12,6 +12,7 @@ export default defineConfig({
   test: {
     // The service's own JSON log lines are noise in a green run; a failing test still shows its output.
     silent: "passed-only",
+    reporters: ["default", "./test/helpers/summary-reporter.ts"],
     projects: [
       {
         plugins: [
