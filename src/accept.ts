@@ -9,7 +9,6 @@ import { deleteMessage, insertMessage, recordAccepted } from "./store/messages";
 
 export interface Accepted {
   id: string;
-  createdAt: string;
   /** Non-critical follow-up (the "accepted" history event) for ctx.waitUntil. */
   afterResponse: () => Promise<void>;
 }
@@ -41,5 +40,5 @@ export async function acceptEmail(
     await deleteMessage(env.DB, id);
     throw error;
   }
-  return { id, createdAt, afterResponse: () => recordAccepted(env.DB, id, createdAt) };
+  return { id, afterResponse: () => recordAccepted(env.DB, id, createdAt) };
 }

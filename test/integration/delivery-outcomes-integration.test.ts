@@ -1,7 +1,6 @@
 // What the outbox consumer does with each outcome, job by job: a permanent rejection is acked (not
 // retried), a transient one is retried with its backoff, a crash keeps the job, a rejected message
 // does not poison the next one in the same session, and the relay's verdict at the end of DATA counts.
-import { env } from "cloudflare:workers";
 import { describe, expect, inject, it, vi } from "vitest";
 import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
