@@ -44,6 +44,7 @@ describe("bad input changes nothing", () => {
     ["an unknown field", (to) => [JSON.stringify({ ...valid(to), bcc: "x@example.com" })], 422, "validation_error", "(body)"],
     ["a JSON array", () => ["[]"], 422, "validation_error", "(body)"],
     ["51 recipients", (to) => [JSON.stringify({ ...valid(to), cc: Array.from({ length: 50 }, (_, i) => `cc${i}@example.com`) })], 422, "validation_error", "cc"],
+    ["an Idempotency-Key header (not honoured yet, so refused)", (to) => [JSON.stringify(valid(to)), { "Idempotency-Key": "k1" }], 422, "validation_error", "headers.Idempotency-Key"],
     ["a body over 1 MiB", (to) => [JSON.stringify({ ...valid(to), text: "x".repeat(1024 * 1024) })], 413, "payload_too_large"],
   ];
 

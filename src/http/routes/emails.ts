@@ -14,6 +14,12 @@ const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 export const emailRoutes = new Hono<AppEnv>()
   .post("/", async (c) => {
+    if (c.req.header("Idempotency-Key") !== undefined) {
+      // Accepting the header without honouring it would let a client's retry send the mail twice.
+      throw new ApiError("validation_error", "Idempotency-Key is not supported yet; send the request without it", [
+        { path: "headers.Idempotency-Key", message: "not supported yet" },
+      ]);
+    }
     const validated = validate(sendEmailSchema, await readJsonBody(c));
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
     const accepted = await acceptEmail(c.env, getConfig(c.env), validated.value, { apiKeyName: c.var.apiKeyName, requestId: c.var.requestId });
