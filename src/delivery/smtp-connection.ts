@@ -1,0 +1,165 @@
+// The transport under the SMTP session: a socket from cloudflare:sockets that writes lines and reads
+// whole replies, each under a deadline. A closed stream, a timeout or garbage is a structured failure
+// (SmtpFailed) and leaves the connection closed, so nothing above can hang or spin on a dead relay.
+import { connect } from "cloudflare:sockets";
+import type { SmtpSecurity } from "../config";
+import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from "./smtp-reply";
+
+/** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
+export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
+
+export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply";
+
+export interface SmtpFailure {
+  kind: SmtpFailureKind;
+  stage: SmtpStage;
+  /** The command that was answered (passwords never appear here). */
+  command: string;
+  code?: number;
+  enhanced_code?: string;
+  reply?: string;
+  message: string;
+}
+
+export class SmtpFailed extends Error {
+  constructor(readonly failure: SmtpFailure) {
+    super(failure.message);
+  }
+}
+
+const encoder = new TextEncoder();
+
+export class SmtpConnection {
+  private reader!: ReadableStreamDefaultReader<Uint8Array>;
+  private writer!: WritableStreamDefaultWriter<Uint8Array>;
+  private decoder = new TextDecoder();
+  private lines = new LineSplitter();
+  private pendingLines: string[] = [];
+  private closed = false;
+
+  private constructor(
+    private socket: Socket,
+    private readonly timeoutMs: number,
+  ) {
+    this.attachStreams();
+  }
+
+  /** Opens the TCP (or, for "tls", TLS) connection; "starttls" leaves it ready for upgradeToTls(). */
+  static async open(options: { host: string; port: number; security: SmtpSecurity; timeoutMs: number }): Promise<SmtpConnection> {
+    const secureTransport = options.security === "tls" ? "on" : options.security === "starttls" ? "starttls" : "off";
+    const connection = new SmtpConnection(connect({ hostname: options.host, port: options.port }, { secureTransport, allowHalfOpen: false }), options.timeoutMs);
+    await connection.withDeadline(connection.socket.opened, "connect", `CONNECT ${options.host}:${options.port}`);
+    return connection;
+  }
+
+  /** True once the connection can no longer be used (dropped, timed out, out of sync). */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Sends one command line (shown in failures as `shownAs`, to keep secrets out) and reads its reply. */
+  async command(line: string, stage: SmtpStage, shownAs = line): Promise<SmtpReply> {
+    if (/[\r\n]/.test(line)) {
+      this.fail({ kind: "protocol", stage, command: shownAs.split(" ")[0]!, message: "refusing to send a command containing a line break" });
+    }
+    await this.write(`${line}\r\n`, stage, shownAs);
+    return this.readReply(stage, shownAs);
+  }
+
+  async write(text: string, stage: SmtpStage, command: string): Promise<void> {
+    await this.withDeadline(this.writer.write(encoder.encode(text)), stage, command);
+  }
+
+  /** Reads one whole reply; the deadline covers all of it, however slowly the bytes trickle in. */
+  async readReply(stage: SmtpStage, command: string, timeoutMs = this.timeoutMs): Promise<SmtpReply> {
+    const deadline = Date.now() + timeoutMs;
+    const assembler = new ReplyAssembler();
+    let bytes = 0;
+    for (;;) {
+      const line = this.pendingLines.shift();
+      if (line !== undefined) {
+        const result = assembler.push(line);
+        if (result && "error" in result) this.fail({ kind: "protocol", stage, command, message: result.error });
+        if (result) return result;
+        continue;
+      }
+      const chunk = await this.withDeadline(this.reader.read(), stage, command, deadline - Date.now(), timeoutMs);
+      if (chunk.done) this.fail({ kind: "connection", stage, command, message: `connection closed by the server while waiting for the reply to ${command}` });
+      bytes += chunk.value.byteLength;
+      if (bytes > MAX_REPLY_BYTES) this.fail({ kind: "protocol", stage, command, message: "reply too long" });
+      this.pendingLines.push(...this.lines.push(this.decoder.decode(chunk.value, { stream: true })));
+    }
+  }
+
+  /** After the server's 220 to STARTTLS: switch the socket to TLS, refusing any plaintext left over. */
+  upgradeToTls(): void {
+    // Anything already received was sent before TLS and could be injected (RFC 3207 §4.2, §6).
+    if (this.pendingLines.length > 0 || this.lines.pending > 0) {
+      this.fail({ kind: "tls", stage: "starttls", command: "STARTTLS", message: "the server sent data after its STARTTLS reply; refusing to continue" });
+    }
+    this.reader.releaseLock();
+    this.writer.releaseLock();
+    this.socket = this.socket.startTls();
+    this.attachStreams();
+    this.decoder = new TextDecoder();
+    this.lines = new LineSplitter();
+  }
+
+  /** Closes the socket and throws the failure. */
+  fail(failure: SmtpFailure): never {
+    this.close();
+    throw new SmtpFailed(failure);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.close().catch(() => {});
+  }
+
+  private async withDeadline<T>(promise: Promise<T>, stage: SmtpStage, command: string, remainingMs = this.timeoutMs, totalMs = remainingMs): Promise<T> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new SmtpFailed({ kind: "timeout", stage, command, message: `no answer to ${command} within ${totalMs} ms` })),
+        Math.max(remainingMs, 0),
+      );
+    });
+    try {
+      return await Promise.race([promise, deadline]);
+    } catch (error) {
+      this.close();
+      throw error instanceof SmtpFailed ? error : new SmtpFailed(socketFailure(error, stage, command));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private attachStreams(): void {
+    this.reader = this.socket.readable.getReader();
+    this.writer = this.socket.writable.getWriter();
+  }
+}
+
+export function replyFailure(reply: SmtpReply, stage: SmtpStage, command: string): SmtpFailure {
+  return {
+    kind: "reply",
+    stage,
+    command,
+    code: reply.code,
+    enhanced_code: reply.enhancedCode,
+    reply: reply.text,
+    message: `${command} answered ${reply.code}${reply.enhancedCode ? ` ${reply.enhancedCode}` : ""} ${reply.text}`.trim(),
+  };
+}
+
+function socketFailure(error: unknown, stage: SmtpStage, command: string): SmtpFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  const tls = /tls|ssl|certificate|handshake/i.test(message);
+  return { kind: tls ? "tls" : "connection", stage, command, message: `${tls ? "TLS" : "connection"} error: ${message}` };
+}
+
+/** Any error from below as an SmtpFailure: ours as they are, the runtime's as connection/TLS errors. */
+export function toFailure(error: unknown, stage: SmtpStage, command: string): SmtpFailure {
+  return error instanceof SmtpFailed ? error.failure : socketFailure(error, stage, command);
+}
