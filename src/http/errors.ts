@@ -1,5 +1,6 @@
 // The error contract: one error class, a closed set of codes, one code→status map, one JSON shape.
 // Every error response the API sends is built here.
+import type { ValidationIssue } from "../core/schema";
 
 export const ERROR_STATUS = {
   invalid_json: 400,
@@ -16,10 +17,8 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 export type ErrorStatus = (typeof ERROR_STATUS)[ErrorCode];
-export interface FieldIssue {
-  path: string;
-  message: string;
-}
+/** One problem with one field of a request, as validation reports it. */
+export type FieldIssue = ValidationIssue;
 
 export class ApiError extends Error {
   readonly status: ErrorStatus;

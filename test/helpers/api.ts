@@ -1,6 +1,6 @@
 // Calls the real worker's fetch handler the way a client would, plus small readers for the results.
 import { env, exports } from "cloudflare:workers";
-import { inject } from "vitest";
+import { inject, vi } from "vitest";
 import type { InboxMessage, InboxStats } from "../../scripts/inbox.mjs";
 
 export const API_KEY = "test-key";
@@ -30,10 +30,15 @@ export async function inboxStats(httpPort: number): Promise<InboxStats> {
   return res.json();
 }
 
-export async function countRows(): Promise<{ messages: number; events: number }> {
-  const row = await env.DB.prepare("SELECT (SELECT COUNT(*) FROM messages) AS messages, (SELECT COUNT(*) FROM events) AS events").first<{
-    messages: number;
-    events: number;
-  }>();
-  return row!;
+/** How many message rows name this recipient (a unique one per test keeps this exact). */
+export async function messageRowsFor(recipient: string): Promise<number> {
+  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE to_json LIKE ?").bind(`%${recipient}%`).first<{ n: number }>();
+  return row!.n;
+}
+
+/** Captures the service's log lines (console.log) instead of printing them; call restore() after. */
+export function captureLogs() {
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
+  return { lines, restore: () => spy.mockRestore() };
 }

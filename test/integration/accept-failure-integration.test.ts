@@ -2,9 +2,9 @@
 // refused enqueue leaves no row behind, and a 500 never carries the internal error's words.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { API_KEY, uniqueRecipient } from "../helpers/api";
+import { API_KEY, captureLogs, messageRowsFor, uniqueRecipient } from "../helpers/api";
 
 async function post(to: string, outbox: Queue) {
   const ctx = createExecutionContext();
@@ -19,11 +19,6 @@ async function post(to: string, outbox: Queue) {
   );
   await waitOnExecutionContext(ctx);
   return res;
-}
-
-async function rowsFor(recipient: string): Promise<number> {
-  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE to_json LIKE ?").bind(`%${recipient}%`).first<{ n: number }>();
-  return row!.n;
 }
 
 describe("accepting when the queue misbehaves", () => {
@@ -45,21 +40,21 @@ describe("accepting when the queue misbehaves", () => {
   it("removes the row again and answers 500 when the queue refuses the job", async () => {
     const to = uniqueRecipient("noqueue");
     const outbox = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
-    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const logs = captureLogs();
     try {
       const res = await post(to, outbox);
       expect(res.status).toBe(500);
       expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
     } finally {
-      spy.mockRestore();
+      logs.restore();
     }
-    expect(await rowsFor(to)).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
   });
 
   it("never puts the internal error's message in a 500 response", async () => {
     const detail = "D1_ERROR: no such column: api_key_digest at offset 42";
     const outbox = { ...env.OUTBOX, send: async () => Promise.reject(new Error(detail)) } as unknown as Queue;
-    const spy = vi.spyOn(console, "log").mockImplementation(() => {});
+    const logs = captureLogs();
     try {
       const res = await post(uniqueRecipient("leak"), outbox);
       expect(res.status).toBe(500);
@@ -68,7 +63,7 @@ describe("accepting when the queue misbehaves", () => {
       expect(text).not.toContain("api_key_digest");
       expect(JSON.parse(text)).toEqual({ error: { code: "internal_error", message: "internal error" } });
     } finally {
-      spy.mockRestore();
+      logs.restore();
     }
   });
 });

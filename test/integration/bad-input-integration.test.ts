@@ -4,7 +4,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { API_KEY, api, uniqueRecipient } from "../helpers/api";
+import { API_KEY, api, messageRowsFor, uniqueRecipient } from "../helpers/api";
 
 async function send(body: string, headers: Record<string, string> = {}) {
   let enqueued = 0;
@@ -21,11 +21,6 @@ async function send(body: string, headers: Record<string, string> = {}) {
   );
   await waitOnExecutionContext(ctx);
   return { res, body: await res.json<{ error: { code: string; message: string; issues?: { path: string; message: string }[] } }>(), enqueued };
-}
-
-async function rowsFor(recipient: string): Promise<number> {
-  const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM messages WHERE to_json LIKE ?").bind(`%${recipient}%`).first<{ n: number }>();
-  return row!.n;
 }
 
 const valid = (to: string) => ({ to, subject: "Hello", text: "Hi" });
@@ -57,7 +52,7 @@ describe("bad input changes nothing", () => {
     expect(result.body.error.message).toEqual(expect.any(String));
     if (issuePath) expect(result.body.error.issues?.map((i) => i.path)).toContain(issuePath);
     expect(result.enqueued).toBe(0);
-    expect(await rowsFor(to)).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
   });
 
   it("the same wrapper counts a valid request, so the checks above can fail", async () => {
@@ -65,7 +60,7 @@ describe("bad input changes nothing", () => {
     const result = await send(JSON.stringify(valid(to)));
     expect(result.res.status).toBe(202);
     expect(result.enqueued).toBe(1);
-    expect(await rowsFor(to)).toBe(1);
+    expect(await messageRowsFor(to)).toBe(1);
   });
 });
 

@@ -2,7 +2,7 @@
 // retried), a transient one is retried with its backoff, a crash keeps the job, a rejected message
 // does not poison the next one in the same session, and the relay's verdict at the end of DATA counts.
 import { describe, expect, inject, it, vi } from "vitest";
-import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
+import { captureLogs, inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 const smtp = inject("smtp");
@@ -37,13 +37,13 @@ describe("delivery outcomes", () => {
         throw new Error("D1_ERROR: Network connection lost.");
       },
     } as unknown as D1Database;
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const logs = captureLogs();
     try {
       const { result } = await runQueue("mailroom-outbox", [id], { DB: brokenDb });
       expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
       expect(result.explicitAcks).toEqual([]);
     } finally {
-      log.mockRestore();
+      logs.restore();
     }
     expect(await inboxMessages(to)).toHaveLength(0);
     expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });

@@ -1,13 +1,12 @@
 // What the service writes to its logs during a real accept and delivery: structured JSON lines with
 // the documented fields, and no recipient, subject, body or key in any of them.
 import { describe, expect, it, vi } from "vitest";
-import { API_KEY, api, uniqueRecipient } from "../helpers/api";
+import { API_KEY, api, captureLogs, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
 
 describe("logs", () => {
   it("carry request and delivery fields but no content, recipients or keys", async () => {
-    const lines: string[] = [];
-    const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
+    const { lines, restore } = captureLogs();
     try {
       const to = uniqueRecipient("privacy");
       const res = await api("/v1/emails", { method: "POST", json: { to, subject: "Top secret subject", text: "Top secret body" } });
@@ -35,7 +34,7 @@ describe("logs", () => {
       const all = lines.join("\n");
       for (const secret of [to, to.split("@")[0]!, "secret", API_KEY]) expect(all).not.toContain(secret);
     } finally {
-      spy.mockRestore();
+      restore();
     }
   });
 });

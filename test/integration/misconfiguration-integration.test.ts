@@ -2,16 +2,10 @@
 // plain 500, queued jobs are kept for later, and the log names the wrong variables.
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import mailroom from "../../src/index";
-import { API_KEY } from "../helpers/api";
+import { API_KEY, captureLogs } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
-
-function captureLogs() {
-  const lines: string[] = [];
-  const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
-  return { lines, restore: () => spy.mockRestore() };
-}
 
 describe("misconfiguration", () => {
   it("keeps every queued job (retryAll) and logs which settings are wrong", async () => {
