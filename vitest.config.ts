@@ -23,7 +23,8 @@ export default defineConfig({
               bindings: {
                 TEST_MIGRATIONS: migrations,
                 SMTP_HOST: "127.0.0.1",
-                SMTP_PORT: String(inject("smtp").plain.smtpPort),
+                // The plain inbox behind a switchable gate, so a test can take the relay down and back up.
+                SMTP_PORT: String(inject("smtp").gate.smtpPort),
                 SMTP_SECURITY: "none",
                 MAIL_FROM: "Mailroom Tests <noreply@mailroom.test>",
                 API_KEYS: TEST_API_KEYS,

@@ -14,7 +14,8 @@ import { SMTPServer } from "smtp-server";
  * @property {{key: string | Buffer, cert: string | Buffer}} [tls] certificate for starttls/tls
  * @property {Record<string, string>} [users] when set, AUTH with one of these is required
  * @property {boolean} [offerStartTls] advertise STARTTLS (default: when security is starttls)
- * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550 and tempfail-*@ with 451
+ * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550, tempfail-*@ with 451 and
+ *   toomany-*@ with 552 (too many recipients, which RFC 5321 says to treat as temporary)
  */
 
 /** @param {InboxOptions} options */
@@ -54,6 +55,9 @@ export async function startInbox(options = {}) {
       const local = address.address.split("@")[0] ?? "";
       if (recipientPolicy && local.startsWith("reject-")) {
         return callback(Object.assign(new Error("5.1.1 Recipient address rejected: user unknown"), { responseCode: 550 }));
+      }
+      if (recipientPolicy && local.startsWith("toomany-")) {
+        return callback(Object.assign(new Error("5.5.3 Too many recipients"), { responseCode: 552 }));
       }
       if (recipientPolicy && local.startsWith("tempfail-")) {
         return callback(Object.assign(new Error("4.2.1 Mailbox temporarily unavailable, try again later"), { responseCode: 451 }));

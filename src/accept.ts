@@ -4,7 +4,7 @@
 import type { Config } from "./config";
 import { createMessageId } from "./core/message";
 import type { SendEmailRequest } from "./core/schema";
-import type { OutboxJob } from "./delivery/consumer";
+import type { OutboxJob } from "./delivery/outbox";
 import { deleteMessage, insertMessage, recordAccepted } from "./store/messages";
 
 export interface Accepted {

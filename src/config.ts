@@ -26,8 +26,20 @@ export interface Config {
   };
   mailFrom: Mailbox;
   apiKeys: ApiKeyEntry[];
-  retry: { baseDelaySeconds: number; maxDelaySeconds: number };
+  retry: {
+    baseDelaySeconds: number;
+    maxDelaySeconds: number;
+    /** A transient failure is retried until this long after the message was due; then it fails. */
+    windowSeconds: number;
+  };
+  /** How long a delivery attempt's claim on a message lasts; no attempt waits on the relay past it. */
+  leaseSeconds: number;
+  /** The sweeper requeues a pending message once it is overdue by this long (and again after as long). */
+  sweepGraceSeconds: number;
 }
+
+/** Backoff when the settings themselves cannot be read, so no configured policy exists. */
+export const DEFAULT_RETRY = { baseDelaySeconds: 30, maxDelaySeconds: 3600 } as const;
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -75,6 +87,9 @@ const envSchema = z.object({
   API_KEYS: z.string({ error: "required" }).min(1, "required").pipe(apiKeyEntries),
   RETRY_BASE_DELAY_SECONDS: intInRange(0, 43_200),
   RETRY_MAX_DELAY_SECONDS: intInRange(0, 43_200),
+  RETRY_WINDOW_SECONDS: intInRange(1, 30 * 86_400),
+  DELIVERY_LEASE_SECONDS: intInRange(5, 43_200),
+  SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
 });
 
 export function parseConfig(env: Record<string, unknown>): Config {
@@ -104,9 +119,12 @@ export function parseConfig(env: Record<string, unknown>): Config {
     mailFrom: e.MAIL_FROM,
     apiKeys: e.API_KEYS,
     retry: {
-      baseDelaySeconds: e.RETRY_BASE_DELAY_SECONDS ?? 30,
-      maxDelaySeconds: e.RETRY_MAX_DELAY_SECONDS ?? 3600,
+      baseDelaySeconds: e.RETRY_BASE_DELAY_SECONDS ?? DEFAULT_RETRY.baseDelaySeconds,
+      maxDelaySeconds: e.RETRY_MAX_DELAY_SECONDS ?? DEFAULT_RETRY.maxDelaySeconds,
+      windowSeconds: e.RETRY_WINDOW_SECONDS ?? 72 * 3600,
     },
+    leaseSeconds: e.DELIVERY_LEASE_SECONDS ?? 900,
+    sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
   };
 }
 

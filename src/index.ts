@@ -1,29 +1,45 @@
-// Composition root: the HTTP app and the queue consumers, wired to the runtime's bindings.
+// Composition root: the HTTP app, the queue consumers and the sweep, wired to the runtime's bindings.
 import { createApp } from "./app";
-import { ConfigError, getConfig, type Config } from "./config";
-import { deliverBatch, type OutboxJob } from "./delivery/consumer";
+import { ConfigError, DEFAULT_RETRY, getConfig, type Config } from "./config";
+import { backoffSeconds } from "./core/retry";
+import { deliverBatch } from "./delivery/consumer";
 import { handleDeadLetters } from "./delivery/dead-letter";
-import { createLogger } from "./log";
+import type { OutboxJob } from "./delivery/outbox";
+import { sweep } from "./delivery/sweeper";
+import { createLogger, type Logger } from "./log";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 
 const app = createApp();
 
+/** The settings, or undefined (logged) when they are wrong: the operator has to fix them first. */
+function readConfig(env: Env, log: Logger): Config | undefined {
+  try {
+    return getConfig(env);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    log.error("service is misconfigured; delivery postponed", { problems: error.problems, outcome: "retry" });
+    return undefined;
+  }
+}
+
 export default {
   fetch: app.fetch,
   async queue(batch, env) {
     const log = createLogger({ queue: batch.queue });
-    if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, env.DB, log);
-    let config: Config;
-    try {
-      config = getConfig(env);
-    } catch (error) {
-      if (!(error instanceof ConfigError)) throw error;
-      // Nothing can be delivered until the operator fixes the settings; keep every job meanwhile.
-      log.error("service is misconfigured; delivery postponed", { problems: error.problems, outcome: "retry" });
-      batch.retryAll();
+    const config = readConfig(env, log);
+    if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, { db: env.DB, outbox: env.OUTBOX, config, log });
+    if (!config) {
+      // Nothing can be delivered until the settings are fixed; keep every job meanwhile, backing off.
+      const attempts = Math.max(...batch.messages.map((m) => m.attempts));
+      batch.retryAll({ delaySeconds: backoffSeconds(attempts, DEFAULT_RETRY) });
       return;
     }
-    return deliverBatch(batch, env.DB, config, log);
+    return deliverBatch(batch, { db: env.DB, outbox: env.OUTBOX, config, log });
+  },
+  async scheduled(_controller, env) {
+    const log = createLogger({ task: "sweep" });
+    const config = readConfig(env, log);
+    if (config) await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
   },
 } satisfies ExportedHandler<Env, OutboxJob>;

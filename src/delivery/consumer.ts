@@ -1,102 +1,142 @@
-// The outbox queue consumer: delivers each message of a batch over one SMTP session and records the
-// outcome. Delivery is at-least-once: a message already sent, failed or canceled is acknowledged and
-// skipped, so a redelivered job never sends twice once its result is recorded; and once the relay has
-// accepted a mail, the job is never re-queued, even if recording that fails.
+// The outbox queue consumer: claims each message of a batch, delivers it over one SMTP session shared by
+// the batch, and records the outcome. Only the attempt holding a message's claim may send it, so a
+// repeated or concurrent job never sends twice; a job for a message not due yet goes back on the queue
+// until it is; once the relay has accepted a mail the job is never re-queued, even if recording that
+// fails. Late in its time budget the invocation starts no new transaction and hands the rest back.
 import type { Config } from "../config";
 import { buildEnvelope, buildMime, type OutgoingMessage } from "../core/message";
-import { classifyAttempt, type DeliveryOutcome } from "../core/retry";
+import { backoffSeconds, classifyAttempt, retryWindowEndsAt, type DeliveryOutcome } from "../core/retry";
+import { createTimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
-import { beginAttempt, getMessage, markFailed, markRetrying, markSent } from "../store/messages";
+import { claimMessage, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
+import { requeue, type OutboxJob } from "./outbox";
 import { SmtpSession, type SmtpAccepted, type SmtpResult } from "./smtp";
 
-export interface OutboxJob {
-  id: string;
-  /** The request that accepted the message, so its delivery logs can be joined to it. */
-  request_id?: string;
+export interface DeliveryContext {
+  db: D1Database;
+  outbox: Queue<OutboxJob>;
+  config: Config;
+  log: Logger;
 }
 
-export async function deliverBatch(batch: MessageBatch<OutboxJob>, db: D1Database, config: Config, log: Logger): Promise<void> {
+type Claimed = Extract<Claim, { kind: "claimed" }>;
+
+export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: DeliveryContext): Promise<void> {
+  const { db, config, log } = context;
+  const budget = createTimeBudget(Date.now(), config.leaseSeconds);
   let session: SmtpSession | undefined;
   // A relay that cannot be reached once in this batch is not tried again for each remaining message:
   // they get the same transient failure and their own backoff, instead of a connect timeout each.
   let unreachable: SmtpResult<never> | undefined;
+  let started = 0;
+  let handedBack = 0;
 
-  const send = async (message: OutgoingMessage): Promise<SmtpResult<SmtpAccepted>> => {
+  const send = async (message: OutgoingMessage, deadline: number): Promise<SmtpResult<SmtpAccepted>> => {
     if (unreachable) return unreachable;
     if (!session || session.isBroken) {
-      const opened = await SmtpSession.open(config.smtp);
+      const opened = await SmtpSession.open(config.smtp, { deadline });
       if (!opened.ok) return (unreachable = opened);
       session = opened.value;
     }
-    return session.send(buildEnvelope(message), buildMime(message));
+    return session.send(buildEnvelope(message), buildMime(message), { deadline });
   };
 
   try {
     for (const msg of batch.messages) {
+      if (started > 0 && Date.now() >= budget.startsNoneAfter) {
+        msg.retry(); // never claimed, nothing counted: the next invocation takes it at once
+        handedBack += 1;
+        continue;
+      }
       const id = msg.body?.id;
       const msgLog = log.child({ email_id: id, request_id: msg.body?.request_id });
       try {
-        const message = typeof id === "string" ? await getMessage(db, id) : null;
-        const attempt = message ? await beginAttempt(db, message.id, new Date().toISOString()) : null;
-        if (!message || attempt === null) {
-          // Unknown id, or already sent/failed/canceled: a redelivery or a stale job; nothing to send.
-          msgLog.info("job skipped: message is not pending", { outcome: "skipped", status: message?.status ?? "unknown" });
-          msg.ack();
+        const claimedAt = new Date();
+        const claim: Claim = typeof id === "string" ? await claimMessage(db, id, { now: claimedAt, leaseMs: config.leaseSeconds * 1000 }) : { kind: "unknown" };
+        if (claim.kind !== "claimed") {
+          await settleUnclaimed(msg, claim, context, msgLog);
           continue;
         }
-        const outcome = classifyAttempt(await send(message), attempt, config.retry);
-        await recordOutcomeOnceSent(db, message.id, attempt, outcome, msgLog);
-        settle(msg, outcome);
+        started += 1;
+        if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
+        const result = await send(claim.message, budget.attemptDeadline(claimedAt.getTime()));
+        const now = new Date();
+        const outcome = classifyAttempt(result, { attempt: claim.attempt, now, windowEndsAt: retryWindowEndsAt(claim.message, config.retry), policy: config.retry });
+        const applied = await recordOutcomeOnceSent(db, claim, outcome, msgLog);
+        if (outcome.kind === "retry" && applied) msg.retry({ delaySeconds: outcome.delaySeconds });
+        else msg.ack(); // done, or the claim had expired and another attempt owns the message now
         msgLog.info("delivery attempt", {
-          attempt,
-          outcome: outcome.kind,
+          attempt: claim.attempt,
+          outcome: applied === false ? "claim_lost" : outcome.kind,
           smtp_code: outcome.code,
           reason: outcome.kind === "sent" ? undefined : outcome.reason,
           retry_in_s: outcome.kind === "retry" ? outcome.delaySeconds : undefined,
         });
       } catch (error) {
-        // D1 or the runtime failed us: keep the job, its next delivery tries again.
-        msgLog.error("delivery attempt crashed; will retry", { error, outcome: "error" });
-        msg.retry({ delaySeconds: config.retry.baseDelaySeconds });
+        // D1, the queue or the runtime failed us, not the message: keep the job and back off.
+        const delaySeconds = backoffSeconds(msg.attempts, config.retry);
+        msgLog.error("delivery attempt crashed; will retry", { error, outcome: "error", retry_in_s: delaySeconds });
+        msg.retry({ delaySeconds });
       }
     }
   } finally {
     await session?.close();
   }
+  if (handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: handedBack, started });
 }
 
-/** Records the outcome; for a mail the relay accepted, a failed write is retried once, then logged, never re-sent. */
-async function recordOutcomeOnceSent(db: D1Database, id: string, attempt: number, outcome: DeliveryOutcome, log: Logger): Promise<void> {
+/** A job whose message this invocation did not claim: nothing to send now, or not yet. */
+async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Claimed>, { outbox }: DeliveryContext, log: Logger): Promise<void> {
+  switch (claim.kind) {
+    case "unknown":
+    case "settled":
+      log.info("job skipped: message is not pending", { outcome: "skipped", status: claim.kind === "settled" ? claim.status : "unknown" });
+      break;
+    case "not_due": {
+      // Early (a scheduled send, a stale duplicate) or claimed by a live attempt: come back when due.
+      const delaySeconds = await requeue(outbox, msg.body, claim.dueAt);
+      log.info("job put back: message not due yet", { outcome: "requeued", status: claim.status, retry_in_s: delaySeconds });
+      break;
+    }
+    default: {
+      const unreachable: never = claim;
+      throw new Error(`unhandled claim ${JSON.stringify(unreachable)}`);
+    }
+  }
+  msg.ack();
+}
+
+/**
+ * Records the outcome and releases the claim; returns whether the claim was still this attempt's. For a
+ * mail the relay accepted, a failed write is retried once, then logged, never re-sent from here.
+ */
+async function recordOutcomeOnceSent(db: D1Database, claim: Claimed, outcome: DeliveryOutcome, log: Logger): Promise<boolean | undefined> {
   try {
-    await recordOutcome(db, id, attempt, outcome);
+    return await recordOutcome(db, claim, outcome);
   } catch (error) {
     if (outcome.kind !== "sent") throw error; // nothing was delivered: the catch-all retries the job
     try {
-      await recordOutcome(db, id, attempt, outcome);
+      return await recordOutcome(db, claim, outcome);
     } catch (again) {
-      log.error("mail delivered but its status could not be recorded; not re-sending", { error: again, attempt, outcome: "sent_unrecorded" });
+      log.error("mail delivered but its status could not be recorded; not re-sending", { error: again, attempt: claim.attempt, outcome: "sent_unrecorded" });
+      return undefined;
     }
   }
 }
 
-async function recordOutcome(db: D1Database, id: string, attempt: number, outcome: DeliveryOutcome): Promise<void> {
-  const at = new Date().toISOString();
+async function recordOutcome(db: D1Database, { message, attempt }: Claimed, outcome: DeliveryOutcome): Promise<boolean> {
+  const at = new Date();
+  const base = { id: message.id, attempt, at: at.toISOString(), smtpCode: outcome.code };
   switch (outcome.kind) {
     case "sent":
-      return markSent(db, id, at, attempt, outcome.code, outcome.detail);
+      return recordSent(db, { ...base, detail: outcome.detail });
     case "retry":
-      return markRetrying(db, id, at, attempt, outcome.reason, outcome.code);
+      return recordRetry(db, { ...base, reason: outcome.reason, nextAttemptAt: new Date(at.getTime() + outcome.delaySeconds * 1000).toISOString() });
     case "failed":
-      await markFailed(db, id, at, "failed", outcome.reason, attempt, outcome.code);
-      return;
+      return recordFailure(db, { ...base, reason: outcome.reason });
     default: {
       const unreachable: never = outcome;
       throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
     }
   }
-}
-
-function settle(msg: Message<OutboxJob>, outcome: DeliveryOutcome): void {
-  if (outcome.kind === "retry") msg.retry({ delaySeconds: outcome.delaySeconds });
-  else msg.ack();
 }

@@ -1,26 +1,45 @@
-// The dead-letter queue consumer: a job lands here when the outbox gave up retrying it. The message
-// is marked failed with its last error, logged, and never resent by itself.
+// The dead-letter queue consumer: a job lands here when the outbox used up its redeliveries. That says
+// nothing about the message, whose retry window alone decides: still open, and the message goes back
+// on the outbox for its next due time; over, and a message waiting for an attempt is marked failed.
+import type { Config } from "../config";
+import { DEFAULT_RETRY } from "../config";
+import { backoffSeconds, retryWindowEndsAt, windowEndedReason } from "../core/retry";
 import type { Logger } from "../log";
-import { getMessage, markFailed } from "../store/messages";
-import type { OutboxJob } from "./consumer";
+import { failWaitingMessage } from "../store/attempts";
+import { getMessage } from "../store/messages";
+import { requeue, type OutboxJob } from "./outbox";
 
-export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, db: D1Database, log: Logger): Promise<void> {
+export interface DeadLetterContext {
+  db: D1Database;
+  outbox: Queue<OutboxJob>;
+  /** Undefined when the settings cannot be read: then nothing is failed, every job goes back. */
+  config: Config | undefined;
+  log: Logger;
+}
+
+export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, outbox, config, log }: DeadLetterContext): Promise<void> {
   for (const msg of batch.messages) {
     const id = msg.body?.id;
     const jobLog = log.child({ email_id: id, request_id: msg.body?.request_id });
     try {
       const message = typeof id === "string" ? await getMessage(db, id) : null;
-      if (message) {
-        const reason = `retries exhausted after ${message.attempts} attempts; last error: ${message.lastError ?? "none recorded"}`;
-        const changed = await markFailed(db, message.id, new Date().toISOString(), "dead_lettered", reason);
-        jobLog.warn("message dead-lettered", { attempt: message.attempts, outcome: changed ? "failed" : message.status });
-      } else {
+      if (!message) {
         jobLog.error("dead letter for an unknown message", { outcome: "unknown" });
+      } else if (message.status === "sent" || message.status === "failed" || message.status === "canceled") {
+        jobLog.info("dead letter for a settled message", { outcome: "skipped", status: message.status });
+      } else if (config && message.status !== "sending" && Date.now() >= retryWindowEndsAt(message, config.retry).getTime()) {
+        const reason = windowEndedReason(config.retry, message.attempts, message.lastError);
+        const changed = await failWaitingMessage(db, { id: message.id, at: new Date().toISOString(), reason });
+        jobLog.warn("retry window ended; message failed", { attempt: message.attempts, outcome: changed ? "failed" : "skipped" });
+      } else {
+        const delaySeconds = await requeue(outbox, msg.body, message.nextAttemptAt);
+        jobLog.info("dead letter put back on the outbox", { attempt: message.attempts, outcome: "requeued", retry_in_s: delaySeconds });
       }
       msg.ack();
     } catch (error) {
-      jobLog.error("dead letter handling crashed; will retry", { error });
-      msg.retry();
+      const delaySeconds = backoffSeconds(msg.attempts, config?.retry ?? DEFAULT_RETRY);
+      jobLog.error("dead letter handling crashed; will retry", { error, retry_in_s: delaySeconds });
+      msg.retry({ delaySeconds });
     }
   }
 }

@@ -1,6 +1,7 @@
 // The transport under the SMTP session: a socket from cloudflare:sockets that writes lines and reads
-// whole replies, each under a deadline. A closed stream, a timeout or garbage is a structured failure
-// (SmtpFailed) and leaves the connection closed, so nothing above can hang or spin on a dead relay.
+// whole replies, each under a deadline (and never past the attempt's own deadline). A closed stream, a
+// timeout, garbage or a reply nobody asked for is a structured failure (SmtpFailed) and leaves the
+// connection closed, so nothing above can hang or spin on a dead relay, or read a stray reply as an answer.
 import { connect } from "cloudflare:sockets";
 import type { SmtpSecurity } from "../config";
 import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from "./smtp-reply";
@@ -36,6 +37,8 @@ export class SmtpConnection {
   private lines = new LineSplitter();
   private pendingLines: string[] = [];
   private closed = false;
+  /** Epoch ms after which no wait may last: the deadline of the attempt using the connection. */
+  private attemptDeadline = Infinity;
 
   private constructor(
     private socket: Socket,
@@ -44,10 +47,14 @@ export class SmtpConnection {
     this.attachStreams();
   }
 
-  /** Opens the TCP (or, for "tls", TLS) connection; "starttls" leaves it ready for upgradeToTls(). */
-  static async open(options: { host: string; port: number; security: SmtpSecurity; timeoutMs: number }): Promise<SmtpConnection> {
+  /**
+   * Opens the TCP (or, for "tls", TLS) connection; "starttls" leaves it ready for upgradeToTls().
+   * No wait on it lasts past `deadline` (epoch ms) until limitWaitsTo() says otherwise.
+   */
+  static async open(options: { host: string; port: number; security: SmtpSecurity; timeoutMs: number }, deadline = Infinity): Promise<SmtpConnection> {
     const secureTransport = options.security === "tls" ? "on" : options.security === "starttls" ? "starttls" : "off";
     const connection = new SmtpConnection(connect({ hostname: options.host, port: options.port }, { secureTransport, allowHalfOpen: false }), options.timeoutMs);
+    connection.limitWaitsTo(deadline);
     await connection.withDeadline(connection.socket.opened, "connect", `CONNECT ${options.host}:${options.port}`);
     return connection;
   }
@@ -55,6 +62,11 @@ export class SmtpConnection {
   /** True once the connection can no longer be used (dropped, timed out, out of sync). */
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** Caps every later wait (connect, write, reply) at `epochMs`, e.g. so an attempt ends before its claim. */
+  limitWaitsTo(epochMs: number): void {
+    this.attemptDeadline = epochMs;
   }
 
   /** Sends one command line (shown in failures as `shownAs`, to keep secrets out) and reads its reply. */
@@ -66,7 +78,15 @@ export class SmtpConnection {
     return this.readReply(stage, shownAs);
   }
 
+  /**
+   * Writes a command, the message body or its final dot. Anything the server sent that was not read
+   * as a reply yet arrived before this was sent, so it cannot be its reply (RFC 5321 §4.1.1: replies
+   * answer commands, in order): the session ends as a protocol error rather than read it as one.
+   */
   async write(text: string, stage: SmtpStage, command: string): Promise<void> {
+    if (this.pendingLines.length > 0 || this.lines.pending > 0) {
+      this.fail({ kind: "protocol", stage, command, message: `the server sent a reply nobody asked for before ${command}; closing the session` });
+    }
     await this.withDeadline(this.writer.write(encoder.encode(text)), stage, command);
   }
 
@@ -119,11 +139,13 @@ export class SmtpConnection {
 
   private async withDeadline<T>(promise: Promise<T>, stage: SmtpStage, command: string, remainingMs = this.timeoutMs, totalMs = remainingMs): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const attemptLeftMs = this.attemptDeadline - Date.now();
+    const message =
+      attemptLeftMs < remainingMs
+        ? `no answer to ${command} before the attempt's deadline (its claim on the message would expire)`
+        : `no answer to ${command} within ${totalMs} ms`;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new SmtpFailed({ kind: "timeout", stage, command, message: `no answer to ${command} within ${totalMs} ms` })),
-        Math.max(remainingMs, 0),
-      );
+      timer = setTimeout(() => reject(new SmtpFailed({ kind: "timeout", stage, command, message })), Math.max(Math.min(remainingMs, attemptLeftMs), 0));
     });
     try {
       return await Promise.race([promise, deadline]);

@@ -4,6 +4,7 @@
 // command}), never thrown strings; the deadlines and the socket live in smtp-connection.ts.
 import type { Config } from "../config";
 import type { Envelope } from "../core/message";
+import { isPermanentReply } from "../core/retry";
 import { replyFailure, SmtpConnection, SmtpFailed, toFailure, type SmtpFailure, type SmtpStage } from "./smtp-connection";
 import { parseCapabilities, type Capabilities, type SmtpReply } from "./smtp-reply";
 
@@ -30,6 +31,8 @@ export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpF
 /** RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the final ".", since giving up early
  * while the relay still accepts the mail is how duplicates happen. */
 const DATA_END_TIMEOUT_MS = 10 * 60 * 1000;
+/** The end of DATA, after the body's own closing CRLF (RFC 5321 §4.1.1.4). */
+const FINAL_DOT = ".\r\n";
 const encoder = new TextEncoder();
 
 function base64(text: string): string {
@@ -42,11 +45,14 @@ export class SmtpSession {
     private readonly options: SmtpOptions,
   ) {}
 
-  /** Connects, greets, negotiates TLS and authenticates; the session is then ready for send(). */
-  static async open(options: SmtpOptions): Promise<SmtpResult<SmtpSession>> {
+  /**
+   * Connects, greets, negotiates TLS and authenticates; the session is then ready for send().
+   * No wait lasts past `deadline` (epoch ms), the end of the attempt that opens the session.
+   */
+  static async open(options: SmtpOptions, { deadline = Infinity }: { deadline?: number } = {}): Promise<SmtpResult<SmtpSession>> {
     let session: SmtpSession | undefined;
     try {
-      session = new SmtpSession(await SmtpConnection.open(options), options);
+      session = new SmtpSession(await SmtpConnection.open(options, deadline), options);
       await session.handshake();
       return { ok: true, value: session };
     } catch (error) {
@@ -64,11 +70,13 @@ export class SmtpSession {
    * One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. `data` must be dot-stuffed and
    * end in CRLF.CRLF. Recipients refused permanently are reported while the others get the mail; a
    * temporary refusal of any recipient postpones the whole message, so nobody is skipped for good.
+   * No wait lasts past `deadline` (epoch ms), the end of this attempt.
    */
-  async send(envelope: Envelope, data: string): Promise<SmtpResult<SmtpAccepted>> {
+  async send(envelope: Envelope, data: string, { deadline = Infinity }: { deadline?: number } = {}): Promise<SmtpResult<SmtpAccepted>> {
     if (this.isBroken) {
       return { ok: false, failure: { kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" } };
     }
+    this.connection.limitWaitsTo(deadline);
     try {
       await this.expect(`MAIL FROM:<${envelope.from}>`, 250, "mail");
       const rejected: { recipient: string; reply: SmtpReply; command: string }[] = [];
@@ -77,13 +85,15 @@ export class SmtpSession {
         const reply = await this.connection.command(command, "rcpt");
         if (reply.code !== 250 && reply.code !== 251) rejected.push({ recipient, reply, command });
       }
-      const temporary = rejected.find((r) => r.reply.code < 500);
+      const temporary = rejected.find((r) => !isPermanentReply(r.reply.code, "rcpt"));
       if (temporary || rejected.length === envelope.recipients.length) {
         const first = temporary ?? rejected[0]!;
         throw new SmtpFailed(replyFailure(first.reply, "rcpt", first.command));
       }
       await this.expect("DATA", 354, "data");
-      await this.connection.write(data, "message", "(message content)");
+      // The final dot goes on its own, so a reply that arrived during the body is caught before it.
+      await this.connection.write(data.slice(0, -FINAL_DOT.length), "message", "(message content)");
+      await this.connection.write(FINAL_DOT, "message", "(end of data)");
       const reply = await this.connection.readReply("message", "(end of data)", Math.max(this.options.timeoutMs, DATA_END_TIMEOUT_MS));
       if (reply.code !== 250) throw new SmtpFailed(replyFailure(reply, "message", "(end of data)"));
       return {

@@ -1,14 +1,13 @@
-// Every D1 query Mailroom makes, in one place; rows are mapped to domain types here and nowhere else.
-// Status changes are guarded (`WHERE status IN ...`) so a late or repeated update never moves a
-// message backwards, e.g. from "sent" to "retrying".
+// The messages table and its history: storing an accepted message, reading it back. Rows are mapped to
+// domain types here and nowhere else; delivery attempts (claims, outcomes) are in attempts.ts.
 import type { Mailbox } from "../core/address";
 import type { OutgoingMessage } from "../core/message";
 
-export type MessageStatus = "scheduled" | "queued" | "retrying" | "sent" | "failed" | "canceled";
-export type EventType = "accepted" | "sent" | "deferred" | "failed" | "dead_lettered";
+export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
+export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted";
 
-/** Statuses from which a delivery attempt may still change the message. */
-const PENDING = "('queued', 'retrying')";
+/** Statuses that still need an attempt, as SQL; "sending" only once its claim has expired. */
+export const PENDING_SQL = "('scheduled', 'queued', 'retrying', 'sending')";
 
 export interface NewMessage extends OutgoingMessage {
   id: string;
@@ -24,8 +23,10 @@ export interface MessageRecord extends NewMessage {
   attempts: number;
   lastError: string | null;
   updatedAt: string;
-  sendAt: string | null;
+  scheduledAt: string | null;
   sentAt: string | null;
+  /** While pending: when the next attempt is due; while "sending": when the claim expires. */
+  nextAttemptAt: string;
 }
 
 export interface MessageEvent {
@@ -36,7 +37,7 @@ export interface MessageEvent {
   detail: string | null;
 }
 
-interface MessageRow {
+export interface MessageRow {
   id: string;
   status: MessageStatus;
   message_id: string;
@@ -54,11 +55,12 @@ interface MessageRow {
   last_error: string | null;
   created_at: string;
   updated_at: string;
-  send_at: string | null;
+  scheduled_at: string | null;
   sent_at: string | null;
+  next_attempt_at: string;
 }
 
-function toRecord(row: MessageRow): MessageRecord {
+export function toRecord(row: MessageRow): MessageRecord {
   return {
     id: row.id,
     status: row.status,
@@ -77,40 +79,49 @@ function toRecord(row: MessageRow): MessageRecord {
     lastError: row.last_error,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
-    sendAt: row.send_at,
+    scheduledAt: row.scheduled_at,
     sentAt: row.sent_at,
+    nextAttemptAt: row.next_attempt_at,
   };
 }
 
 const INSERT_EVENT = "INSERT INTO events (message_id, at, type, attempt, smtp_code, detail) SELECT ?, ?, ?, ?, ?, ?";
 
+export interface NewEvent {
+  at: string;
+  type: EventType;
+  attempt?: number;
+  smtpCode?: number;
+  detail?: string;
+}
+
 /**
  * An event row. With `onlyIfChanged`, it is written only if the statement just before it in the same
  * batch changed a row, so history never records an outcome the guarded update refused.
  */
-function insertEvent(db: D1Database, messageId: string, at: string, type: EventType, attempt?: number, smtpCode?: number, detail?: string, onlyIfChanged = false) {
+export function insertEvent(db: D1Database, messageId: string, event: NewEvent, onlyIfChanged = false) {
   return db
     .prepare(onlyIfChanged ? `${INSERT_EVENT} WHERE changes() > 0` : INSERT_EVENT)
-    .bind(messageId, at, type, attempt ?? null, smtpCode ?? null, detail ?? null);
+    .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
 }
 
 export async function insertMessage(db: D1Database, m: NewMessage): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, next_attempt_at)
+       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
-    .bind(m.id, m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc), m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt)
+    .bind(m.id, m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc), m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.createdAt)
     .run();
 }
 
-/** Undoes insertMessage when the queue refused the job, so no row claims a mail that will never go. */
+/** Undoes insertMessage when the queue refused the job; if this fails too, the sweeper delivers the row. */
 export async function deleteMessage(db: D1Database, id: string): Promise<void> {
   await db.prepare("DELETE FROM messages WHERE id = ?").bind(id).run();
 }
 
 export async function recordAccepted(db: D1Database, id: string, at: string): Promise<void> {
-  await insertEvent(db, id, at, "accepted").run();
+  await insertEvent(db, id, { at, type: "accepted" }).run();
 }
 
 export async function getMessage(db: D1Database, id: string): Promise<MessageRecord | null> {
@@ -124,43 +135,4 @@ export async function listEvents(db: D1Database, id: string): Promise<MessageEve
     .bind(id)
     .all<{ at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null }>();
   return results.map((r) => ({ at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail }));
-}
-
-/** Counts a new delivery attempt; returns its number, or null when the message is no longer pending. */
-export async function beginAttempt(db: D1Database, id: string, at: string): Promise<number | null> {
-  const row = await db
-    .prepare(`UPDATE messages SET attempts = attempts + 1, updated_at = ? WHERE id = ? AND status IN ${PENDING} RETURNING attempts`)
-    .bind(at, id)
-    .first<{ attempts: number }>();
-  return row?.attempts ?? null;
-}
-
-export async function markSent(db: D1Database, id: string, at: string, attempt: number, smtpCode: number, reply: string): Promise<void> {
-  await db.batch([
-    db.prepare(`UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, last_error = NULL WHERE id = ? AND status IN ${PENDING}`).bind(at, at, id),
-    insertEvent(db, id, at, "sent", attempt, smtpCode, reply, true),
-  ]);
-}
-
-export async function markRetrying(db: D1Database, id: string, at: string, attempt: number, reason: string, smtpCode?: number): Promise<void> {
-  await db.batch([
-    db.prepare(`UPDATE messages SET status = 'retrying', last_error = ?, updated_at = ? WHERE id = ? AND status IN ${PENDING}`).bind(reason, at, id),
-    insertEvent(db, id, at, "deferred", attempt, smtpCode, reason, true),
-  ]);
-}
-
-export async function markFailed(
-  db: D1Database,
-  id: string,
-  at: string,
-  type: "failed" | "dead_lettered",
-  reason: string,
-  attempt?: number,
-  smtpCode?: number,
-): Promise<boolean> {
-  const [update] = await db.batch([
-    db.prepare(`UPDATE messages SET status = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND status IN ${PENDING}`).bind(reason, at, id),
-    insertEvent(db, id, at, type, attempt, smtpCode, reason, true),
-  ]);
-  return (update?.meta.changes ?? 0) > 0;
 }

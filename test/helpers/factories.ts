@@ -4,18 +4,18 @@ import { createExecutionContext, createMessageBatch, getQueueResult } from "clou
 import { env } from "cloudflare:workers";
 import mailroom from "../../src/index";
 import { createMessageId } from "../../src/core/message";
-import type { OutboxJob } from "../../src/delivery/consumer";
+import type { OutboxJob } from "../../src/delivery/outbox";
 import { getMessage, insertMessage, listEvents } from "../../src/store/messages";
 import { uniqueRecipient } from "./api";
 
 /** A queued message as the accept path would have stored it (without enqueueing it). */
-export async function insertQueuedMessage(fields: { to?: string | string[]; subject?: string; text?: string } = {}) {
+export async function insertQueuedMessage(fields: { to?: string | string[]; subject?: string; text?: string; createdAt?: string } = {}) {
   const id = crypto.randomUUID();
   const from = { name: "Mailroom Tests", address: "noreply@mailroom.test" };
   const recipients = [fields.to ?? uniqueRecipient()].flat();
   await insertMessage(env.DB, {
     id,
-    createdAt: new Date().toISOString(),
+    createdAt: fields.createdAt ?? new Date().toISOString(),
     messageId: createMessageId(id, from),
     from,
     to: recipients.map((address) => ({ address })),

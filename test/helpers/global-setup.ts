@@ -5,6 +5,7 @@ import { createServer } from "node:http";
 import type { TestProject } from "vitest/node";
 import { startInbox } from "../../scripts/inbox.mjs";
 import { startMisbehavingSmtp } from "./misbehaving-smtp";
+import { startRelayGate, type GateMode } from "./relay-gate";
 import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
 
 const tlsDir = new URL("../fixtures/tls/", import.meta.url);
@@ -22,6 +23,8 @@ export default async function setup(project: TestProject) {
   const trickle = await startMisbehavingSmtp("trickle");
   const dataPolicy = await startMisbehavingSmtp("data-policy");
   const flood = await startMisbehavingSmtp("flood");
+  const stray = await startMisbehavingSmtp("stray-reply");
+  const gate = await startRelayGate(plain.smtpPort);
 
   // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
   // what the injecting server was told.
@@ -29,7 +32,11 @@ export default async function setup(project: TestProject) {
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
-    else res.statusCode = 404;
+    else if (req.url?.startsWith("/gate/")) {
+      const mode = req.url.slice("/gate/".length);
+      if (mode === "open" || mode === "tempfail" || mode === "down") gate.mode = mode satisfies GateMode;
+      return res.end(JSON.stringify({ mode: gate.mode, connections: gate.connections }));
+    } else res.statusCode = 404;
     res.end();
   });
   await new Promise<void>((resolve) => control.listen(0, "127.0.0.1", resolve));
@@ -47,12 +54,14 @@ export default async function setup(project: TestProject) {
     trickle: { smtpPort: trickle.port },
     dataPolicy: { smtpPort: dataPolicy.port },
     flood: { smtpPort: flood.port },
+    stray: { smtpPort: stray.port },
+    gate: { smtpPort: gate.port, controlPort: controlAddress.port },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close()]);
   };
 }

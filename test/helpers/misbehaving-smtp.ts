@@ -4,11 +4,12 @@
 // answers STARTTLS with extra plaintext replies, as a man in the middle would (RFC 3207 §6);
 // "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line;
 // "data-policy" takes the whole message and answers the end of DATA by the first recipient's local
-// part (data554-… → 554, data421-… → 421 and hang up, anything else → 250); "flood" greets with
-// 100 KB and no line end.
+// part (data554-… → 554, data421-… → 421 and hang up, slow-… → 250 after 1 s, anything else → 250);
+// "flood" greets with 100 KB and no line end; "stray-reply" is data-policy, except that it sends a
+// "250" right behind its "354", before the message has even been sent.
 import { createServer, type Socket } from "node:net";
 
-export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle" | "data-policy" | "flood";
+export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle" | "data-policy" | "flood" | "stray-reply";
 
 export interface MisbehavingServer {
   port: number;
@@ -35,7 +36,7 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
     socket.on("error", () => {});
     if (mode === "silent") return;
     if (mode === "flood") return void socket.write(`220-${"x".repeat(100_000)}`);
-    if (mode === "data-policy") return serveDataPolicy(socket);
+    if (mode === "data-policy" || mode === "stray-reply") return serveDataPolicy(socket, mode === "stray-reply");
     if (mode === "trickle") {
       socket.write("220-");
       const timer = setInterval(() => socket.write("x"), 20);
@@ -89,7 +90,7 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
 }
 
 /** The "data-policy" session: a plain relay that decides only at the end of DATA. */
-function serveDataPolicy(socket: Socket): void {
+function serveDataPolicy(socket: Socket, strayReply: boolean): void {
   socket.write("220 data-policy.test ESMTP\r\n");
   let buffer = "";
   let inData = false;
@@ -106,6 +107,7 @@ function serveDataPolicy(socket: Socket): void {
         firstRecipient = "";
         if (local.startsWith("data554-")) socket.write("554 5.6.0 Message content rejected\r\n");
         else if (local.startsWith("data421-")) return void socket.end("421 4.3.2 Shutting down, closing connection\r\n");
+        else if (local.startsWith("slow-")) setTimeout(() => socket.write("250 2.0.0 Ok: queued\r\n"), 1000);
         else socket.write("250 2.0.0 Ok: queued\r\n");
         continue;
       }
@@ -121,7 +123,7 @@ function serveDataPolicy(socket: Socket): void {
       } else if (verb === "DATA") {
         inData = true;
         buffer = "\r\n" + buffer; // the terminator may follow an empty body directly
-        socket.write("354 End data with <CR><LF>.<CR><LF>\r\n");
+        socket.write(`354 End data with <CR><LF>.<CR><LF>\r\n${strayReply ? "250 2.0.0 Ok: queued as STRAY\r\n" : ""}`);
       } else if (verb === "QUIT") return void socket.end("221 Bye\r\n");
       else socket.write("250 Ok\r\n");
     }

@@ -21,6 +21,11 @@ export interface SmtpFixtures {
   trickle: { smtpPort: number };
   dataPolicy: { smtpPort: number };
   flood: { smtpPort: number };
+  /** Sends a stray "250" right behind its "354" to DATA, as if it answered the final dot early. */
+  stray: { smtpPort: number };
+  /** The default relay of the workerd tests: the plain inbox behind a switchable gate (relay-gate.ts);
+   * GET /gate/open|tempfail|down on controlPort switches it and answers its mode and connection counts. */
+  gate: { smtpPort: number; controlPort: number };
 }
 
 declare module "vitest" {

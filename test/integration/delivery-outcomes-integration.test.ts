@@ -99,4 +99,39 @@ describe("delivery outcomes", () => {
     expect(elapsedMs).toBeLessThan(3000);
     expect((await loadMessage(id)).message.lastError).toBe("reply too long");
   });
+
+  it("closes the session on a reply that arrived before the message was sent, and records nothing as sent", async () => {
+    const { id, to } = await insertQueuedMessage();
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.stray.smtpPort) });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", sentAt: null });
+    expect(message.lastError).toBe("the server sent a reply nobody asked for before (message content); closing the session");
+    expect(events.map((e) => e.type)).toEqual(["deferred"]);
+    expect(await inboxMessages(to)).toHaveLength(0);
+  });
+
+  it("retries a recipient refused with 552 (too many recipients) instead of dropping it", async () => {
+    const { id } = await insertQueuedMessage({ to: [uniqueRecipient(), uniqueRecipient("toomany")] });
+    const { result } = await deliver([id]);
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(message.lastError).toMatch(/RCPT TO:<toomany-.*> answered 552 5\.5\.3 Too many recipients/);
+  });
+
+  it("starts no new transaction once the invocation's time budget is used, and hands the rest back unclaimed", async () => {
+    // A 5 s lease gives a budget of 1.67 s; this relay takes 1 s to accept each message.
+    const batch = [];
+    for (let i = 0; i < 3; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient("slow") }));
+    const { result } = await deliver(batch.map((m) => m.id), { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "5" });
+
+    const [first, , last] = batch;
+    expect(result.explicitAcks).toContain(`job-${first!.id}`);
+    expect((await loadMessage(first!.id)).message.status).toBe("sent");
+    // Two 1 s transactions cannot both fit in the budget, so the third is never started.
+    expect(result.retryMessages).toContainEqual({ msgId: `job-${last!.id}` });
+    expect((await loadMessage(last!.id)).message).toMatchObject({ status: "queued", attempts: 0 });
+    expect(result.explicitAcks.length + result.retryMessages.length).toBe(3);
+  });
 });

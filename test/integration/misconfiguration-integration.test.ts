@@ -2,22 +2,27 @@
 // plain 500, queued jobs are kept for later, and the log names the wrong variables.
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import mailroom from "../../src/index";
 import { API_KEY, captureLogs } from "../helpers/api";
-import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
+import { insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 describe("misconfiguration", () => {
-  it("keeps every queued job (retryAll) and logs which settings are wrong", async () => {
+  it("keeps every queued job (retryAll, backing off by redeliveries), counts no attempt and logs which settings are wrong", async () => {
     const { id } = await insertQueuedMessage();
     const logs = captureLogs();
+    let retryAll: ReturnType<typeof vi.spyOn> | undefined;
     try {
-      const { result } = await deliver([id], { SMTP_HOST: "", SMTP_SECURITY: "ssl" });
+      const { result } = await runQueue("mailroom-outbox", [id], { SMTP_HOST: "", SMTP_SECURITY: "ssl" }, (batch) => {
+        Object.defineProperty(batch.messages[0]!, "attempts", { value: 3 });
+        retryAll = vi.spyOn(batch, "retryAll");
+      });
       expect(result.retryBatch.retry).toBe(true);
       expect(result.explicitAcks).toEqual([]);
     } finally {
       logs.restore();
     }
+    expect(retryAll).toHaveBeenCalledWith({ delaySeconds: 120 }); // the default policy: 30 s · 2²
     expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
     const entry = JSON.parse(logs.lines.find((l) => l.includes("misconfigured"))!);
     expect(entry.level).toBe("error");

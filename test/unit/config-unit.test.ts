@@ -29,7 +29,21 @@ describe("parseConfig", () => {
     expect(config.mailFrom).toEqual({ name: "Acme", address: "noreply@acme.example" });
     expect(config.apiKeys).toEqual([{ name: "web", digest: expect.any(Uint8Array) }]);
     expect(config.apiKeys[0]!.digest).toHaveLength(32);
-    expect(config.retry).toEqual({ baseDelaySeconds: 30, maxDelaySeconds: 3600 });
+    expect(config.retry).toEqual({ baseDelaySeconds: 30, maxDelaySeconds: 3600, windowSeconds: 259_200 });
+    expect(config.leaseSeconds).toBe(900);
+    expect(config.sweepGraceSeconds).toBe(300);
+  });
+
+  it("reads the retry window, the claim's lease and the sweep's grace", () => {
+    const config = parseConfig({ ...base, RETRY_WINDOW_SECONDS: "3600", DELIVERY_LEASE_SECONDS: "60", SWEEP_GRACE_SECONDS: "0" });
+    expect(config.retry.windowSeconds).toBe(3600);
+    expect(config.leaseSeconds).toBe(60);
+    expect(config.sweepGraceSeconds).toBe(0);
+    expect(problems({ ...base, RETRY_WINDOW_SECONDS: "0", DELIVERY_LEASE_SECONDS: "4", SWEEP_GRACE_SECONDS: "-1" })).toEqual([
+      "RETRY_WINDOW_SECONDS: must be at least 1",
+      "DELIVERY_LEASE_SECONDS: must be at least 5",
+      "SWEEP_GRACE_SECONDS: must be at least 0",
+    ]);
   });
 
   it("picks the port from the security mode unless given", () => {

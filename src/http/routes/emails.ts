@@ -48,7 +48,7 @@ function toEmailView(m: MessageRecord, events: MessageEvent[]) {
     tags: m.tags,
     created_at: m.createdAt,
     updated_at: m.updatedAt,
-    send_at: m.sendAt,
+    scheduled_at: m.scheduledAt,
     sent_at: m.sentAt,
     attempts: m.attempts,
     last_error: m.lastError,

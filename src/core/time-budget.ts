@@ -1,0 +1,28 @@
+// How long one queue consumer invocation may keep delivering. Cloudflare ends an invocation after 15
+// minutes of wall-clock time and redelivers whatever it had not settled, so the consumer starts no new
+// SMTP transaction late in its allowance, and no attempt waits on the relay past its own claim.
+
+/** Cloudflare ends a queue consumer invocation after 15 minutes of wall-clock time. */
+export const INVOCATION_LIMIT_MS = 15 * 60_000;
+
+export interface TimeBudget {
+  /** Epoch ms after which the invocation starts no new transaction (it always starts one). */
+  startsNoneAfter: number;
+  /** The epoch ms by which an attempt claimed at `claimedAt` must stop waiting on the relay. */
+  attemptDeadline(claimedAt: number): number;
+}
+
+/**
+ * The allowance is the shorter of the invocation limit and the claim's lease. New transactions start
+ * only in its first third, so the last one still has two thirds (10 of 15 minutes by default: RFC 5321's
+ * wait for the reply to the final dot) before the margin kept for recording the outcome.
+ */
+export function createTimeBudget(startedAt: number, leaseSeconds: number): TimeBudget {
+  const leaseMs = leaseSeconds * 1000;
+  const allowanceMs = Math.min(leaseMs, INVOCATION_LIMIT_MS);
+  const marginMs = Math.min(30_000, allowanceMs / 5);
+  return {
+    startsNoneAfter: startedAt + allowanceMs / 3,
+    attemptDeadline: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - marginMs,
+  };
+}

@@ -1,0 +1,120 @@
+// Claims: one attempt at a time may send a message. Checked on the store (claim, expiry, outcomes that
+// apply only to their own claim) and through the real consumer and a real SMTP server (the same job
+// delivered twice at once, a claim left behind by a killed attempt).
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { claimMessage, recordFailure, recordRetry, recordSent } from "../../src/store/attempts";
+import { inboxMessages } from "../helpers/api";
+import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+
+const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+const lease = { leaseMs: 60_000 };
+const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000).toISOString();
+
+describe("claims on the store", () => {
+  it("claims a due message once: the claim counts the attempt and holds the row until it expires", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    const first = await claimMessage(env.DB, id, { now: t(1), ...lease });
+    expect(first).toMatchObject({ kind: "claimed", attempt: 1, interrupted: false, message: { id, status: "sending", nextAttemptAt: t(61).toISOString() } });
+
+    expect(await claimMessage(env.DB, id, { now: t(2), ...lease })).toEqual({ kind: "not_due", status: "sending", dueAt: t(61).toISOString() });
+    expect((await loadMessage(id)).message.attempts).toBe(1);
+  });
+
+  it("applies an outcome only for the claim that made it, then leaves the message alone", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    await claimMessage(env.DB, id, { now: t(1), ...lease });
+    expect(await recordSent(env.DB, { id, attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
+    expect(await recordSent(env.DB, { id, attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "queued as 1" })).toBe(true);
+    expect(await recordRetry(env.DB, { id, attempt: 1, at: t(4).toISOString(), reason: "451 later", nextAttemptAt: t(9).toISOString() })).toBe(false);
+    expect(await recordFailure(env.DB, { id, attempt: 1, at: t(5).toISOString(), reason: "554 no" })).toBe(false);
+    expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "sent" });
+
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", sentAt: t(3).toISOString(), updatedAt: t(3).toISOString(), attempts: 1, lastError: null });
+    expect(events.map((e) => [e.type, e.attempt, e.detail])).toEqual([["sent", 1, "queued as 1"]]);
+  });
+
+  it("a failed message stays failed", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    await claimMessage(env.DB, id, { now: t(1), ...lease });
+    expect(await recordFailure(env.DB, { id, attempt: 1, at: t(2).toISOString(), smtpCode: 550, reason: "RCPT TO answered 550 user unknown" })).toBe(true);
+    expect(await recordSent(env.DB, { id, attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
+    expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "failed" });
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "failed", lastError: "RCPT TO answered 550 user unknown", sentAt: null });
+    expect(events.map((e) => [e.type, e.attempt, e.smtpCode])).toEqual([["failed", 1, 550]]);
+  });
+
+  it("does not claim a retrying message before its next attempt is due", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    await claimMessage(env.DB, id, { now: t(1), ...lease });
+    await recordRetry(env.DB, { id, attempt: 1, at: t(2).toISOString(), smtpCode: 451, reason: "451 later", nextAttemptAt: t(30).toISOString() });
+    expect(await claimMessage(env.DB, id, { now: t(29), ...lease })).toEqual({ kind: "not_due", status: "retrying", dueAt: t(30).toISOString() });
+    expect(await claimMessage(env.DB, id, { now: t(30), ...lease })).toMatchObject({ kind: "claimed", attempt: 2, interrupted: false });
+  });
+
+  it("lets a new attempt take over an expired claim, recording the interruption as a possible duplicate", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    await claimMessage(env.DB, id, { now: t(1), ...lease });
+    const second = await claimMessage(env.DB, id, { now: t(61), ...lease });
+    expect(second).toMatchObject({ kind: "claimed", attempt: 2, interrupted: true });
+    // The first attempt comes back late: its outcome no longer applies.
+    expect(await recordSent(env.DB, { id, attempt: 1, at: t(62).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
+
+    const { events } = await loadMessage(id);
+    expect(events).toEqual([{ at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate") }]);
+  });
+
+  it("knows no message for an unknown id", async () => {
+    expect(await claimMessage(env.DB, crypto.randomUUID(), { now: t(1), ...lease })).toEqual({ kind: "unknown" });
+  });
+});
+
+describe("claims in delivery", () => {
+  it("sends one mail when the same job is delivered twice at the same time", async () => {
+    const { id, to } = await insertQueuedMessage();
+    const [a, b] = await Promise.all([deliver([id]), deliver([id])]);
+    // Both jobs are acknowledged: one sent the mail, the other found it claimed and put a job back for later.
+    expect([...a.result.explicitAcks, ...b.result.explicitAcks]).toEqual([`job-${id}`, `job-${id}`]);
+    expect(await inboxMessages(to)).toHaveLength(1);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", attempts: 1 });
+    expect(events.map((e) => e.type)).toEqual(["sent"]);
+  });
+
+  it("does not send while another attempt holds a live claim", async () => {
+    const { id, to } = await insertQueuedMessage();
+    await claimMessage(env.DB, id, { now: new Date(), leaseMs: 60_000 });
+    const { result } = await deliver([id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect(result.retryMessages).toEqual([]);
+    expect(await inboxMessages(to)).toHaveLength(0);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "sending", attempts: 1 });
+  });
+
+  it("delivers a message whose claim was left by a killed attempt once the claim expires", async () => {
+    const { id, to } = await insertQueuedMessage({ createdAt: minutesAgo(2) });
+    // An attempt claimed it a minute ago with a 30 s lease and never came back.
+    expect(await claimMessage(env.DB, id, { now: new Date(minutesAgo(1)), leaseMs: 30_000 })).toMatchObject({ kind: "claimed" });
+
+    const { result } = await deliver([id]);
+
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect(await inboxMessages(to)).toHaveLength(1);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", attempts: 2 });
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["interrupted", 1], ["sent", 2]]);
+    expect(events[0]!.detail).toMatch(/possible duplicate/);
+  });
+
+  it("keeps the same Message-ID on the attempt after an interruption, so receivers can drop a duplicate", async () => {
+    const { id, to } = await insertQueuedMessage({ createdAt: minutesAgo(2) });
+    await claimMessage(env.DB, id, { now: new Date(minutesAgo(1)), leaseMs: 30_000 });
+    await runQueue("mailroom-outbox", [id]);
+    const [mail] = await inboxMessages(to);
+    const { message } = await loadMessage(id);
+    expect(message.attempts).toBe(2);
+    expect(mail!.messageId).toBe(message.messageId);
+  });
+});

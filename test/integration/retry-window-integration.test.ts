@@ -1,0 +1,192 @@
+// A retry window, not a retry count: a relay that answers 451, or cannot be reached at all, for longer
+// than every queue retry leaves the message retrying (through the dead-letter queue and back), and it is
+// delivered exactly once when the relay recovers. Only a closed window fails a message. The outages run
+// through the real local queue (maxRetries 2 in vitest.config.ts) against the switchable relay gate.
+import { env } from "cloudflare:workers";
+import { afterEach, describe, expect, inject, it, vi } from "vitest";
+import type { OutboxJob } from "../../src/delivery/outbox";
+import { claimMessage, recordRetry } from "../../src/store/attempts";
+import { api, captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
+import { insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+
+const gate = inject("smtp").gate;
+type GateState = { mode: string; connections: Record<string, number> };
+const setGate = async (mode: "open" | "tempfail" | "down"): Promise<GateState> => (await fetch(`http://127.0.0.1:${gate.controlPort}/gate/${mode}`)).json();
+
+afterEach(() => setGate("open"));
+
+type EmailView = { status: string; attempts: number; last_error: string | null; events: { type: string; attempt: number | null; smtp_code: number | null; detail: string | null }[] };
+const view = async (id: string) => (await api(`/v1/emails/${id}`)).json<EmailView>();
+
+async function waitFor(id: string, done: (e: EmailView) => boolean, what: string): Promise<EmailView> {
+  return vi.waitFor(
+    async () => {
+      const email = await view(id);
+      if (!done(email)) throw new Error(`still waiting for ${what}: ${email.status} after ${email.attempts} attempts`);
+      return email;
+    },
+    { timeout: 15_000, interval: 20 },
+  );
+}
+
+/** Three attempts use up the outbox's retries (maxRetries 2); a fifth came back through the dead-letter queue. */
+const PAST_EVERY_QUEUE_RETRY = 5;
+
+describe("retry window", () => {
+  it.each([
+    ["answers 451 to every MAIL FROM", "tempfail" as const, /MAIL FROM:<noreply@mailroom\.test> answered 451 4\.3\.0/],
+    ["cannot be reached at all, as with a wrong SMTP_HOST", "down" as const, /connection closed by the server while waiting for the reply to \(greeting\)/],
+  ])("keeps retrying past every queue retry while the relay %s, then delivers exactly once", async (_name, mode, error) => {
+    await setGate(mode);
+    const to = uniqueRecipient("outage");
+    const res = await api("/v1/emails", { method: "POST", json: { to, subject: "During an outage", text: "still coming" } });
+    expect(res.status).toBe(202);
+    const { id } = await res.json<{ id: string }>();
+
+    const during = await waitFor(id, (e) => e.attempts >= PAST_EVERY_QUEUE_RETRY, `${PAST_EVERY_QUEUE_RETRY} attempts`);
+    expect(["retrying", "sending"]).toContain(during.status);
+    expect(during.last_error).toMatch(error);
+    expect(during.events.filter((e) => e.type === "failed")).toEqual([]);
+
+    await setGate("open");
+    const sent = await waitFor(id, (e) => e.status === "sent", "sent");
+    expect(sent.events.filter((e) => e.type === "sent")).toHaveLength(1);
+    expect(sent.last_error).toBeNull();
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("fails a message whose transient failure comes after its window ended, naming the window and the last error", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail"), createdAt: new Date(Date.now() - 73 * 3600_000).toISOString() });
+    const { result } = await runQueue("mailroom-outbox", [id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("failed");
+    expect(message.lastError).toMatch(/^retry window of 72 h ended after 1 attempt; last error: RCPT TO:<tempfail-.*> answered 451/);
+    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["failed", 451]]);
+  });
+
+  it("sets the last retry at the window's end rather than after it", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail"), createdAt: new Date(Date.now() - 72 * 3600_000 + 20_000).toISOString() });
+    let retry: ReturnType<typeof vi.spyOn> | undefined;
+    await runQueue("mailroom-outbox", [id], { RETRY_BASE_DELAY_SECONDS: "3600" }, (batch) => (retry = vi.spyOn(batch.messages[0]!, "retry")));
+    const delay = (retry!.mock.calls[0]![0] as { delaySeconds: number }).delaySeconds;
+    expect(delay).toBeGreaterThan(0);
+    expect(delay).toBeLessThanOrEqual(20);
+    const { message } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(Date.parse(message.nextAttemptAt) - Date.parse(message.createdAt)).toBeLessThanOrEqual(72 * 3600_000);
+  });
+});
+
+/** A message that waited through one failed attempt, with `lastError`, due again at `nextAttemptAt`. */
+async function retryingMessage(fields: { to?: string; createdAt?: string; nextAttemptAt: string }) {
+  const created = await insertQueuedMessage({ to: fields.to, createdAt: fields.createdAt ?? new Date(Date.now() - 60_000).toISOString() });
+  const claim = await claimMessage(env.DB, created.id, { now: new Date(Date.now() - 30_000), leaseMs: 10_000 });
+  if (claim.kind !== "claimed") throw new Error(`could not claim: ${claim.kind}`);
+  const reason = "RCPT TO answered 451 4.2.1 mailbox busy";
+  await recordRetry(env.DB, { id: created.id, attempt: 1, at: new Date(Date.now() - 29_000).toISOString(), smtpCode: 451, reason, nextAttemptAt: fields.nextAttemptAt });
+  return created;
+}
+
+describe("dead-letter queue", () => {
+  it("puts a message whose window is open back on the outbox, where the real consumer delivers it", async () => {
+    const { id, to } = await retryingMessage({ nextAttemptAt: new Date().toISOString() });
+    const { result } = await runQueue("mailroom-dead-letter", [id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    // Nobody delivers this id but the real outbox consumer, from the job the dead-letter consumer sent.
+    const sent = await waitFor(id, (e) => e.status === "sent", "sent");
+    expect(sent.attempts).toBe(2);
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("puts the job back for the message's next due time, not at once", async () => {
+    const { id } = await retryingMessage({ nextAttemptAt: new Date(Date.now() + 600_000).toISOString() });
+    const send = vi.spyOn(env.OUTBOX, "send");
+    try {
+      await runQueue("mailroom-dead-letter", [id]);
+      const [[job, options]] = send.mock.calls as unknown as [[OutboxJob, QueueSendOptions]];
+      expect(job).toEqual({ id });
+      expect(options.delaySeconds).toBeGreaterThan(590);
+      expect(options.delaySeconds).toBeLessThanOrEqual(600);
+    } finally {
+      send.mockRestore();
+    }
+    expect((await loadMessage(id)).message.status).toBe("retrying");
+  });
+
+  it("fails a waiting message whose window has ended, with the attempts and the last error", async () => {
+    const { id } = await retryingMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString(), nextAttemptAt: new Date().toISOString() });
+    const { result } = await runQueue("mailroom-dead-letter", [id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("failed");
+    expect(message.lastError).toBe("retry window of 72 h ended after 1 attempt; last error: RCPT TO answered 451 4.2.1 mailbox busy");
+    expect(events.map((e) => e.type)).toEqual(["deferred", "failed"]);
+  });
+
+  it("leaves a sent message sent", async () => {
+    const { id } = await insertQueuedMessage();
+    await runQueue("mailroom-outbox", [id]);
+    const { result } = await runQueue("mailroom-dead-letter", [id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", lastError: null });
+    expect(events.map((e) => e.type)).toEqual(["sent"]);
+  });
+
+  it("fails nothing while the settings cannot be read: the job goes back on the outbox", async () => {
+    const { id } = await retryingMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString(), nextAttemptAt: new Date(Date.now() + 600_000).toISOString() });
+    const logs = captureLogs();
+    try {
+      const { result } = await runQueue("mailroom-dead-letter", [id], { SMTP_HOST: "" });
+      expect(result.explicitAcks).toEqual([`job-${id}`]);
+    } finally {
+      logs.restore();
+    }
+    expect((await loadMessage(id)).message.status).toBe("retrying");
+  });
+
+  it("keeps the dead letter, backing off, when D1 cannot be reached", async () => {
+    const { id } = await retryingMessage({ nextAttemptAt: new Date().toISOString() });
+    const brokenDb = {
+      prepare() {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let retry: ReturnType<typeof vi.spyOn> | undefined;
+    try {
+      const { result } = await runQueue("mailroom-dead-letter", [id], { DB: brokenDb }, (batch) => (retry = vi.spyOn(batch.messages[0]!, "retry")));
+      expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    } finally {
+      logs.restore();
+    }
+    expect(retry).toHaveBeenCalledWith({ delaySeconds: 0 }); // RETRY_BASE_DELAY_SECONDS is 0 in the tests
+    expect((await loadMessage(id)).message.status).toBe("retrying");
+  });
+});
+
+describe("failures that are not about the message", () => {
+  it("backs off exponentially by the job's own redeliveries when D1 fails, counting no attempt", async () => {
+    const { id } = await insertQueuedMessage();
+    const brokenDb = {
+      batch() {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    const delays: unknown[] = [];
+    try {
+      for (const attempts of [1, 4]) {
+        await runQueue("mailroom-outbox", [id], { DB: brokenDb, RETRY_BASE_DELAY_SECONDS: "10" }, (batch) => {
+          Object.defineProperty(batch.messages[0]!, "attempts", { value: attempts });
+          vi.spyOn(batch.messages[0]!, "retry").mockImplementation((options) => void delays.push(options));
+        });
+      }
+    } finally {
+      logs.restore();
+    }
+    expect(delays).toEqual([{ delaySeconds: 10 }, { delaySeconds: 80 }]);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+  });
+});

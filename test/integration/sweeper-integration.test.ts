@@ -1,0 +1,109 @@
+// The sweep (the scheduled handler, run by the Cron Trigger): every pending message whose job was lost
+// goes back on the real outbox and is delivered by the real consumer, exactly once; what is not overdue,
+// settled, or was swept a moment ago is left alone. Rows here are dated in the year 2000 so that only
+// they are overdue by the default grace (5 minutes), whatever other test files left in the database.
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import type { OutboxJob } from "../../src/delivery/outbox";
+import mailroom from "../../src/index";
+import { claimMessage, recordRetry } from "../../src/store/attempts";
+import { inboxMessages } from "../helpers/api";
+import { insertQueuedMessage, loadMessage } from "../helpers/factories";
+
+const inYear2000 = (minute: number) => new Date(Date.UTC(2000, 0, 1, 0, minute)).toISOString();
+
+async function runSweep(overrides: Partial<Record<keyof Env, unknown>> = {}) {
+  const worker: ExportedHandler<Env, OutboxJob> = mailroom;
+  const ctx = createExecutionContext();
+  await worker.scheduled!(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), { ...env, ...overrides } as Env, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+const swept = async (id: string) => (await env.DB.prepare("SELECT swept_at FROM messages WHERE id = ?").bind(id).first<{ swept_at: string | null }>())!.swept_at;
+
+async function waitForSent(id: string) {
+  return vi.waitFor(
+    async () => {
+      const { message, events } = await loadMessage(id);
+      if (message.status !== "sent") throw new Error(`still ${message.status}`);
+      return { message, events };
+    },
+    { timeout: 10_000, interval: 20 },
+  );
+}
+
+describe("sweep", () => {
+  it("puts messages whose jobs were lost back on the outbox: queued, retrying, and claimed by a killed attempt", async () => {
+    const queued = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    const retrying = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    await claimMessage(env.DB, retrying.id, { now: new Date(inYear2000(1)), leaseMs: 60_000 });
+    await recordRetry(env.DB, { id: retrying.id, attempt: 1, at: inYear2000(1), smtpCode: 451, reason: "451 later", nextAttemptAt: inYear2000(5) });
+    const claimed = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    await claimMessage(env.DB, claimed.id, { now: new Date(inYear2000(2)), leaseMs: 60_000 });
+
+    await runSweep();
+
+    for (const { id, to } of [queued, retrying, claimed]) {
+      await waitForSent(id);
+      expect(await inboxMessages(to)).toHaveLength(1);
+    }
+    const { events } = await loadMessage(claimed.id);
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["interrupted", 1], ["sent", 2]]);
+  });
+
+  it("leaves alone what is not overdue by the grace, what is settled, and what it swept a moment ago", async () => {
+    const fresh = await insertQueuedMessage(); // its job is presumably still on its way
+    const notYetDue = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    await claimMessage(env.DB, notYetDue.id, { now: new Date(inYear2000(1)), leaseMs: 60_000 });
+    await recordRetry(env.DB, { id: notYetDue.id, attempt: 1, at: inYear2000(1), reason: "451 later", nextAttemptAt: new Date(Date.now() + 3600_000).toISOString() });
+    const liveClaim = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    await claimMessage(env.DB, liveClaim.id, { now: new Date(), leaseMs: 600_000 });
+    const failed = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    await env.DB.prepare("UPDATE messages SET status = 'failed' WHERE id = ?").bind(failed.id).run();
+    const justSwept = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    const sweptAt = new Date(Date.now() - 60_000).toISOString();
+    await env.DB.prepare("UPDATE messages SET swept_at = ? WHERE id = ?").bind(sweptAt, justSwept.id).run();
+
+    const send = vi.spyOn(env.OUTBOX, "sendBatch");
+    try {
+      await runSweep();
+      const requeued = send.mock.calls.flatMap(([jobs]) => [...jobs].map((j) => (j.body as { id: string }).id));
+      for (const row of [fresh, notYetDue, liveClaim, failed, justSwept]) expect(requeued).not.toContain(row.id);
+    } finally {
+      send.mockRestore();
+    }
+    for (const row of [fresh, notYetDue, liveClaim, failed]) expect(await swept(row.id)).toBeNull();
+    expect(await swept(justSwept.id)).toBe(sweptAt);
+  });
+
+  it("records the sweep, and sweeps the same row again only after another grace", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    const send = vi.spyOn(env.OUTBOX, "sendBatch").mockResolvedValue(undefined as never); // the job "gets lost" again
+    try {
+      await runSweep();
+      const first = await swept(id);
+      expect(first).not.toBeNull();
+      await runSweep();
+      expect(await swept(id)).toBe(first);
+      await runSweep({ SWEEP_GRACE_SECONDS: "0" });
+      expect(await swept(id)).not.toBe(first);
+      const ids = send.mock.calls.flatMap(([jobs]) => [...jobs].map((j) => (j.body as { id: string }).id));
+      expect(ids.filter((x) => x === id)).toHaveLength(2);
+    } finally {
+      send.mockRestore();
+    }
+  });
+
+  it("keeps a row unswept when the queue refuses, so the next sweep tries again", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: inYear2000(0) });
+    const send = vi.spyOn(env.OUTBOX, "sendBatch").mockRejectedValue(new Error("Queue send failed: service unavailable"));
+    try {
+      await expect(runSweep()).rejects.toThrow(/service unavailable/);
+    } finally {
+      send.mockRestore();
+    }
+    expect(await swept(id)).toBeNull();
+    expect((await loadMessage(id)).message.status).toBe("queued");
+  });
+});
