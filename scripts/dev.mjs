@@ -10,7 +10,18 @@ import { applyMigrations, findFreePort, startWranglerDev } from "./wrangler-dev.
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DEV_MAIL_FROM = "Mailroom Dev <noreply@mailroom.dev.test>";
 const SMTP_KEYS = ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP_PASS", "SMTP_HELO_NAME"];
-const CONFIG_KEYS = [...SMTP_KEYS, "SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS"];
+const CONFIG_KEYS = [
+  ...SMTP_KEYS,
+  ...["SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS", "RETRY_WINDOW_SECONDS"],
+  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS"],
+];
+/**
+ * Local development recovers faster than production's defaults: a restart of wrangler dev drops the
+ * in-memory queue, and the sweep (run every minute, as the Cron Trigger does in production) then finds
+ * the lost mail after 30 s instead of 5 minutes; a claim left by a killed dev server expires after a minute.
+ */
+const DEV_DEFAULTS = { SWEEP_GRACE_SECONDS: "30", DELIVERY_LEASE_SECONDS: "60" };
+const SWEEP_EVERY_MS = 60_000;
 const KEY_FILE = path.join(ROOT, ".wrangler", "mailroom-dev-api-key");
 
 /** What wrangler itself will read: .dev.vars, or else .env and .env.local. */
@@ -68,6 +79,7 @@ try {
     Object.assign(vars, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(inbox.smtpPort), SMTP_SECURITY: "none" });
   }
   if (!isUserSet("MAIL_FROM")) vars.MAIL_FROM = DEV_MAIL_FROM;
+  for (const [key, value] of Object.entries(DEV_DEFAULTS)) if (!isUserSet(key)) vars[key] = value;
   let apiKey;
   if (!isUserSet("API_KEYS")) {
     apiKey = loadDevApiKey();
@@ -75,7 +87,7 @@ try {
   }
 
   console.log("mailroom: starting wrangler dev…");
-  wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: forward });
+  wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: forward, sweepEveryMs: SWEEP_EVERY_MS });
   wrangler.exited.then(({ code, signal }) => {
     if (stopping) return;
     console.error(`mailroom: wrangler dev stopped unexpectedly (${signal ?? `exit code ${code}`})`);
@@ -93,6 +105,7 @@ try {
   ${useInbox ? `Inbox      http://127.0.0.1:${inbox.httpPort}   (SMTP on 127.0.0.1:${inbox.smtpPort}; every mail lands here)` : `SMTP       your relay, from ${source} (no development inbox)`}
   API key    ${apiKey ? `${apiKey}   (dev key, kept in .wrangler/mailroom-dev-api-key)` : `your own, from API_KEYS in ${source}`}
   Settings   ${source ? `yours (${source}) take precedence over the development defaults` : "development defaults (create .dev.vars to use your own relay, see README)"}
+  Sweep      every minute, as the Cron Trigger in production: mail whose queue job was lost (a restart) is sent again
 
   Send a mail (prints the response and keeps the id in $ID):
 

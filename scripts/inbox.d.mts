@@ -20,6 +20,8 @@ export interface InboxStats {
   connections: number;
   authAttempts: { method: string; username: string; secure: boolean; ok: boolean }[];
   mailFrom: number;
+  /** Steps failed on purpose (InboxOptions.chaos). */
+  chaosFailures: number;
 }
 
 export interface Inbox {
@@ -39,6 +41,8 @@ export interface InboxOptions {
   users?: Record<string, string>;
   offerStartTls?: boolean;
   recipientPolicy?: boolean;
+  /** Fail about `rate` of each step at random (421 on connect, 451 to MAIL, RCPT, end of DATA), reproducibly. */
+  chaos?: { rate: number; seed?: number };
 }
 
 export function startInbox(options?: InboxOptions): Promise<Inbox>;

@@ -16,14 +16,36 @@ import { SMTPServer } from "smtp-server";
  * @property {boolean} [offerStartTls] advertise STARTTLS (default: when security is starttls)
  * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550, tempfail-*@ with 451 and
  *   toomany-*@ with 552 (too many recipients, which RFC 5321 says to treat as temporary)
+ * @property {{ rate: number, seed?: number }} [chaos] a relay that fails about `rate` of each step at
+ *   random, reproducibly from `seed`: 421 on connect, 451 to MAIL FROM, to RCPT TO or to the end of DATA
+ *   (that mail is then not kept, as a real relay would not deliver it)
  */
+
+/** A small seeded generator (mulberry32), so a chaos run fails the same steps each time. */
+function seededRandom(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 /** @param {InboxOptions} options */
 export async function startInbox(options = {}) {
-  const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true } = options;
+  const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true, chaos } = options;
   const offerStartTls = options.offerStartTls ?? security === "starttls";
   const messages = [];
-  const stats = { connections: 0, authAttempts: [], mailFrom: 0 };
+  const stats = { connections: 0, authAttempts: [], mailFrom: 0, chaosFailures: 0 };
+  const random = chaos ? seededRandom(chaos.seed ?? 1) : undefined;
+  /** With chaos, now and then an error with this code instead of going on. */
+  const chaosError = (responseCode, text) => {
+    if (!random || random() >= chaos.rate) return undefined;
+    stats.chaosFailures += 1;
+    return Object.assign(new Error(text), { responseCode });
+  };
   let nextId = 1;
 
   const smtp = new SMTPServer({
@@ -39,7 +61,7 @@ export async function startInbox(options = {}) {
     disableReverseLookup: true,
     onConnect(_session, callback) {
       stats.connections += 1;
-      callback();
+      callback(chaosError(421, "4.3.2 Chaos: service not available, closing channel"));
     },
     onAuth(auth, session, callback) {
       const ok = Boolean(users) && users[auth.username] === auth.password;
@@ -49,7 +71,7 @@ export async function startInbox(options = {}) {
     },
     onMailFrom(_address, _session, callback) {
       stats.mailFrom += 1;
-      callback();
+      callback(chaosError(451, "4.3.0 Chaos: temporary failure, try again"));
     },
     onRcptTo(address, _session, callback) {
       const local = address.address.split("@")[0] ?? "";
@@ -62,13 +84,15 @@ export async function startInbox(options = {}) {
       if (recipientPolicy && local.startsWith("tempfail-")) {
         return callback(Object.assign(new Error("4.2.1 Mailbox temporarily unavailable, try again later"), { responseCode: 451 }));
       }
-      callback();
+      callback(chaosError(451, "4.2.0 Chaos: recipient temporarily unavailable"));
     },
     onData(stream, session, callback) {
       const chunks = [];
       stream.on("data", (chunk) => chunks.push(chunk));
       stream.on("end", async () => {
         const raw = Buffer.concat(chunks).toString("utf8");
+        const refused = chaosError(451, "4.3.0 Chaos: message not accepted, try again");
+        if (refused) return callback(refused);
         try {
           const parsed = await simpleParser(raw);
           messages.push({

@@ -17,6 +17,8 @@ export interface WranglerDevOptions {
   env?: Record<string, string>;
   onOutput?: OutputListener;
   readyTimeoutMs?: number;
+  /** Run the scheduled handler (the sweep) once ready and then at this interval; npm start: 60 000. */
+  sweepEveryMs?: number;
 }
 
 export interface WranglerDev {
@@ -31,10 +33,12 @@ export interface WranglerDev {
   output(): string;
   /** Kills the whole process group (SIGTERM, then SIGKILL); resolves when nothing of it is left. */
   stop(): Promise<void>;
+  /** SIGKILL to the whole group at once, as a crash; resolves when nothing of it is left. */
+  kill(): Promise<void>;
 }
 
 export const OFFLINE_ENV: Readonly<Record<string, string>>;
 export function findFreePort(preferred?: number): Promise<number>;
-export function stopProcessGroup(child: ChildProcess, options?: { graceMs?: number }): Promise<void>;
+export function stopProcessGroup(child: ChildProcess, options?: { graceMs?: number; signal?: NodeJS.Signals }): Promise<void>;
 export function applyMigrations(options?: { persistTo?: string; env?: Record<string, string>; onOutput?: OutputListener }): Promise<void>;
 export function startWranglerDev(options?: WranglerDevOptions): Promise<WranglerDev>;

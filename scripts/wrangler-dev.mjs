@@ -93,13 +93,16 @@ function spawnWrangler(args, { env = {}, onOutput }) {
   return { child, exited, output: () => tail };
 }
 
-/** SIGTERM to the whole group, SIGKILL after `graceMs`; resolves once no process of the group is left. */
-export async function stopProcessGroup(child, { graceMs = 5000 } = {}) {
+/**
+ * `signal` (SIGTERM) to the whole group, SIGKILL after `graceMs`; resolves once no process of the group
+ * is left. With `signal: "SIGKILL"` nothing gets to clean up: a crash, as the fault tests need it.
+ */
+export async function stopProcessGroup(child, { graceMs = 5000, signal = "SIGTERM" } = {}) {
   const pid = child.pid;
   if (pid === undefined) return;
   const running = () => child.exitCode === null && child.signalCode === null;
   const exited = running() ? once(child, "exit") : Promise.resolve();
-  if (killGroup(pid, "SIGTERM")) {
+  if (killGroup(pid, signal)) {
     const deadline = Date.now() + graceMs;
     const timer = setTimeout(() => killGroup(pid, "SIGKILL"), graceMs);
     await exited;
@@ -141,16 +144,31 @@ async function waitForHealthy(url, { exited, timeoutMs, output }) {
 }
 
 /**
+ * Runs the Worker's scheduled handler (the sweep) now and then every `everyMs`, as the Cron Trigger does
+ * in production; wrangler dev never fires cron triggers by itself. A failed call is skipped: the next one
+ * comes a minute later anyway.
+ */
+function startSweeping(url, everyMs) {
+  const sweep = () => fetch(`${url}/cdn-cgi/handler/scheduled`, { signal: AbortSignal.timeout(everyMs) }).then((res) => res.body?.cancel(), () => {});
+  void sweep();
+  const timer = setInterval(sweep, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/**
  * Starts `wrangler dev` on 127.0.0.1 and resolves once GET /healthz answers 200.
  * `vars` become `--var NAME:VALUE` (they override wrangler.toml and .dev.vars); `envFile` replaces .dev.vars.
+ * With `sweepEveryMs`, the scheduled handler runs then and at that interval (npm start: every minute).
  */
-export async function startWranglerDev({ port, inspectorPort, vars = {}, persistTo, envFile, env, onOutput, readyTimeoutMs = 30_000 } = {}) {
+export async function startWranglerDev({ port, inspectorPort, vars = {}, persistTo, envFile, env, onOutput, readyTimeoutMs = 30_000, sweepEveryMs } = {}) {
   port ??= await findFreePort();
   inspectorPort ??= await findFreePort();
   const args = [
     "dev",
     ...["--ip", HOST, "--port", String(port), "--inspector-port", String(inspectorPort)],
     "--show-interactive-dev-session=false",
+    "--test-scheduled", // the sweep is triggered through /cdn-cgi/handler/scheduled (and no warning that cron does not fire locally)
     ...(persistTo ? ["--persist-to", persistTo] : []),
     ...(envFile ? ["--env-file", envFile] : []),
     ...Object.entries(vars).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
@@ -163,5 +181,15 @@ export async function startWranglerDev({ port, inspectorPort, vars = {}, persist
     await stopProcessGroup(child);
     throw error;
   }
-  return { url, port, inspectorPort, pid: child.pid, exited, output, stop: () => stopProcessGroup(child) };
+  const stopSweeping = sweepEveryMs ? startSweeping(url, sweepEveryMs) : () => {};
+  return {
+    url,
+    port,
+    inspectorPort,
+    pid: child.pid,
+    exited,
+    output,
+    stop: () => (stopSweeping(), stopProcessGroup(child)),
+    kill: () => (stopSweeping(), stopProcessGroup(child, { signal: "SIGKILL" })),
+  };
 }

@@ -24,7 +24,9 @@ export default async function setup(project: TestProject) {
   const dataPolicy = await startMisbehavingSmtp("data-policy");
   const flood = await startMisbehavingSmtp("flood");
   const stray = await startMisbehavingSmtp("stray-reply");
-  const gate = await startRelayGate(plain.smtpPort);
+  // Fails about a third of all attempts: 1 − (1 − 0.1)⁴ of connect, MAIL, RCPT and end of DATA.
+  const chaos = await startInbox({ security: "none", chaos: { rate: 0.1, seed: 20261130 } });
+  const gate = await startRelayGate(plain.smtpPort, chaos.smtpPort);
 
   // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
   // what the injecting server was told.
@@ -34,7 +36,7 @@ export default async function setup(project: TestProject) {
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
     else if (req.url?.startsWith("/gate/")) {
       const mode = req.url.slice("/gate/".length);
-      if (mode === "open" || mode === "tempfail" || mode === "down") gate.mode = mode satisfies GateMode;
+      if (["open", "chaos", "tempfail", "down", "hold"].includes(mode)) gate.mode = mode as GateMode;
       return res.end(JSON.stringify({ mode: gate.mode, connections: gate.connections }));
     } else res.statusCode = 404;
     res.end();
@@ -56,12 +58,13 @@ export default async function setup(project: TestProject) {
     flood: { smtpPort: flood.port },
     stray: { smtpPort: stray.port },
     gate: { smtpPort: gate.port, controlPort: controlAddress.port },
+    chaos: { smtpPort: chaos.smtpPort, httpPort: chaos.httpPort! },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close()]);
   };
 }

@@ -1,26 +1,33 @@
 // The relay the workerd tests deliver to by default: a TCP proxy in front of the plain inbox that can be
 // switched, while the real local queue keeps delivering, between "open" (every byte passed through),
-// "tempfail" (a relay that greets and then answers 451 to every MAIL FROM) and "down" (connections cut
-// at once, as with a wrong SMTP_HOST or port). It is how an outage longer than every queue retry, and
-// its end, are produced on demand.
+// "chaos" (every byte passed to a second inbox that fails about a third of all attempts at random),
+// "tempfail" (a relay that greets and then answers 451 to every MAIL FROM), "down" (connections cut
+// at once, as with a wrong SMTP_HOST or port) and "hold" (connections accepted and never answered, so
+// an attempt is caught in the middle). It is how an outage longer than every queue retry, and its end,
+// or a crash in the middle of an attempt, are produced on demand.
 import { connect, createServer, type Socket } from "node:net";
 
-export type GateMode = "open" | "tempfail" | "down";
+export type GateMode = "open" | "chaos" | "tempfail" | "down" | "hold";
 
 export interface RelayGate {
   port: number;
   mode: GateMode;
   /** Connections accepted per mode since the start. */
   connections: Record<GateMode, number>;
+  /** Resolves with the mode of the next connection the gate accepts. */
+  nextConnection(): Promise<GateMode>;
   close(): Promise<void>;
 }
 
-export async function startRelayGate(targetPort: number): Promise<RelayGate> {
+/** `targetPort` is the relay behind "open"; `chaosPort`, if given, the one behind "chaos". */
+export async function startRelayGate(targetPort: number, chaosPort?: number): Promise<RelayGate> {
   const sockets = new Set<Socket>();
+  const waiting: ((mode: GateMode) => void)[] = [];
   const gate: RelayGate = {
     port: 0,
     mode: "open",
-    connections: { open: 0, tempfail: 0, down: 0 },
+    connections: { open: 0, chaos: 0, tempfail: 0, down: 0, hold: 0 },
+    nextConnection: () => new Promise((resolve) => waiting.push(resolve)),
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -34,9 +41,11 @@ export async function startRelayGate(targetPort: number): Promise<RelayGate> {
   const server = createServer((client) => {
     track(client);
     gate.connections[gate.mode] += 1;
+    for (const resolve of waiting.splice(0)) resolve(gate.mode);
+    if (gate.mode === "hold") return;
     if (gate.mode === "down") return void client.destroy();
     if (gate.mode === "tempfail") return serveTempfail(client);
-    const upstream = connect(targetPort, "127.0.0.1");
+    const upstream = connect(gate.mode === "chaos" && chaosPort ? chaosPort : targetPort, "127.0.0.1");
     track(upstream);
     client.pipe(upstream);
     upstream.pipe(client);

@@ -24,8 +24,10 @@ export interface SmtpFixtures {
   /** Sends a stray "250" right behind its "354" to DATA, as if it answered the final dot early. */
   stray: { smtpPort: number };
   /** The default relay of the workerd tests: the plain inbox behind a switchable gate (relay-gate.ts);
-   * GET /gate/open|tempfail|down on controlPort switches it and answers its mode and connection counts. */
+   * GET /gate/open|chaos|tempfail|down|hold on controlPort switches it and answers its mode and connection counts. */
   gate: { smtpPort: number; controlPort: number };
+  /** The inbox behind the gate's "chaos" mode: it fails about a third of all attempts at random. */
+  chaos: InboxPorts;
 }
 
 declare module "vitest" {
