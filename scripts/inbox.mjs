@@ -14,8 +14,9 @@ import { SMTPServer } from "smtp-server";
  * @property {{key: string | Buffer, cert: string | Buffer}} [tls] certificate for starttls/tls
  * @property {Record<string, string>} [users] when set, AUTH with one of these is required
  * @property {boolean} [offerStartTls] advertise STARTTLS (default: when security is starttls)
- * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550, tempfail-*@ with 451 and
- *   toomany-*@ with 552 (too many recipients, which RFC 5321 says to treat as temporary)
+ * @property {boolean} [recipientPolicy] answer RCPT for reject-*@ with 550, tempfail-*@ with 451,
+ *   toomany-*@ with 552 (too many recipients, which RFC 5321 says to treat as temporary), and busy-*@
+ *   with 452 the first time and 250 after that
  * @property {{ rate: number, seed?: number }} [chaos] a relay that fails about `rate` of each step at
  *   random, reproducibly from `seed`: 421 on connect, 451 to MAIL FROM, to RCPT TO or to the end of DATA
  *   (that mail is then not kept, as a real relay would not deliver it)
@@ -38,6 +39,7 @@ export async function startInbox(options = {}) {
   const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true, chaos } = options;
   const offerStartTls = options.offerStartTls ?? security === "starttls";
   const messages = [];
+  const busyOnce = new Set();
   const stats = { connections: 0, authAttempts: [], mailFrom: 0, chaosFailures: 0 };
   const random = chaos ? seededRandom(chaos.seed ?? 1) : undefined;
   /** With chaos, now and then an error with this code instead of going on. */
@@ -77,6 +79,10 @@ export async function startInbox(options = {}) {
       const local = address.address.split("@")[0] ?? "";
       if (recipientPolicy && local.startsWith("reject-")) {
         return callback(Object.assign(new Error("5.1.1 Recipient address rejected: user unknown"), { responseCode: 550 }));
+      }
+      if (recipientPolicy && local.startsWith("busy-") && !busyOnce.has(address.address)) {
+        busyOnce.add(address.address);
+        return callback(Object.assign(new Error("4.2.2 Mailbox busy, try again later"), { responseCode: 452 }));
       }
       if (recipientPolicy && local.startsWith("toomany-")) {
         return callback(Object.assign(new Error("5.5.3 Too many recipients"), { responseCode: 552 }));

@@ -2,7 +2,7 @@
 // If the queue refuses the job, the row is removed again and the client gets an error to retry on,
 // so no row ever claims a mail that nothing will deliver.
 import type { Config } from "./config";
-import { createMessageId } from "./core/message";
+import { createMessageId, envelopeRecipients } from "./core/message";
 import type { SendEmailRequest } from "./core/schema";
 import type { OutboxJob } from "./delivery/outbox";
 import { deleteMessage, insertMessage, recordAccepted } from "./store/messages";
@@ -30,6 +30,7 @@ export async function acceptEmail(
     from,
     to: request.to,
     cc: request.cc ?? [],
+    recipients: envelopeRecipients({ to: request.to, cc: request.cc ?? [] }),
     subject: request.subject,
     text: request.text,
     html: request.html,

@@ -21,9 +21,9 @@ export interface Envelope {
   recipients: string[];
 }
 
-export function buildEnvelope(message: OutgoingMessage): Envelope {
-  const recipients = [...new Set([...message.to, ...message.cc].map((m) => m.address))];
-  return { from: message.from.address, recipients };
+/** Who the message goes to, each address once: the recipients that get an outcome of their own. */
+export function envelopeRecipients(message: Pick<OutgoingMessage, "to" | "cc">): string[] {
+  return [...new Set([...message.to, ...message.cc].map((m) => m.address))];
 }
 
 /** The DATA payload: dot-stuffed and terminated with CRLF.CRLF, ready for the SMTP session. */

@@ -13,16 +13,16 @@ export interface TimeBudget {
 }
 
 /**
- * The allowance is the shorter of the invocation limit and the claim's lease. New transactions start
- * only in its first third, so the last one still has two thirds (10 of 15 minutes by default: RFC 5321's
- * wait for the reply to the final dot) before the margin kept for recording the outcome.
+ * The allowance is the shorter of the invocation limit and the claim's lease, less a margin kept for
+ * recording the outcome. New transactions start only until two thirds of the allowance remain, so the
+ * last one still has 10 of the 15 minutes by default: RFC 5321's wait for the reply to the final dot.
  */
 export function createTimeBudget(startedAt: number, leaseSeconds: number): TimeBudget {
   const leaseMs = leaseSeconds * 1000;
   const allowanceMs = Math.min(leaseMs, INVOCATION_LIMIT_MS);
   const marginMs = Math.min(30_000, allowanceMs / 5);
   return {
-    startsNoneAfter: startedAt + allowanceMs / 3,
+    startsNoneAfter: startedAt + allowanceMs / 3 - marginMs,
     attemptDeadline: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - marginMs,
   };
 }

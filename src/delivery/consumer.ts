@@ -4,13 +4,14 @@
 // until it is; once the relay has accepted a mail the job is never re-queued, even if recording that
 // fails. Late in its time budget the invocation starts no new transaction and hands the rest back.
 import type { Config } from "../config";
-import { buildEnvelope, buildMime, type OutgoingMessage } from "../core/message";
-import { backoffSeconds, classifyAttempt, retryWindowEndsAt, type DeliveryOutcome } from "../core/retry";
+import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
+import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
+import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
 import { claimMessage, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
 import { requeue, type OutboxJob } from "./outbox";
-import { SmtpSession, type SmtpAccepted, type SmtpResult } from "./smtp";
+import { SmtpSession, type SmtpTransaction } from "./smtp";
 
 export interface DeliveryContext {
   db: D1Database;
@@ -21,24 +22,31 @@ export interface DeliveryContext {
 
 type Claimed = Extract<Claim, { kind: "claimed" }>;
 
+/** A claimed message whose recipients are all settled already: nothing goes to the relay. */
+const NOBODY_LEFT: SmtpTransaction = {
+  recipients: [],
+  end: { ok: false, failure: { kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient is left to send to" } },
+};
+
 export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: DeliveryContext): Promise<void> {
   const { db, config, log } = context;
   const budget = createTimeBudget(Date.now(), config.leaseSeconds);
   let session: SmtpSession | undefined;
   // A relay that cannot be reached once in this batch is not tried again for each remaining message:
   // they get the same transient failure and their own backoff, instead of a connect timeout each.
-  let unreachable: SmtpResult<never> | undefined;
+  let unreachable: SmtpTransaction | undefined;
   let started = 0;
   let handedBack = 0;
 
-  const send = async (message: OutgoingMessage, deadline: number): Promise<SmtpResult<SmtpAccepted>> => {
+  const send = async (message: OutgoingMessage, envelope: Envelope, deadline: number): Promise<SmtpTransaction> => {
+    if (envelope.recipients.length === 0) return NOBODY_LEFT;
     if (unreachable) return unreachable;
     if (!session || session.isBroken) {
       const opened = await SmtpSession.open(config.smtp, { deadline });
-      if (!opened.ok) return (unreachable = opened);
+      if (!opened.ok) return (unreachable = { recipients: [], end: opened });
       session = opened.value;
     }
-    return session.send(buildEnvelope(message), buildMime(message), { deadline });
+    return session.send(envelope, buildMime(message), { deadline });
   };
 
   try {
@@ -59,9 +67,18 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
         }
         started += 1;
         if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
-        const result = await send(claim.message, budget.attemptDeadline(claimedAt.getTime()));
-        const now = new Date();
-        const outcome = classifyAttempt(result, { attempt: claim.attempt, now, windowEndsAt: retryWindowEndsAt(claim.message, config.retry), policy: config.retry });
+        // Only the recipients still waiting: one the relay accepted before never gets the mail again.
+        const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
+        const envelope = { from: claim.message.from.address, recipients: attempted };
+        const transaction = await send(claim.message, envelope, budget.attemptDeadline(claimedAt.getTime()));
+        const outcome = classifyAttempt(transaction, {
+          attempt: claim.attempt,
+          now: new Date(),
+          windowEndsAt: retryWindowEndsAt(claim.message, config.retry),
+          policy: config.retry,
+          attempted,
+          sentBefore: claim.recipients.some((r) => r.status === "sent"),
+        });
         const applied = await recordOutcomeOnceSent(db, claim, outcome, msgLog);
         if (outcome.kind === "retry" && applied) msg.retry({ delaySeconds: outcome.delaySeconds });
         else msg.ack(); // done, or the claim had expired and another attempt owns the message now
@@ -126,7 +143,7 @@ async function recordOutcomeOnceSent(db: D1Database, claim: Claimed, outcome: De
 
 async function recordOutcome(db: D1Database, { message, attempt }: Claimed, outcome: DeliveryOutcome): Promise<boolean> {
   const at = new Date();
-  const base = { id: message.id, attempt, at: at.toISOString(), smtpCode: outcome.code };
+  const base = { id: message.id, attempt, at: at.toISOString(), smtpCode: outcome.code, recipients: outcome.recipients };
   switch (outcome.kind) {
     case "sent":
       return recordSent(db, { ...base, detail: outcome.detail });

@@ -1,11 +1,12 @@
 // The dead-letter queue consumer: a job lands here when the outbox used up its redeliveries. That says
 // nothing about the message, whose retry window alone decides: still open, and the message goes back
-// on the outbox for its next due time; over, and a message waiting for an attempt is marked failed.
+// on the outbox for its next due time; over, and a message waiting for an attempt is settled: every
+// recipient still waiting fails, and so does the message unless an earlier attempt reached someone.
 import type { Config } from "../config";
 import { DEFAULT_RETRY } from "../config";
 import { backoffSeconds, retryWindowEndsAt, windowEndedReason } from "../core/retry";
 import type { Logger } from "../log";
-import { failWaitingMessage } from "../store/attempts";
+import { closeRetryWindow } from "../store/attempts";
 import { getMessage } from "../store/messages";
 import { requeue, type OutboxJob } from "./outbox";
 
@@ -29,8 +30,8 @@ export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, ou
         jobLog.info("dead letter for a settled message", { outcome: "skipped", status: message.status });
       } else if (config && message.status !== "sending" && Date.now() >= retryWindowEndsAt(message, config.retry).getTime()) {
         const reason = windowEndedReason(config.retry, message.attempts, message.lastError);
-        const changed = await failWaitingMessage(db, { id: message.id, at: new Date().toISOString(), reason });
-        jobLog.warn("retry window ended; message failed", { attempt: message.attempts, outcome: changed ? "failed" : "skipped" });
+        const changed = await closeRetryWindow(db, { id: message.id, at: new Date().toISOString(), reason });
+        jobLog.warn("retry window ended; recipients still waiting failed", { attempt: message.attempts, outcome: changed ? "window_closed" : "skipped" });
       } else {
         const delaySeconds = await requeue(outbox, msg.body, message.nextAttemptAt);
         jobLog.info("dead letter put back on the outbox", { attempt: message.attempts, outcome: "requeued", retry_in_s: delaySeconds });

@@ -29,6 +29,8 @@ export class SmtpFailed extends Error {
 }
 
 const encoder = new TextEncoder();
+/** setTimeout takes a 32-bit delay; anything longer fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class SmtpConnection {
   private reader!: ReadableStreamDefaultReader<Uint8Array>;
@@ -64,6 +66,11 @@ export class SmtpConnection {
     return this.closed;
   }
 
+  /** Whether the server sent anything beyond the replies read so far. */
+  get hasUnreadData(): boolean {
+    return this.pendingLines.length > 0 || this.lines.pending > 0;
+  }
+
   /** Caps every later wait (connect, write, reply) at `epochMs`, e.g. so an attempt ends before its claim. */
   limitWaitsTo(epochMs: number): void {
     this.attemptDeadline = epochMs;
@@ -84,8 +91,9 @@ export class SmtpConnection {
    * answer commands, in order): the session ends as a protocol error rather than read it as one.
    */
   async write(text: string, stage: SmtpStage, command: string): Promise<void> {
-    if (this.pendingLines.length > 0 || this.lines.pending > 0) {
-      this.fail({ kind: "protocol", stage, command, message: `the server sent a reply nobody asked for before ${command}; closing the session` });
+    if (this.hasUnreadData) {
+      const stray = JSON.stringify((this.pendingLines[0] ?? this.lines.peek()).slice(0, 80));
+      this.fail({ kind: "protocol", stage, command, message: `the server sent a reply nobody asked for (${stray}) before ${command}; closing the session` });
     }
     await this.withDeadline(this.writer.write(encoder.encode(text)), stage, command);
   }
@@ -145,7 +153,7 @@ export class SmtpConnection {
         ? `no answer to ${command} before the attempt's deadline (its claim on the message would expire)`
         : `no answer to ${command} within ${totalMs} ms`;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SmtpFailed({ kind: "timeout", stage, command, message })), Math.max(Math.min(remainingMs, attemptLeftMs), 0));
+      timer = setTimeout(() => reject(new SmtpFailed({ kind: "timeout", stage, command, message })), Math.min(Math.max(Math.min(remainingMs, attemptLeftMs), 0), MAX_TIMER_MS));
     });
     try {
       return await Promise.race([promise, deadline]);

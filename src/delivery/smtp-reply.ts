@@ -55,6 +55,11 @@ export class LineSplitter {
   get pending(): number {
     return this.buffer.length;
   }
+
+  /** The unfinished rest, as received so far. */
+  peek(): string {
+    return this.buffer;
+  }
 }
 
 export interface Capabilities {

@@ -4,26 +4,36 @@
 // command}), never thrown strings; the deadlines and the socket live in smtp-connection.ts.
 import type { Config } from "../config";
 import type { Envelope } from "../core/message";
-import { isPermanentReply } from "../core/retry";
+import { isAccepted, isPermanentReply } from "../core/retry";
 import { replyFailure, SmtpConnection, SmtpFailed, toFailure, type SmtpFailure, type SmtpStage } from "./smtp-connection";
 import { parseCapabilities, type Capabilities, type SmtpReply } from "./smtp-reply";
 
 export type { SmtpFailure, SmtpFailureKind, SmtpStage } from "./smtp-connection";
 export type SmtpOptions = Config["smtp"];
 
-export interface RejectedRecipient {
+/** The relay's answer to one RCPT TO. */
+export interface RecipientReply {
   recipient: string;
+  code: number;
+  enhanced_code?: string;
+  reply: string;
+  /** How failures name the command, e.g. "RCPT TO:<a@b.example>". */
+  command: string;
+}
+
+/** The relay's answer to the end of the message. */
+export interface SmtpAccepted {
   code: number;
   enhanced_code?: string;
   reply: string;
 }
 
-export interface SmtpAccepted {
-  code: number;
-  enhanced_code?: string;
-  reply: string;
-  /** Recipients the relay refused permanently while it accepted the others. */
-  rejected: RejectedRecipient[];
+/** One mail transaction as it went: each recipient's RCPT reply, and how it ended. */
+export interface SmtpTransaction {
+  /** The reply to RCPT TO for each recipient the transaction reached, in envelope order. */
+  recipients: RecipientReply[];
+  /** The reply to the final dot when the relay took the mail; else the failure that ended the transaction. */
+  end: SmtpResult<SmtpAccepted>;
 }
 
 export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpFailure };
@@ -31,8 +41,8 @@ export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpF
 /** RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the final ".", since giving up early
  * while the relay still accepts the mail is how duplicates happen. */
 const DATA_END_TIMEOUT_MS = 10 * 60 * 1000;
-/** The end of DATA, after the body's own closing CRLF (RFC 5321 §4.1.1.4). */
-const FINAL_DOT = ".\r\n";
+/** How the DATA payload ends: the body's own last CRLF, then the final dot (RFC 5321 §4.1.1.4). */
+const END_OF_DATA = "\r\n.\r\n";
 const encoder = new TextEncoder();
 
 function base64(text: string): string {
@@ -67,50 +77,62 @@ export class SmtpSession {
   }
 
   /**
-   * One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA. `data` must be dot-stuffed and
-   * end in CRLF.CRLF. Recipients refused permanently are reported while the others get the mail; a
-   * temporary refusal of any recipient postpones the whole message, so nobody is skipped for good.
-   * No wait lasts past `deadline` (epoch ms), the end of this attempt.
+   * One mail transaction: MAIL FROM, RCPT TO for each recipient, then DATA for the recipients the relay
+   * accepted (none accepted: no DATA). `data` must be dot-stuffed and end in CRLF.CRLF. Never throws:
+   * every RCPT reply is reported, and so is how the transaction ended. No wait lasts past `deadline`.
    */
-  async send(envelope: Envelope, data: string, { deadline = Infinity }: { deadline?: number } = {}): Promise<SmtpResult<SmtpAccepted>> {
-    if (this.isBroken) {
-      return { ok: false, failure: { kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" } };
+  async send(envelope: Envelope, data: string, { deadline = Infinity }: { deadline?: number } = {}): Promise<SmtpTransaction> {
+    const recipients: RecipientReply[] = [];
+    const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients, end: { ok: false, failure } });
+    if (this.isBroken) return ended({ kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" });
+    if (!data.endsWith(END_OF_DATA)) {
+      return ended({ kind: "protocol", stage: "message", command: "(message content)", message: "the message does not end in CRLF.CRLF; not sending it" });
+    }
+    if (deadline <= Date.now()) {
+      return ended({ kind: "timeout", stage: "mail", command: "MAIL FROM", message: "the attempt's time was up before its transaction began" });
     }
     this.connection.limitWaitsTo(deadline);
+    let messageSent = false;
     try {
       await this.expect(`MAIL FROM:<${envelope.from}>`, 250, "mail");
-      const rejected: { recipient: string; reply: SmtpReply; command: string }[] = [];
+      const refused: { reply: SmtpReply; command: string }[] = [];
       for (const recipient of envelope.recipients) {
         const command = `RCPT TO:<${recipient}>`;
         const reply = await this.connection.command(command, "rcpt");
-        if (reply.code !== 250 && reply.code !== 251) rejected.push({ recipient, reply, command });
+        recipients.push({ recipient, code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text, command });
+        // 421: the relay is closing the channel (RFC 5321 §3.8); the rest must wait for another session.
+        if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, "rcpt", command));
+        if (!isAccepted(reply)) refused.push({ reply, command });
       }
-      const temporary = rejected.find((r) => !isPermanentReply(r.reply.code, "rcpt"));
-      if (temporary || rejected.length === envelope.recipients.length) {
-        const first = temporary ?? rejected[0]!;
+      if (refused.length === recipients.length) {
+        // Nobody to send to: the transaction ends with the first refusal, a temporary one if any.
+        const first = refused.find((r) => !isPermanentReply(r.reply.code, "rcpt")) ?? refused[0]!;
         throw new SmtpFailed(replyFailure(first.reply, "rcpt", first.command));
       }
       await this.expect("DATA", 354, "data");
-      // The final dot goes on its own, so a reply that arrived during the body is caught before it.
-      await this.connection.write(data.slice(0, -FINAL_DOT.length), "message", "(message content)");
-      await this.connection.write(FINAL_DOT, "message", "(end of data)");
+      if (deadline - Date.now() < this.options.timeoutMs) {
+        // Too late to wait for the relay's verdict: stop before the final dot, so the relay discards the
+        // unfinished transaction and the next attempt cannot duplicate it (RFC 5321 §4.1.1.4).
+        this.connection.fail({ kind: "timeout", stage: "message", command: "(message content)", message: "too little of the attempt's time was left to wait for the reply to the message; stopped before sending it" });
+      }
+      await this.connection.write(data, "message", "(message content)");
+      messageSent = true;
       const reply = await this.connection.readReply("message", "(end of data)", Math.max(this.options.timeoutMs, DATA_END_TIMEOUT_MS));
+      if (this.connection.hasUnreadData) {
+        this.connection.fail({ kind: "protocol", stage: "message", command: "(end of data)", message: "the relay sent more than one reply to the end of the message" });
+      }
       if (reply.code !== 250) throw new SmtpFailed(replyFailure(reply, "message", "(end of data)"));
-      return {
-        ok: true,
-        value: {
-          code: reply.code,
-          enhanced_code: reply.enhancedCode,
-          reply: reply.text,
-          rejected: rejected.map((r) => ({ recipient: r.recipient, code: r.reply.code, enhanced_code: r.reply.enhancedCode, reply: r.reply.text })),
-        },
-      };
+      return { recipients, end: { ok: true, value: { code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text } } };
     } catch (error) {
-      const failure = toFailure(error, "mail", "MAIL FROM");
+      let failure = toFailure(error, "mail", "MAIL FROM");
+      if (messageSent && failure.kind !== "reply") {
+        // No clear answer after the whole message went out: the one case SMTP cannot tell apart (RFC 1047).
+        failure = { ...failure, message: `${failure.message}; the relay may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)` };
+      }
       // 421: the relay is closing the channel (RFC 5321 §3.8); anything else leaves it usable after RSET.
       if (failure.code === 421) this.connection.close();
       if (failure.kind === "reply" && !this.isBroken) await this.reset();
-      return { ok: false, failure };
+      return ended(failure);
     }
   }
 

@@ -2,6 +2,7 @@
 // to "sending" until the attempt records its outcome or the claim expires (next_attempt_at). Outcomes
 // apply only to the claim that made them (status "sending" and the same attempt number), so an attempt
 // whose claim expired, or a repeated job, can never move a message that another attempt owns.
+import type { RecipientStatus, RecipientUpdate } from "../core/outcome";
 import { insertEvent, PENDING_SQL, toRecord, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
 /** Statuses a message waits in between attempts. */
 const WAITING = "('scheduled', 'queued', 'retrying')";
@@ -9,7 +10,7 @@ const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
 export type Claim =
   /** This attempt may send; `interrupted`: the previous attempt's claim expired before it recorded anything. */
-  | { kind: "claimed"; message: MessageRecord; attempt: number; interrupted: boolean }
+  | { kind: "claimed"; message: MessageRecord; attempt: number; interrupted: boolean; recipients: { address: string; status: RecipientStatus }[] }
   /** Pending, but its next attempt is due later (or another attempt holds the claim until then). */
   | { kind: "not_due"; status: MessageStatus; dueAt: string }
   /** Sent, failed or canceled: nothing left to do. */
@@ -21,12 +22,12 @@ const INTERRUPTED_DETAIL =
 
 /**
  * Claims a due message for one attempt, in one round trip: records the interruption of an expired
- * claim, claims the row (counting the attempt), and reads why not when it could not.
+ * claim, claims the row (counting the attempt), reads its recipients, and reads why not when it could not.
  */
 export async function claimMessage(db: D1Database, id: string, { now, leaseMs }: { now: Date; leaseMs: number }): Promise<Claim> {
   const at = now.toISOString();
   const expires = new Date(now.getTime() + leaseMs).toISOString();
-  const [interrupted, claimed, current] = await db.batch([
+  const [interrupted, claimed, current, recipientRows] = await db.batch([
     db
       .prepare(
         `INSERT INTO events (message_id, at, type, attempt, detail)
@@ -40,9 +41,13 @@ export async function claimMessage(db: D1Database, id: string, { now, leaseMs }:
       )
       .bind(at, id, expires),
     db.prepare("SELECT status, next_attempt_at FROM messages WHERE id = ?").bind(id),
+    db.prepare("SELECT address, status FROM recipients WHERE message_id = ? ORDER BY rowid").bind(id),
   ]);
   const row = claimed?.results[0] as MessageRow | undefined;
-  if (row) return { kind: "claimed", message: toRecord(row), attempt: row.attempts, interrupted: (interrupted?.meta.changes ?? 0) > 0 };
+  if (row) {
+    const recipients = (recipientRows?.results ?? []) as { address: string; status: RecipientStatus }[];
+    return { kind: "claimed", message: toRecord(row), attempt: row.attempts, interrupted: (interrupted?.meta.changes ?? 0) > 0, recipients };
+  }
   const state = current?.results[0] as Pick<MessageRow, "status" | "next_attempt_at"> | undefined;
   if (!state) return { kind: "unknown" };
   if (state.status === "sent" || state.status === "failed" || state.status === "canceled") return { kind: "settled", status: state.status };
@@ -54,22 +59,42 @@ interface AttemptOutcome {
   attempt: number;
   at: string;
   smtpCode?: number;
+  /** What the attempt settled for each recipient it tried. */
+  recipients: RecipientUpdate[];
 }
 
-/** The relay accepted the mail. Returns whether the claim was still this attempt's. */
+/**
+ * The recipients' outcomes, written only while the attempt still holds its claim; it must come first in
+ * the batch, before the message's own guarded update releases the claim.
+ */
+function updateRecipients(db: D1Database, o: AttemptOutcome): D1PreparedStatement {
+  return db
+    .prepare(
+      `UPDATE recipients SET status = u.status, smtp_code = u.code, detail = u.detail, updated_at = ?1
+       FROM (SELECT json_extract(value, '$.address') AS address, json_extract(value, '$.status') AS status,
+                    json_extract(value, '$.smtpCode') AS code, json_extract(value, '$.detail') AS detail FROM json_each(?2)) AS u
+       WHERE recipients.message_id = ?3 AND recipients.address = u.address
+         AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status = 'sending' AND attempts = ?4)`,
+    )
+    .bind(o.at, JSON.stringify(o.recipients), o.id, o.attempt);
+}
+
+/** Every recipient is settled and the relay took the mail for at least one. Returns whether the claim was still this attempt's. */
 export async function recordSent(db: D1Database, o: AttemptOutcome & { detail: string }): Promise<boolean> {
   return applied(
     await db.batch([
+      updateRecipients(db, o),
       db.prepare(`UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, last_error = NULL WHERE ${OWN_CLAIM}`).bind(o.at, o.at, o.id, o.attempt),
       insertEvent(db, o.id, { at: o.at, type: "sent", attempt: o.attempt, smtpCode: o.smtpCode, detail: o.detail }, true),
     ]),
   );
 }
 
-/** A transient failure: the claim is released and the next attempt is due at `nextAttemptAt`. */
+/** Some recipient waits: the claim is released and the next attempt is due at `nextAttemptAt`. */
 export async function recordRetry(db: D1Database, o: AttemptOutcome & { reason: string; nextAttemptAt: string }): Promise<boolean> {
   return applied(
     await db.batch([
+      updateRecipients(db, o),
       db
         .prepare(`UPDATE messages SET status = 'retrying', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE ${OWN_CLAIM}`)
         .bind(o.reason, o.nextAttemptAt, o.at, o.id, o.attempt),
@@ -78,26 +103,45 @@ export async function recordRetry(db: D1Database, o: AttemptOutcome & { reason: 
   );
 }
 
-/** A permanent refusal, or a transient one after the retry window ended. */
+/** Every recipient is settled and none took the mail: refused for good, or the retry window ended. */
 export async function recordFailure(db: D1Database, o: AttemptOutcome & { reason: string }): Promise<boolean> {
   return applied(
     await db.batch([
+      updateRecipients(db, o),
       db.prepare(`UPDATE messages SET status = 'failed', last_error = ?, updated_at = ? WHERE ${OWN_CLAIM}`).bind(o.reason, o.at, o.id, o.attempt),
       insertEvent(db, o.id, { at: o.at, type: "failed", attempt: o.attempt, smtpCode: o.smtpCode, detail: o.reason }, true),
     ]),
   );
 }
 
-/** Fails a message that waits for an attempt (none holds a claim) because its retry window ended. */
-export async function failWaitingMessage(db: D1Database, { id, at, reason }: { id: string; at: string; reason: string }): Promise<boolean> {
-  return applied(
-    await db.batch([
-      db.prepare(`UPDATE messages SET status = 'failed', last_error = ?, updated_at = ? WHERE id = ? AND status IN ${WAITING}`).bind(reason, at, id),
-      insertEvent(db, id, { at, type: "failed", detail: reason }, true),
-    ]),
-  );
+/**
+ * Settles a message that waits for an attempt (none holds a claim) because its retry window ended: every
+ * recipient still waiting fails with `reason`; the message is "sent" if an earlier attempt delivered it
+ * to someone, else "failed".
+ */
+export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id: string; at: string; reason: string }): Promise<boolean> {
+  const [, update] = await db.batch([
+    db
+      .prepare(
+        `UPDATE recipients SET status = 'failed', detail = ?1, updated_at = ?2
+         WHERE message_id = ?3 AND status IN ('pending', 'deferred') AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status IN ${WAITING})`,
+      )
+      .bind(reason, at, id),
+    db
+      .prepare(
+        `UPDATE messages SET
+           status = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN 'sent' ELSE 'failed' END,
+           sent_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN ?2 END,
+           last_error = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN NULL ELSE ?1 END,
+           updated_at = ?2
+         WHERE id = ?3 AND status IN ${WAITING}`,
+      )
+      .bind(reason, at, id),
+    insertEvent(db, id, { at, type: "failed", detail: reason }, true),
+  ]);
+  return (update?.meta.changes ?? 0) > 0;
 }
 
-function applied([update]: D1Result[]): boolean {
+function applied([, update]: D1Result[]): boolean {
   return (update?.meta.changes ?? 0) > 0;
 }

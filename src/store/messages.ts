@@ -2,6 +2,7 @@
 // domain types here and nowhere else; delivery attempts (claims, outcomes) are in attempts.ts.
 import type { Mailbox } from "../core/address";
 import type { OutgoingMessage } from "../core/message";
+import type { RecipientStatus } from "../core/outcome";
 
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
 export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted";
@@ -13,9 +14,11 @@ export interface NewMessage extends OutgoingMessage {
   id: string;
   apiKeyName?: string;
   createdAt: string;
+  /** The envelope recipients, each of which gets an outcome of its own. */
+  recipients: string[];
 }
 
-export interface MessageRecord extends NewMessage {
+export interface MessageRecord extends Omit<NewMessage, "recipients"> {
   status: MessageStatus;
   bcc: Mailbox[];
   template: string | null;
@@ -27,6 +30,13 @@ export interface MessageRecord extends NewMessage {
   sentAt: string | null;
   /** While pending: when the next attempt is due; while "sending": when the claim expires. */
   nextAttemptAt: string;
+}
+
+export interface RecipientRecord {
+  address: string;
+  status: RecipientStatus;
+  smtpCode: number | null;
+  detail: string | null;
 }
 
 export interface MessageEvent {
@@ -105,17 +115,22 @@ export function insertEvent(db: D1Database, messageId: string, event: NewEvent, 
     .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
 }
 
+/** The message row and a pending row per recipient, in one transaction. */
 export async function insertMessage(db: D1Database, m: NewMessage): Promise<void> {
-  await db
-    .prepare(
-      `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, next_attempt_at)
-       VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(m.id, m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc), m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.createdAt)
-    .run();
+  await db.batch([
+    db
+      .prepare(
+        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, next_attempt_at)
+         VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .bind(m.id, m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc), m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.createdAt),
+    db
+      .prepare("INSERT OR IGNORE INTO recipients (message_id, address, status, updated_at) SELECT ?, value, 'pending', ? FROM json_each(?)")
+      .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
+  ]);
 }
 
-/** Undoes insertMessage when the queue refused the job; if this fails too, the sweeper delivers the row. */
+/** Undoes insertMessage when the queue refused the job (recipients go with it); if this fails too, the sweep delivers the row. */
 export async function deleteMessage(db: D1Database, id: string): Promise<void> {
   await db.prepare("DELETE FROM messages WHERE id = ?").bind(id).run();
 }
@@ -129,10 +144,27 @@ export async function getMessage(db: D1Database, id: string): Promise<MessageRec
   return row ? toRecord(row) : null;
 }
 
-export async function listEvents(db: D1Database, id: string): Promise<MessageEvent[]> {
-  const { results } = await db
-    .prepare("SELECT at, type, attempt, smtp_code, detail FROM events WHERE message_id = ? ORDER BY at, seq")
-    .bind(id)
-    .all<{ at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null }>();
-  return results.map((r) => ({ at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail }));
+export interface MessageHistory {
+  message: MessageRecord;
+  events: MessageEvent[];
+  recipients: RecipientRecord[];
+}
+
+type EventRow = { at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null };
+type RecipientRow = { address: string; status: RecipientStatus; smtp_code: number | null; detail: string | null };
+
+/** The message, its events and its recipients' outcomes, in one round trip. */
+export async function getMessageWithHistory(db: D1Database, id: string): Promise<MessageHistory | null> {
+  const [message, events, recipients] = await db.batch([
+    db.prepare("SELECT * FROM messages WHERE id = ?").bind(id),
+    db.prepare("SELECT at, type, attempt, smtp_code, detail FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
+    db.prepare("SELECT address, status, smtp_code, detail FROM recipients WHERE message_id = ? ORDER BY rowid").bind(id),
+  ]);
+  const row = message?.results[0] as MessageRow | undefined;
+  if (!row) return null;
+  return {
+    message: toRecord(row),
+    events: (events!.results as EventRow[]).map((r) => ({ at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail })),
+    recipients: (recipients!.results as RecipientRow[]).map((r) => ({ address: r.address, status: r.status, smtpCode: r.smtp_code, detail: r.detail })),
+  };
 }

@@ -39,8 +39,9 @@ beforeAll(async () => {
       SMTP_SECURITY: "none",
       MAIL_FROM: "Mailroom E2E <noreply@mailroom.test>",
       API_KEYS: `e2e:${createHash("sha256").update(API_KEY).digest("hex")}`,
-      SMTP_TIMEOUT_MS: "30000",
-      DELIVERY_LEASE_SECONDS: "5",
+      // An attempt may take 10 s − 2 s margin, enough for a 4 s wait on the relay's final reply.
+      SMTP_TIMEOUT_MS: "4000",
+      DELIVERY_LEASE_SECONDS: "10",
       SWEEP_GRACE_SECONDS: "0",
     },
   };

@@ -5,7 +5,7 @@ import { env } from "cloudflare:workers";
 import mailroom from "../../src/index";
 import { createMessageId } from "../../src/core/message";
 import type { OutboxJob } from "../../src/delivery/outbox";
-import { getMessage, insertMessage, listEvents } from "../../src/store/messages";
+import { getMessageWithHistory, insertMessage } from "../../src/store/messages";
 import { uniqueRecipient } from "./api";
 
 /** A queued message as the accept path would have stored it (without enqueueing it). */
@@ -20,6 +20,7 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
     from,
     to: recipients.map((address) => ({ address })),
     cc: [],
+    recipients,
     subject: fields.subject ?? "Test message",
     text: fields.text ?? "Hello from the tests",
   });
@@ -55,6 +56,7 @@ export function deliver(ids: string[], overrides: Partial<Record<keyof Env, unkn
 }
 
 export async function loadMessage(id: string) {
-  const message = await getMessage(env.DB, id);
-  return { message: message!, events: await listEvents(env.DB, id) };
+  const history = await getMessageWithHistory(env.DB, id);
+  if (!history) throw new Error(`no message ${id}`);
+  return history;
 }

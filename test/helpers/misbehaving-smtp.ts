@@ -4,7 +4,8 @@
 // answers STARTTLS with extra plaintext replies, as a man in the middle would (RFC 3207 §6);
 // "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line;
 // "data-policy" takes the whole message and answers the end of DATA by the first recipient's local
-// part (data554-… → 554, data421-… → 421 and hang up, slow-… → 250 after 1 s, anything else → 250);
+// part (data554-… → 554, data421-… → 421 and hang up, slow-… → 250 after 1 s, double-… → two 250s,
+// anything else → 250);
 // "flood" greets with 100 KB and no line end; "stray-reply" is data-policy, except that it sends a
 // "250" right behind its "354", before the message has even been sent.
 import { createServer, type Socket } from "node:net";
@@ -108,6 +109,7 @@ function serveDataPolicy(socket: Socket, strayReply: boolean): void {
         if (local.startsWith("data554-")) socket.write("554 5.6.0 Message content rejected\r\n");
         else if (local.startsWith("data421-")) return void socket.end("421 4.3.2 Shutting down, closing connection\r\n");
         else if (local.startsWith("slow-")) setTimeout(() => socket.write("250 2.0.0 Ok: queued\r\n"), 1000);
+        else if (local.startsWith("double-")) socket.write("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok: queued again\r\n");
         else socket.write("250 2.0.0 Ok: queued\r\n");
         continue;
       }

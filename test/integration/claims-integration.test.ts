@@ -24,10 +24,10 @@ describe("claims on the store", () => {
   it("applies an outcome only for the claim that made it, then leaves the message alone", async () => {
     const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
     await claimMessage(env.DB, id, { now: t(1), ...lease });
-    expect(await recordSent(env.DB, { id, attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
-    expect(await recordSent(env.DB, { id, attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "queued as 1" })).toBe(true);
-    expect(await recordRetry(env.DB, { id, attempt: 1, at: t(4).toISOString(), reason: "451 later", nextAttemptAt: t(9).toISOString() })).toBe(false);
-    expect(await recordFailure(env.DB, { id, attempt: 1, at: t(5).toISOString(), reason: "554 no" })).toBe(false);
+    expect(await recordSent(env.DB, { id, recipients: [], attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
+    expect(await recordSent(env.DB, { id, recipients: [], attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "queued as 1" })).toBe(true);
+    expect(await recordRetry(env.DB, { id, recipients: [], attempt: 1, at: t(4).toISOString(), reason: "451 later", nextAttemptAt: t(9).toISOString() })).toBe(false);
+    expect(await recordFailure(env.DB, { id, recipients: [], attempt: 1, at: t(5).toISOString(), reason: "554 no" })).toBe(false);
     expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "sent" });
 
     const { message, events } = await loadMessage(id);
@@ -38,8 +38,8 @@ describe("claims on the store", () => {
   it("a failed message stays failed", async () => {
     const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
     await claimMessage(env.DB, id, { now: t(1), ...lease });
-    expect(await recordFailure(env.DB, { id, attempt: 1, at: t(2).toISOString(), smtpCode: 550, reason: "RCPT TO answered 550 user unknown" })).toBe(true);
-    expect(await recordSent(env.DB, { id, attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
+    expect(await recordFailure(env.DB, { id, recipients: [], attempt: 1, at: t(2).toISOString(), smtpCode: 550, reason: "RCPT TO answered 550 user unknown" })).toBe(true);
+    expect(await recordSent(env.DB, { id, recipients: [], attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
     expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "failed" });
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "failed", lastError: "RCPT TO answered 550 user unknown", sentAt: null });
@@ -49,7 +49,7 @@ describe("claims on the store", () => {
   it("does not claim a retrying message before its next attempt is due", async () => {
     const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
     await claimMessage(env.DB, id, { now: t(1), ...lease });
-    await recordRetry(env.DB, { id, attempt: 1, at: t(2).toISOString(), smtpCode: 451, reason: "451 later", nextAttemptAt: t(30).toISOString() });
+    await recordRetry(env.DB, { id, recipients: [], attempt: 1, at: t(2).toISOString(), smtpCode: 451, reason: "451 later", nextAttemptAt: t(30).toISOString() });
     expect(await claimMessage(env.DB, id, { now: t(29), ...lease })).toEqual({ kind: "not_due", status: "retrying", dueAt: t(30).toISOString() });
     expect(await claimMessage(env.DB, id, { now: t(30), ...lease })).toMatchObject({ kind: "claimed", attempt: 2, interrupted: false });
   });
@@ -60,7 +60,7 @@ describe("claims on the store", () => {
     const second = await claimMessage(env.DB, id, { now: t(61), ...lease });
     expect(second).toMatchObject({ kind: "claimed", attempt: 2, interrupted: true });
     // The first attempt comes back late: its outcome no longer applies.
-    expect(await recordSent(env.DB, { id, attempt: 1, at: t(62).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
+    expect(await recordSent(env.DB, { id, recipients: [], attempt: 1, at: t(62).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
 
     const { events } = await loadMessage(id);
     expect(events).toEqual([{ at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate") }]);

@@ -84,7 +84,7 @@ async function retryingMessage(fields: { to?: string; createdAt?: string; nextAt
   const claim = await claimMessage(env.DB, created.id, { now: new Date(Date.now() - 30_000), leaseMs: 10_000 });
   if (claim.kind !== "claimed") throw new Error(`could not claim: ${claim.kind}`);
   const reason = "RCPT TO answered 451 4.2.1 mailbox busy";
-  await recordRetry(env.DB, { id: created.id, attempt: 1, at: new Date(Date.now() - 29_000).toISOString(), smtpCode: 451, reason, nextAttemptAt: fields.nextAttemptAt });
+  await recordRetry(env.DB, { id: created.id, recipients: [], attempt: 1, at: new Date(Date.now() - 29_000).toISOString(), smtpCode: 451, reason, nextAttemptAt: fields.nextAttemptAt });
   return created;
 }
 

@@ -3,7 +3,7 @@
 // mid-DATA and one that never answers.
 import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
-import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
+import { inboxMessages, inboxStats } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
 
@@ -86,27 +86,6 @@ describe("delivery over SMTP", () => {
     expect(elapsedMs).toBeGreaterThanOrEqual(300);
     const { message } = await loadMessage(id);
     expect(message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
-  });
-
-  it("delivers to the recipients the relay accepts and records the ones it refuses permanently", async () => {
-    const good = uniqueRecipient("good");
-    const gone = uniqueRecipient("reject");
-    const { id } = await insertQueuedMessage({ to: [good, gone] });
-    const { result } = await deliver([id]);
-    expect(result.explicitAcks).toEqual([`job-${id}`]);
-    expect((await inboxMessages(good))[0]!.envelope.to).toEqual([good]);
-    const { message, events } = await loadMessage(id);
-    expect(message.status).toBe("sent");
-    expect(events.at(-1)!.detail).toContain(`refused permanently: ${gone} (550 5.1.1 Recipient address rejected: user unknown)`);
-  });
-
-  it("postpones the whole message when any recipient is refused temporarily, so nobody is skipped", async () => {
-    const good = uniqueRecipient("good");
-    const { id } = await insertQueuedMessage({ to: [good, uniqueRecipient("tempfail")] });
-    const { result } = await deliver([id]);
-    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
-    expect(await inboxMessages(good)).toEqual([]);
-    expect((await loadMessage(id)).message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(/451/) });
   });
 
   it("tries an unreachable relay once per batch, not once per message", async () => {

@@ -38,7 +38,7 @@ describe("sweep", () => {
     const queued = await insertQueuedMessage({ createdAt: inYear2000(0) });
     const retrying = await insertQueuedMessage({ createdAt: inYear2000(0) });
     await claimMessage(env.DB, retrying.id, { now: new Date(inYear2000(1)), leaseMs: 60_000 });
-    await recordRetry(env.DB, { id: retrying.id, attempt: 1, at: inYear2000(1), smtpCode: 451, reason: "451 later", nextAttemptAt: inYear2000(5) });
+    await recordRetry(env.DB, { id: retrying.id, recipients: [], attempt: 1, at: inYear2000(1), smtpCode: 451, reason: "451 later", nextAttemptAt: inYear2000(5) });
     const claimed = await insertQueuedMessage({ createdAt: inYear2000(0) });
     await claimMessage(env.DB, claimed.id, { now: new Date(inYear2000(2)), leaseMs: 60_000 });
 
@@ -56,7 +56,7 @@ describe("sweep", () => {
     const fresh = await insertQueuedMessage(); // its job is presumably still on its way
     const notYetDue = await insertQueuedMessage({ createdAt: inYear2000(0) });
     await claimMessage(env.DB, notYetDue.id, { now: new Date(inYear2000(1)), leaseMs: 60_000 });
-    await recordRetry(env.DB, { id: notYetDue.id, attempt: 1, at: inYear2000(1), reason: "451 later", nextAttemptAt: new Date(Date.now() + 3600_000).toISOString() });
+    await recordRetry(env.DB, { id: notYetDue.id, recipients: [], attempt: 1, at: inYear2000(1), reason: "451 later", nextAttemptAt: new Date(Date.now() + 3600_000).toISOString() });
     const liveClaim = await insertQueuedMessage({ createdAt: inYear2000(0) });
     await claimMessage(env.DB, liveClaim.id, { now: new Date(), leaseMs: 600_000 });
     const failed = await insertQueuedMessage({ createdAt: inYear2000(0) });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildEnvelope, buildMime, createMessageId, type OutgoingMessage } from "../../src/core/message";
+import { buildMime, envelopeRecipients, createMessageId, type OutgoingMessage } from "../../src/core/message";
 
 const message: OutgoingMessage = {
   messageId: "<abc@mailroom.test>",
@@ -13,10 +13,7 @@ const message: OutgoingMessage = {
 
 describe("message building", () => {
   it("puts every to and cc address in the envelope once", () => {
-    expect(buildEnvelope(message)).toEqual({
-      from: "noreply@mailroom.test",
-      recipients: ["jane@example.com", "joe@example.com", "boss@example.com"],
-    });
+    expect(envelopeRecipients(message)).toEqual(["jane@example.com", "joe@example.com", "boss@example.com"]);
   });
 
   it("writes the headers itself, keeps the fixed Message-ID and never writes a Bcc header", () => {

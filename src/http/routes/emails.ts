@@ -4,7 +4,7 @@ import { acceptEmail } from "../../accept";
 import { getConfig } from "../../config";
 import { formatMailbox } from "../../core/address";
 import { sendEmailSchema, validate } from "../../core/schema";
-import { getMessage, listEvents, type MessageEvent, type MessageRecord } from "../../store/messages";
+import { getMessageWithHistory, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 import { ApiError } from "../errors";
@@ -30,12 +30,12 @@ export const emailRoutes = new Hono<AppEnv>()
   })
   .get("/:id", async (c) => {
     const id = c.req.param("id");
-    const message = ID_PATTERN.test(id) ? await getMessage(c.env.DB, id) : null;
-    if (!message) throw new ApiError("not_found", `no email with id ${id}`);
-    return c.json(toEmailView(message, await listEvents(c.env.DB, id)));
+    const history = ID_PATTERN.test(id) ? await getMessageWithHistory(c.env.DB, id) : null;
+    if (!history) throw new ApiError("not_found", `no email with id ${id}`);
+    return c.json(toEmailView(history));
   });
 
-function toEmailView(m: MessageRecord, events: MessageEvent[]) {
+function toEmailView({ message: m, events, recipients }: MessageHistory) {
   return {
     id: m.id,
     status: m.status,
@@ -52,6 +52,7 @@ function toEmailView(m: MessageRecord, events: MessageEvent[]) {
     sent_at: m.sentAt,
     attempts: m.attempts,
     last_error: m.lastError,
+    recipients: recipients.map((r) => ({ address: r.address, status: r.status, smtp_code: r.smtpCode, detail: r.detail })),
     events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail })),
   };
 }
