@@ -1,11 +1,11 @@
-// Accepting a message: the D1 row and the queue job must both exist before the API answers 202.
-// If the queue refuses the job, the row is removed again and the client gets an error to retry on,
-// so no row ever claims a mail that nothing will deliver.
+// Accepting a message: the D1 rows and the queue job must both exist before the API answers 202. If
+// either write fails, the message is withdrawn and the client gets an error to retry on; only a message
+// that a consumer has already claimed (the job did go out) is kept and answered 202 after all.
 import type { Config } from "./config";
 import { createMessageId, envelopeRecipients } from "./core/message";
 import type { SendEmailRequest } from "./core/schema";
 import type { OutboxJob } from "./delivery/outbox";
-import { deleteMessage, insertMessage, recordAccepted } from "./store/messages";
+import { insertMessage, recordAccepted, withdrawMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
@@ -22,24 +22,26 @@ export async function acceptEmail(
   const id = crypto.randomUUID();
   const createdAt = new Date().toISOString();
   const from = request.from ?? config.mailFrom;
-  await insertMessage(env.DB, {
-    id,
-    apiKeyName: origin.apiKeyName,
-    createdAt,
-    messageId: createMessageId(id, from),
-    from,
-    to: request.to,
-    cc: request.cc ?? [],
-    recipients: envelopeRecipients({ to: request.to, cc: request.cc ?? [] }),
-    subject: request.subject,
-    text: request.text,
-    html: request.html,
-  });
+  const cc = request.cc ?? [];
   try {
+    await insertMessage(env.DB, {
+      id,
+      apiKeyName: origin.apiKeyName,
+      createdAt,
+      messageId: createMessageId(id, from),
+      from,
+      to: request.to,
+      cc,
+      recipients: envelopeRecipients({ to: request.to, cc }),
+      subject: request.subject,
+      text: request.text,
+      html: request.html,
+    });
     await env.OUTBOX.send({ id, request_id: origin.requestId } satisfies OutboxJob, { contentType: "json" });
   } catch (error) {
-    await deleteMessage(env.DB, id);
-    throw error;
+    // The insert may have committed before its answer was lost, and the job may have gone out before the
+    // queue's error came back; a consumer may even have claimed it already. Take back what was not claimed.
+    if (await withdrawMessage(env.DB, id).catch(() => true)) throw error;
   }
   return { id, afterResponse: () => recordAccepted(env.DB, id, createdAt) };
 }

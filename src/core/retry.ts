@@ -36,6 +36,7 @@ export function isPermanentReply(code: number, stage: SmtpStage): boolean {
 }
 
 export function isPermanent({ kind, code, stage }: SmtpFailure): boolean {
+  if (kind === "content") return true;
   return kind === "reply" && code !== undefined && isPermanentReply(code, stage);
 }
 

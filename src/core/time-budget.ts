@@ -10,6 +10,8 @@ export interface TimeBudget {
   startsNoneAfter: number;
   /** The epoch ms by which an attempt claimed at `claimedAt` must stop waiting on the relay. */
   attemptDeadline(claimedAt: number): number;
+  /** The epoch ms until which it may keep trying to record its outcome: just before its claim ends. */
+  recordBy(claimedAt: number): number;
 }
 
 /**
@@ -24,5 +26,6 @@ export function createTimeBudget(startedAt: number, leaseSeconds: number): TimeB
   return {
     startsNoneAfter: startedAt + allowanceMs / 3 - marginMs,
     attemptDeadline: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - marginMs,
+    recordBy: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - 1000,
   };
 }

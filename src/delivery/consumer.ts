@@ -1,17 +1,17 @@
 // The outbox queue consumer: claims each message of a batch, delivers it over one SMTP session shared by
 // the batch, and records the outcome. Only the attempt holding a message's claim may send it, so a
 // repeated or concurrent job never sends twice; a job for a message not due yet goes back on the queue
-// until it is; once the relay has accepted a mail the job is never re-queued, even if recording that
-// fails. Late in its time budget the invocation starts no new transaction and hands the rest back.
+// until it is; once the relay has accepted a mail, its outcome is recorded for as long as the claim
+// lasts and the job is never re-queued. Late in its time budget the invocation starts no new transaction.
 import type { Config } from "../config";
 import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
-import { claimMessage, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
+import { claimMessage, isSentBy, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
 import { requeue, type OutboxJob } from "./outbox";
-import { SmtpSession, type SmtpTransaction } from "./smtp";
+import { SmtpSession, type SmtpFailure, type SmtpTransaction } from "./smtp";
 
 export interface DeliveryContext {
   db: D1Database;
@@ -22,11 +22,10 @@ export interface DeliveryContext {
 
 type Claimed = Extract<Claim, { kind: "claimed" }>;
 
+const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
+
 /** A claimed message whose recipients are all settled already: nothing goes to the relay. */
-const NOBODY_LEFT: SmtpTransaction = {
-  recipients: [],
-  end: { ok: false, failure: { kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient is left to send to" } },
-};
+const NOBODY_LEFT = ended({ kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient is left to send to" });
 
 export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: DeliveryContext): Promise<void> {
   const { db, config, log } = context;
@@ -40,13 +39,19 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
 
   const send = async (message: OutgoingMessage, envelope: Envelope, deadline: number): Promise<SmtpTransaction> => {
     if (envelope.recipients.length === 0) return NOBODY_LEFT;
+    let mime: string;
+    try {
+      mime = buildMime(message);
+    } catch (error) {
+      return ended({ kind: "content", stage: "message", command: "(building the message)", message: `the message could not be built: ${String(error)}`.slice(0, 1000) });
+    }
     if (unreachable) return unreachable;
     if (!session || session.isBroken) {
       const opened = await SmtpSession.open(config.smtp, { deadline });
       if (!opened.ok) return (unreachable = { recipients: [], end: opened });
       session = opened.value;
     }
-    return session.send(envelope, buildMime(message), { deadline });
+    return session.send(envelope, mime, { deadline });
   };
 
   try {
@@ -59,27 +64,34 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
       const id = msg.body?.id;
       const msgLog = log.child({ email_id: id, request_id: msg.body?.request_id });
       try {
-        const claimedAt = new Date();
-        const claim: Claim = typeof id === "string" ? await claimMessage(db, id, { now: claimedAt, leaseMs: config.leaseSeconds * 1000 }) : { kind: "unknown" };
+        const claimedAt = Date.now();
+        const claim: Claim = typeof id === "string" ? await claimMessage(db, id, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000 }) : { kind: "unknown" };
         if (claim.kind !== "claimed") {
           await settleUnclaimed(msg, claim, context, msgLog);
           continue;
         }
         started += 1;
-        if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
+        const windowEndsAt = retryWindowEndsAt(claim.message, config.retry);
         // Only the recipients still waiting: one the relay accepted before never gets the mail again.
         const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
-        const envelope = { from: claim.message.from.address, recipients: attempted };
-        const transaction = await send(claim.message, envelope, budget.attemptDeadline(claimedAt.getTime()));
+        let transaction: SmtpTransaction;
+        if (claim.interrupted && Date.now() >= windowEndsAt.getTime()) {
+          // An attempt that died after the window ended gets no successor, so a message whose attempts
+          // always die (too large, too slow) cannot loop forever.
+          transaction = ended({ kind: "connection", stage: "connect", command: "(previous attempt)", message: `attempt ${claim.attempt - 1} did not finish` });
+        } else {
+          if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
+          transaction = await send(claim.message, { from: claim.message.from.address, recipients: attempted }, budget.attemptDeadline(claimedAt));
+        }
         const outcome = classifyAttempt(transaction, {
           attempt: claim.attempt,
           now: new Date(),
-          windowEndsAt: retryWindowEndsAt(claim.message, config.retry),
+          windowEndsAt,
           policy: config.retry,
           attempted,
           sentBefore: claim.recipients.some((r) => r.status === "sent"),
         });
-        const applied = await recordOutcomeOnceSent(db, claim, outcome, msgLog);
+        const applied = await recordOutcomeOnceSent(db, claim, outcome, { log: msgLog, recordBy: budget.recordBy(claimedAt) });
         if (outcome.kind === "retry" && applied) msg.retry({ delaySeconds: outcome.delaySeconds });
         else msg.ack(); // done, or the claim had expired and another attempt owns the message now
         msgLog.info("delivery attempt", {
@@ -124,19 +136,29 @@ async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Cl
 }
 
 /**
- * Records the outcome and releases the claim; returns whether the claim was still this attempt's. For a
- * mail the relay accepted, a failed write is retried once, then logged, never re-sent from here.
+ * Records the outcome and releases the claim; returns whether the claim was still this attempt's. A mail
+ * the relay accepted is recorded however often D1 fails, until just before the claim ends (after that,
+ * another attempt could take the claim and send again), and never re-sent from here.
  */
-async function recordOutcomeOnceSent(db: D1Database, claim: Claimed, outcome: DeliveryOutcome, log: Logger): Promise<boolean | undefined> {
-  try {
-    return await recordOutcome(db, claim, outcome);
-  } catch (error) {
-    if (outcome.kind !== "sent") throw error; // nothing was delivered: the catch-all retries the job
+async function recordOutcomeOnceSent(
+  db: D1Database,
+  claim: Claimed,
+  outcome: DeliveryOutcome,
+  { log, recordBy }: { log: Logger; recordBy: number },
+): Promise<boolean | undefined> {
+  if (outcome.kind !== "sent") return recordOutcome(db, claim, outcome); // nothing delivered: a failure here retries the job
+  let failures = 0;
+  for (let pauseMs = 100; ; pauseMs = Math.min(pauseMs * 2, 5000)) {
     try {
-      return await recordOutcome(db, claim, outcome);
-    } catch (again) {
-      log.error("mail delivered but its status could not be recorded; not re-sending", { error: again, attempt: claim.attempt, outcome: "sent_unrecorded" });
-      return undefined;
+      // After a write that committed but failed on its way back, the row already says sent.
+      return (await recordOutcome(db, claim, outcome)) || (failures > 0 && (await isSentBy(db, claim.message.id, claim.attempt)));
+    } catch (error) {
+      failures += 1;
+      if (Date.now() + pauseMs >= recordBy) {
+        log.error("mail delivered but its status could not be recorded; not re-sending", { error, attempt: claim.attempt, outcome: "sent_unrecorded", tries: failures });
+        return undefined;
+      }
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   }
 }

@@ -9,7 +9,8 @@ import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from ".
 /** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
 export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
 
-export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply";
+/** "content": the message itself cannot be put on the wire, which no retry changes. */
+export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content";
 
 export interface SmtpFailure {
   kind: SmtpFailureKind;

@@ -114,6 +114,12 @@ export async function recordFailure(db: D1Database, o: AttemptOutcome & { reason
   );
 }
 
+/** Whether the message is recorded as sent by this attempt (a write may commit and still fail on its way back). */
+export async function isSentBy(db: D1Database, id: string, attempt: number): Promise<boolean> {
+  const row = await db.prepare("SELECT 1 AS yes FROM messages WHERE id = ? AND status = 'sent' AND attempts = ?").bind(id, attempt).first<{ yes: number }>();
+  return row !== null;
+}
+
 /**
  * Settles a message that waits for an attempt (none holds a claim) because its retry window ended: every
  * recipient still waiting fails with `reason`; the message is "sent" if an earlier attempt delivered it

@@ -130,9 +130,16 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
   ]);
 }
 
-/** Undoes insertMessage when the queue refused the job (recipients go with it); if this fails too, the sweep delivers the row. */
-export async function deleteMessage(db: D1Database, id: string): Promise<void> {
-  await db.prepare("DELETE FROM messages WHERE id = ?").bind(id).run();
+/**
+ * Undoes insertMessage (its recipients go with it) unless an attempt has claimed the message already.
+ * Returns true when no such message is left (withdrawn, or never stored), false when it is on its way.
+ */
+export async function withdrawMessage(db: D1Database, id: string): Promise<boolean> {
+  const [, left] = await db.batch([
+    db.prepare("DELETE FROM messages WHERE id = ? AND status = 'queued' AND attempts = 0").bind(id),
+    db.prepare("SELECT 1 AS yes FROM messages WHERE id = ?").bind(id),
+  ]);
+  return (left?.results.length ?? 0) === 0;
 }
 
 export async function recordAccepted(db: D1Database, id: string, at: string): Promise<void> {

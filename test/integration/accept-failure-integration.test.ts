@@ -1,12 +1,14 @@
 // The accept path when its dependencies misbehave: the row is written before the job is enqueued, a
-// refused enqueue leaves no row behind, and a 500 never carries the internal error's words.
+// refused enqueue or insert leaves no row behind (unless a consumer already claimed it: then 202), and
+// a 500 never carries the internal error's words.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import worker from "../../src/index";
-import { API_KEY, captureLogs, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { API_KEY, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { deliver, loadMessage } from "../helpers/factories";
 
-async function post(to: string, outbox: Queue) {
+async function post(to: string, outbox: Queue, db: D1Database = env.DB) {
   const ctx = createExecutionContext();
   const res = await worker.fetch(
     new Request("https://mailroom.test/v1/emails", {
@@ -14,7 +16,7 @@ async function post(to: string, outbox: Queue) {
       headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" },
       body: JSON.stringify({ to, subject: "Hello", text: "Hi" }),
     }),
-    { ...env, OUTBOX: outbox } as Env,
+    { ...env, OUTBOX: outbox, DB: db } as Env,
     ctx,
   );
   await waitOnExecutionContext(ctx);
@@ -65,5 +67,49 @@ describe("accepting when the queue misbehaves", () => {
     } finally {
       logs.restore();
     }
+  });
+
+  it("answers 202 when the queue took the job after all and a consumer already claimed it, and sends once", async () => {
+    const to = uniqueRecipient("lateerror");
+    const outbox = {
+      ...env.OUTBOX,
+      send: async (body: { id: string }) => {
+        await deliver([body.id]); // the job went out and was delivered before the queue's answer got lost
+        throw new Error("Queue send failed: timed out");
+      },
+    } as unknown as Queue;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await post(to, outbox);
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(202);
+    const { id } = await res.json<{ id: string }>();
+    expect((await loadMessage(id)).message.status).toBe("sent");
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("withdraws a row whose insert committed although D1 reported an error, and answers 500", async () => {
+    const to = uniqueRecipient("lostanswer");
+    let calls = 0;
+    const db = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        const results = await env.DB.batch(statements);
+        if ((calls += 1) === 1) throw new Error("D1_ERROR: Network connection lost."); // the insert committed
+        return results;
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await post(to, env.OUTBOX, db);
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(500);
+    expect(await messageRowsFor(to)).toBe(0);
   });
 });

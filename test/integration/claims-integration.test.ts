@@ -4,7 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { claimMessage, recordFailure, recordRetry, recordSent } from "../../src/store/attempts";
-import { inboxMessages } from "../helpers/api";
+import { captureLogs, inboxMessages } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
@@ -116,5 +116,55 @@ describe("claims in delivery", () => {
     const { message } = await loadMessage(id);
     expect(message.attempts).toBe(2);
     expect(mail!.messageId).toBe(message.messageId);
+  });
+
+  it("keeps recording a delivered mail while D1 fails, so no later attempt sends it again", async () => {
+    const { id, to } = await insertQueuedMessage();
+    let calls = 0;
+    const flakyDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        calls += 1; // 1: the claim; 2 and 3: recording "sent" fails twice
+        if (calls === 2 || calls === 3) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    try {
+      const { result } = await runQueue("mailroom-outbox", [id], { DB: flakyDb });
+      expect(result.explicitAcks).toEqual([`job-${id}`]);
+    } finally {
+      logs.restore();
+    }
+    expect(calls).toBe(4);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
+    // Even once the claim would have expired, nothing is left to send.
+    await env.DB.prepare("UPDATE messages SET next_attempt_at = ? WHERE id = ?").bind(minutesAgo(1), id).run();
+    await deliver([id]);
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("knows a delivered mail was recorded when the write committed but its answer was lost", async () => {
+    const { id } = await insertQueuedMessage();
+    let calls = 0;
+    const lossyDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        calls += 1;
+        const results = await env.DB.batch(statements);
+        if (calls === 2) throw new Error("D1_ERROR: Network connection lost."); // committed, answer lost
+        return results;
+      },
+      // isSentBy reads through prepare().bind().first(), which this wrapper passes to the real database.
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    try {
+      await runQueue("mailroom-outbox", [id], { DB: lossyDb });
+    } finally {
+      logs.restore();
+    }
+    const attempt = logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt");
+    expect(attempt).toMatchObject({ outcome: "sent", attempt: 1 });
+    expect((await loadMessage(id)).events.map((e) => e.type)).toEqual(["sent"]);
   });
 });

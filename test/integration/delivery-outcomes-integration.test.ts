@@ -1,6 +1,7 @@
 // What the outbox consumer does with each outcome, job by job: a permanent rejection is acked (not
 // retried), a transient one is retried with its backoff, a crash keeps the job, a rejected message
 // does not poison the next one in the same session, and the relay's verdict at the end of DATA counts.
+import { env } from "cloudflare:workers";
 import { describe, expect, inject, it, vi } from "vitest";
 import { captureLogs, inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
@@ -147,5 +148,17 @@ describe("delivery outcomes", () => {
     const { message } = await loadMessage(id);
     expect(message).toMatchObject({ status: "retrying", sentAt: null });
     expect(message.lastError).toMatch(/^the relay sent more than one reply to the end of the message; the relay may have taken the mail all the same: possible duplicate/);
+  });
+
+  it("fails for good, without touching the relay, a stored message that cannot be built", async () => {
+    const { id } = await insertQueuedMessage();
+    await env.DB.prepare("UPDATE messages SET from_json = '{}' WHERE id = ?").bind(id).run();
+    const before = await inboxStats(smtp.plain.httpPort);
+    const { result } = await deliver([id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const { message } = await loadMessage(id);
+    expect(message.status).toBe("failed");
+    expect(message.lastError).toMatch(/^the message could not be built: /);
+    expect((await inboxStats(smtp.plain.httpPort)).connections).toBe(before.connections);
   });
 });

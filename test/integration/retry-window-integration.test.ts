@@ -65,6 +65,18 @@ describe("retry window", () => {
     expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["failed", 451]]);
   });
 
+  it("fails, without sending, a message whose attempt died after its window ended, so attempts that always die cannot loop", async () => {
+    const { id, to } = await insertQueuedMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString() });
+    await claimMessage(env.DB, id, { now: new Date(Date.now() - 20 * 60_000), leaseMs: 60_000 }); // it never came back
+    await runQueue("mailroom-outbox", [id]);
+    const { message, events, recipients } = await loadMessage(id);
+    expect(message.status).toBe("failed");
+    expect(message.lastError).toBe("retry window of 72 h ended after 2 attempts; last error: attempt 1 did not finish");
+    expect(events.map((e) => e.type)).toEqual(["interrupted", "failed"]);
+    expect(recipients.map((r) => r.status)).toEqual(["failed"]);
+    expect(await inboxMessages(to)).toHaveLength(0);
+  });
+
   it("sets the last retry at the window's end rather than after it", async () => {
     const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail"), createdAt: new Date(Date.now() - 72 * 3600_000 + 20_000).toISOString() });
     let retry: ReturnType<typeof vi.spyOn> | undefined;

@@ -14,11 +14,13 @@ describe("time budget of a consumer invocation", () => {
     const budget = createTimeBudget(1_000, 10);
     expect(budget.startsNoneAfter).toBe(1_000 + 10_000 / 3 - 2_000);
     expect(budget.attemptDeadline(2_000)).toBe(2_000 + 10_000 - 2_000);
+    expect(budget.recordBy(2_000)).toBe(2_000 + 10_000 - 1_000);
   });
 
   it("never lets an attempt outlive the invocation, however long the lease", () => {
     const budget = createTimeBudget(0, 43_200);
     expect(budget.startsNoneAfter).toBe(INVOCATION_LIMIT_MS / 3 - 30_000);
     expect(budget.attemptDeadline(60_000)).toBe(INVOCATION_LIMIT_MS - 30_000);
+    expect(budget.recordBy(60_000)).toBe(INVOCATION_LIMIT_MS - 1_000);
   });
 });
