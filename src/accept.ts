@@ -4,11 +4,12 @@
 import type { Config } from "./config";
 import { createMessageId, envelopeRecipients } from "./core/message";
 import type { SendEmailRequest } from "./core/schema";
-import type { OutboxJob } from "./delivery/outbox";
+import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { insertMessage, recordAccepted, withdrawMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
+  status: "queued" | "scheduled";
   /** Non-critical follow-up (the "accepted" history event) for ctx.waitUntil. */
   afterResponse: () => Promise<void>;
 }
@@ -16,17 +17,17 @@ export interface Accepted {
 export async function acceptEmail(
   env: { DB: D1Database; OUTBOX: Queue },
   config: Config,
-  request: SendEmailRequest,
-  origin: { apiKeyName: string; requestId: string },
+  request: Omit<SendEmailRequest, "scheduledAt"> & { scheduledAt: Date | null },
+  { id = crypto.randomUUID(), apiKeyName, requestId }: { id?: string; apiKeyName: string; requestId: string },
 ): Promise<Accepted> {
-  const id = crypto.randomUUID();
   const createdAt = new Date().toISOString();
+  const scheduledAt = request.scheduledAt?.toISOString();
   const from = request.from ?? config.mailFrom;
   const cc = request.cc ?? [];
   try {
     await insertMessage(env.DB, {
       id,
-      apiKeyName: origin.apiKeyName,
+      apiKeyName,
       createdAt,
       messageId: createMessageId(id, from),
       from,
@@ -36,12 +37,15 @@ export async function acceptEmail(
       subject: request.subject,
       text: request.text,
       html: request.html,
+      scheduledAt,
     });
-    await env.OUTBOX.send({ id, request_id: origin.requestId } satisfies OutboxJob, { contentType: "json" });
+    // A send more than 12 hours ahead is looked at again then, and put back until it is due.
+    const delaySeconds = scheduledAt ? delayUntil(scheduledAt) : 0;
+    await env.OUTBOX.send({ id, request_id: requestId } satisfies OutboxJob, { contentType: "json", delaySeconds });
   } catch (error) {
     // The insert may have committed before its answer was lost, and the job may have gone out before the
     // queue's error came back; a consumer may even have claimed it already. Take back what was not claimed.
     if (await withdrawMessage(env.DB, id).catch(() => true)) throw error;
   }
-  return { id, afterResponse: () => recordAccepted(env.DB, id, createdAt) };
+  return { id, status: scheduledAt ? "scheduled" : "queued", afterResponse: () => recordAccepted(env.DB, id, createdAt) };
 }

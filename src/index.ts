@@ -1,4 +1,5 @@
-// Composition root: the HTTP app, the queue consumers and the sweep, wired to the runtime's bindings.
+// Composition root: the HTTP app, the queue consumers and the minute-by-minute sweep (overdue messages
+// back on the queue, expired idempotency keys forgotten), wired to the runtime's bindings.
 import { createApp } from "./app";
 import { ConfigError, DEFAULT_RETRY, getConfig, type Config } from "./config";
 import { backoffSeconds } from "./core/retry";
@@ -7,6 +8,7 @@ import { handleDeadLetters } from "./delivery/dead-letter";
 import type { OutboxJob } from "./delivery/outbox";
 import { sweep } from "./delivery/sweeper";
 import { createLogger, type Logger } from "./log";
+import { purgeExpiredKeys } from "./store/idempotency";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 
@@ -41,5 +43,6 @@ export default {
     const log = createLogger({ task: "sweep" });
     const config = readConfig(env, log);
     if (config) await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
+    await purgeExpiredKeys(env.DB, new Date());
   },
 } satisfies ExportedHandler<Env, OutboxJob>;

@@ -2,6 +2,7 @@
 // than ignored: silently dropping a field the client relies on (a bcc, an attachment) would lose mail.
 import * as z from "zod";
 import { parseMailbox, type Mailbox } from "./address";
+import { scheduledAtSchema } from "./schedule";
 
 export const MAX_RECIPIENTS = 50;
 export const MAX_SUBJECT_LENGTH = 998;
@@ -40,6 +41,7 @@ export const sendEmailSchema = z
     subject,
     text: body.optional(),
     html: body.optional(),
+    scheduled_at: scheduledAtSchema.optional(),
   })
   .refine((m) => m.text !== undefined || m.html !== undefined, {
     message: "provide text or html (or both)",
@@ -48,9 +50,14 @@ export const sendEmailSchema = z
   .refine((m) => m.to.length + (m.cc?.length ?? 0) <= MAX_RECIPIENTS, {
     message: `at most ${MAX_RECIPIENTS} recipients in to and cc together`,
     path: ["cc"],
-  });
+  })
+  // snake_case is the API's; inside, names are camelCase.
+  .transform(({ scheduled_at, ...message }) => ({ ...message, scheduledAt: scheduled_at }));
 
 export type SendEmailRequest = z.output<typeof sendEmailSchema>;
+
+/** PATCH /v1/emails/{id}: what Resend's emails.update sends. */
+export const rescheduleSchema = z.strictObject({ scheduled_at: scheduledAtSchema }).transform(({ scheduled_at }) => ({ scheduledAt: scheduled_at }));
 
 export interface ValidationIssue {
   path: string;

@@ -5,7 +5,7 @@ import type { OutgoingMessage } from "../core/message";
 import type { RecipientStatus } from "../core/outcome";
 
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
-export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted";
+export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted" | "rescheduled" | "canceled";
 
 /** Statuses that still need an attempt, as SQL; "sending" only once its claim has expired. */
 export const PENDING_SQL = "('scheduled', 'queued', 'retrying', 'sending')";
@@ -16,9 +16,11 @@ export interface NewMessage extends OutgoingMessage {
   createdAt: string;
   /** The envelope recipients, each of which gets an outcome of its own. */
   recipients: string[];
+  /** When to send; absent: now. */
+  scheduledAt?: string;
 }
 
-export interface MessageRecord extends Omit<NewMessage, "recipients"> {
+export interface MessageRecord extends Omit<NewMessage, "recipients" | "scheduledAt"> {
   status: MessageStatus;
   bcc: Mailbox[];
   template: string | null;
@@ -120,10 +122,13 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
   await db.batch([
     db
       .prepare(
-        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, next_attempt_at)
-         VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .bind(m.id, m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc), m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.createdAt),
+      .bind(
+        ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
+        ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
+      ),
     db
       .prepare("INSERT OR IGNORE INTO recipients (message_id, address, status, updated_at) SELECT ?, value, 'pending', ? FROM json_each(?)")
       .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),

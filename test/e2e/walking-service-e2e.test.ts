@@ -1,56 +1,27 @@
 // The walking skeleton end to end, as `npm start` runs it: a real `wrangler dev` (workerd, local D1 and Queues)
 // driven over real HTTP, delivering over real SMTP into an inbox. State lives in a temp dir, not .wrangler/.
-import { createHash, randomUUID } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
+import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startInbox, type Inbox } from "../../scripts/inbox.mjs";
-import { applyMigrations, startWranglerDev, type WranglerDev } from "../../scripts/wrangler-dev.mjs";
+import { startWranglerDev, type WranglerDev } from "../../scripts/wrangler-dev.mjs";
+import { callApi, createStack, type Stack } from "../helpers/e2e-stack";
 
-const API_KEY = "e2e-key";
-
-let stateDir: string | undefined;
-let inbox: Inbox | undefined;
+let stack: Stack;
 let wrangler: WranglerDev | undefined;
+let inbox: Stack["inbox"];
 
 beforeAll(async () => {
-  stateDir = await mkdtemp(path.join(tmpdir(), "mailroom-e2e-"));
-  // Read instead of .dev.vars/.env, so a developer's own relay settings never reach this test.
-  const envFile = path.join(stateDir, "e2e.env");
-  await writeFile(envFile, "# empty on purpose: every setting comes from --var\n");
-  // Wrangler only adds the shell's variables when asked to; make sure it is not.
-  const env = { CLOUDFLARE_INCLUDE_PROCESS_ENV: "false" };
-  inbox = await startInbox({ httpPort: null });
-  await applyMigrations({ persistTo: stateDir, env });
-  wrangler = await startWranglerDev({
-    persistTo: stateDir,
-    envFile,
-    env,
-    vars: {
-      SMTP_HOST: "127.0.0.1",
-      SMTP_PORT: String(inbox.smtpPort),
-      SMTP_SECURITY: "none",
-      MAIL_FROM: "Mailroom E2E <noreply@mailroom.test>",
-      API_KEYS: `e2e:${createHash("sha256").update(API_KEY).digest("hex")}`,
-      SMTP_TIMEOUT_MS: "5000",
-    },
-  });
+  stack = await createStack();
+  inbox = stack.inbox;
+  wrangler = await startWranglerDev(stack.options);
 });
 
 afterAll(async () => {
   await wrangler?.stop();
-  await inbox?.close();
-  if (stateDir) await rm(stateDir, { recursive: true, force: true });
+  await stack?.close();
 });
 
-function api(pathname: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
-  const { key = API_KEY, ...rest } = init;
-  const headers = new Headers(rest.headers);
-  if (key !== null) headers.set("Authorization", `Bearer ${key}`);
-  return fetch(`${wrangler!.url}${pathname}`, { ...rest, headers });
-}
+const api = (pathname: string, init?: RequestInit & { key?: string | null }) => callApi(wrangler!.url, stack.apiKey, pathname, init);
 
 async function waitForStatus(id: string, wanted: string, timeoutMs = 20_000): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
@@ -77,7 +48,7 @@ describe("wrangler dev, end to end", () => {
     expect(sent).toMatchObject({ id: accepted.id, subject: mail.subject, attempts: 1, last_error: null });
     expect((sent.events as { type: string }[]).map((e) => e.type)).toEqual(["accepted", "sent"]);
 
-    const received = inbox!.messages.filter((m) => m.envelope.to.includes(to));
+    const received = inbox.messages.filter((m) => m.envelope.to.includes(to));
     expect(received).toHaveLength(1);
     expect(received[0]!.envelope).toEqual({ from: "noreply@mailroom.test", to: [to] });
     expect(received[0]!.subject).toBe(mail.subject);

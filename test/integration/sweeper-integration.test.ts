@@ -1,7 +1,7 @@
 // The sweep (the scheduled handler, run by the Cron Trigger): every pending message whose job was lost
 // goes back on the real outbox and is delivered by the real consumer, exactly once; what is not overdue,
-// settled, or was swept a moment ago is left alone. Rows here are dated in the year 2000 so that only
-// they are overdue by the default grace (5 minutes), whatever other test files left in the database.
+// settled, or was swept a moment ago is left alone. Rows here are dated in the year 2000 (or minutes back)
+// so that they are overdue by the default grace (5 minutes).
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
@@ -29,18 +29,21 @@ async function waitForSent(id: string) {
       if (message.status !== "sent") throw new Error(`still ${message.status}`);
       return { message, events };
     },
-    { timeout: 10_000, interval: 20 },
+    { timeout: 25_000, interval: 20 },
   );
 }
 
 describe("sweep", () => {
-  it("puts messages whose jobs were lost back on the outbox: queued, retrying, and claimed by a killed attempt", async () => {
+  // The sweep also finds what other test files left overdue (rows dated months back), which the real
+  // consumer then delivers too: hence the longer timeout.
+  it("puts messages whose jobs were lost back on the outbox: queued, retrying, and claimed by a killed attempt", { timeout: 30_000 }, async () => {
     const queued = await insertQueuedMessage({ createdAt: inYear2000(0) });
     const retrying = await insertQueuedMessage({ createdAt: inYear2000(0) });
     await claimMessage(env.DB, retrying.id, { now: new Date(inYear2000(1)), leaseMs: 60_000 });
     await recordRetry(env.DB, { id: retrying.id, recipients: [], attempt: 1, at: inYear2000(1), smtpCode: 451, reason: "451 later", nextAttemptAt: inYear2000(5) });
-    const claimed = await insertQueuedMessage({ createdAt: inYear2000(0) });
-    await claimMessage(env.DB, claimed.id, { now: new Date(inYear2000(2)), leaseMs: 60_000 });
+    // Within its retry window (past it, an interrupted attempt fails the message instead of retrying).
+    const claimed = await insertQueuedMessage({ createdAt: new Date(Date.now() - 10 * 60_000).toISOString() });
+    await claimMessage(env.DB, claimed.id, { now: new Date(Date.now() - 8 * 60_000), leaseMs: 60_000 });
 
     await runSweep();
 

@@ -1,9 +1,16 @@
-// /v1/emails: accept a message for delivery, and read its status and history back.
-import { Hono } from "hono";
-import { acceptEmail } from "../../accept";
+// /v1/emails: accept a message (at once or scheduled, idempotently under an Idempotency-Key), read its
+// status and history back, move a scheduled send, cancel what has not reached the relay. Paths, fields and
+// answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged.
+import { Hono, type Context } from "hono";
+import { acceptEmail, type Accepted } from "../../accept";
 import { getConfig } from "../../config";
 import { formatMailbox } from "../../core/address";
-import { sendEmailSchema, validate } from "../../core/schema";
+import { fingerprintBody, parseIdempotencyKey } from "../../core/idempotency-key";
+import { resolveSchedule } from "../../core/schedule";
+import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
+import { requeue } from "../../delivery/outbox";
+import { acceptOnce, type IdempotentAccept } from "../../idempotency";
+import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
 import { getMessageWithHistory, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
@@ -14,26 +21,91 @@ const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 
 export const emailRoutes = new Hono<AppEnv>()
   .post("/", async (c) => {
-    if (c.req.header("Idempotency-Key") !== undefined) {
-      // Accepting the header without honouring it would let a client's retry send the mail twice.
-      throw new ApiError("validation_error", "Idempotency-Key is not supported yet; send the request without it", [
-        { path: "headers.Idempotency-Key", message: "not supported yet" },
-      ]);
-    }
-    const validated = validate(sendEmailSchema, await readJsonBody(c));
+    const header = c.req.header("Idempotency-Key");
+    const key = header === undefined ? undefined : parseIdempotencyKey(header);
+    if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);
+    const body = await readJsonBody(c);
+    const validated = validate(sendEmailSchema, body);
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
-    const accepted = await acceptEmail(c.env, getConfig(c.env), validated.value, { apiKeyName: c.var.apiKeyName, requestId: c.var.requestId });
-    defer(c, accepted.afterResponse);
-    c.var.log.info("email accepted", { email_id: accepted.id, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
-    c.header("Location", `/v1/emails/${accepted.id}`);
-    return c.json({ id: accepted.id, status: "queued" as const }, 202);
+    const schedule = resolveSchedule(validated.value.scheduledAt, new Date());
+    if (!schedule.ok) throw new ApiError("validation_error", "the request is not a valid email", [{ path: "scheduled_at", message: schedule.message }]);
+
+    const origin = { apiKeyName: c.var.apiKeyName, requestId: c.var.requestId };
+    const accept = (id?: string) => acceptEmail(c.env, getConfig(c.env), { ...validated.value, scheduledAt: schedule.at }, { ...origin, id });
+    const result: IdempotentAccept = key
+      ? await acceptOnce(c.env.DB, { apiKeyName: origin.apiKeyName, key: key.key, fingerprint: await fingerprintBody(body), log: c.var.log }, accept)
+      : { kind: "accepted", accepted: await accept() };
+    switch (result.kind) {
+      case "mismatch":
+        throw new ApiError("validation_error", "this Idempotency-Key was already used with a different request body", [
+          { path: "headers.Idempotency-Key", message: "already used with a different request body" },
+        ]);
+      case "in_flight":
+        throw new ApiError("conflict", "a request with this Idempotency-Key is still being accepted; retry it in a moment");
+      case "replay":
+        c.header("Idempotent-Replayed", "true");
+        return answerAccepted(c, result);
+      case "accepted":
+        defer(c, result.accepted.afterResponse);
+        c.var.log.info("email accepted", { email_id: result.accepted.id, status: result.accepted.status, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
+        return answerAccepted(c, result.accepted);
+      default: {
+        const unreachable: never = result;
+        throw new Error(`unhandled result ${JSON.stringify(unreachable)}`);
+      }
+    }
   })
   .get("/:id", async (c) => {
     const id = c.req.param("id");
     const history = ID_PATTERN.test(id) ? await getMessageWithHistory(c.env.DB, id) : null;
-    if (!history) throw new ApiError("not_found", `no email with id ${id}`);
+    if (!history) throw notFound(id);
     return c.json(toEmailView(history));
+  })
+  .patch("/:id", async (c) => {
+    const id = c.req.param("id");
+    const validated = validate(rescheduleSchema, await readJsonBody(c));
+    if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid reschedule", validated.issues);
+    const now = new Date();
+    const schedule = resolveSchedule(validated.value.scheduledAt, now);
+    if (!schedule.ok) throw new ApiError("validation_error", "the request is not a valid reschedule", [{ path: "scheduled_at", message: schedule.message }]);
+    const scheduledAt = (schedule.at ?? now).toISOString();
+    const change = ID_PATTERN.test(id) ? await rescheduleMessage(c.env.DB, { id, at: now.toISOString(), scheduledAt, sendNow: schedule.at === null }) : ({ kind: "unknown" } as const);
+    refuseUnchanged(change, id, "only a scheduled email can be rescheduled");
+    // A job for the new time; the one for the old time, if it comes first, finds the message not due.
+    await requeue(c.env.OUTBOX, { id, request_id: c.var.requestId }, scheduledAt).catch((error) =>
+      c.var.log.error("rescheduled, but its job could not be queued; the sweep sends it", { error, email_id: id }),
+    );
+    c.var.log.info("email rescheduled", { email_id: id });
+    return c.json({ object: "email" as const, id });
+  })
+  .post("/:id/cancel", async (c) => {
+    const id = c.req.param("id");
+    const change = ID_PATTERN.test(id) ? await cancelMessage(c.env.DB, { id, at: new Date().toISOString() }) : ({ kind: "unknown" } as const);
+    refuseUnchanged(change, id, "only an email not yet handed to the relay can be canceled");
+    c.var.log.info("email canceled", { email_id: id });
+    return c.json({ object: "email" as const, id, status: "canceled" as const });
   });
+
+function answerAccepted(c: Context<AppEnv>, { id, status }: Pick<Accepted, "id" | "status">) {
+  c.header("Location", `/v1/emails/${id}`);
+  return c.json({ id, status }, 202);
+}
+
+const notFound = (id: string) => new ApiError("not_found", `no email with id ${id}`);
+
+/** 404 for an unknown message, 409 (saying why) for one whose status does not allow the change. */
+function refuseUnchanged(change: Change, id: string, rule: string): void {
+  if (change.kind === "changed") return;
+  if (change.kind === "unknown") throw notFound(id);
+  const pending = change.status === "scheduled" || change.status === "queued" || change.status === "retrying";
+  const why =
+    change.status === "sending"
+      ? "a delivery attempt is in progress; try again once it is over"
+      : pending && change.partlySent
+        ? "it has already been delivered to some recipients"
+        : `it is ${change.status}`;
+  throw new ApiError("conflict", `${rule}; ${why}`);
+}
 
 function toEmailView({ message: m, events, recipients }: MessageHistory) {
   return {

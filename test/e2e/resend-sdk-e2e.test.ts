@@ -1,0 +1,112 @@
+// The official `resend` npm SDK, unchanged, against a real `wrangler dev`: only RESEND_BASE_URL points
+// at Mailroom's /v1. emails.send with an idempotencyKey twice sends one mail; scheduled sends are
+// moved with emails.update and stopped with emails.cancel; a send too far ahead is refused.
+import { randomUUID } from "node:crypto";
+import { setTimeout as delay } from "node:timers/promises";
+import { Resend } from "resend";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWranglerDev, type WranglerDev } from "../../scripts/wrangler-dev.mjs";
+import { createStack, type Stack } from "../helpers/e2e-stack";
+
+let stack: Stack;
+let wrangler: WranglerDev | undefined;
+let resend: Resend;
+const previousBaseUrl = process.env.RESEND_BASE_URL;
+
+beforeAll(async () => {
+  stack = await createStack();
+  wrangler = await startWranglerDev(stack.options);
+  process.env.RESEND_BASE_URL = `${wrangler.url}/v1`;
+  resend = new Resend(stack.apiKey);
+});
+
+afterAll(async () => {
+  if (previousBaseUrl === undefined) delete process.env.RESEND_BASE_URL;
+  else process.env.RESEND_BASE_URL = previousBaseUrl;
+  await wrangler?.stop();
+  await stack?.close();
+});
+
+const recipient = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}@example.com`;
+const received = (to: string) => stack.inbox.messages.filter((m) => m.envelope.to.includes(to));
+
+async function statusOf(id: string): Promise<{ status: string; scheduled_at: string | null }> {
+  const { data, error } = await resend.emails.get(id);
+  if (error) throw new Error(JSON.stringify(error));
+  return data as unknown as { status: string; scheduled_at: string | null };
+}
+
+async function waitForStatus(id: string, wanted: string) {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const { status } = await statusOf(id);
+    if (status === wanted) return;
+    if (Date.now() > deadline) throw new Error(`email ${id} is still ${status}, not ${wanted}`);
+    await delay(100);
+  }
+}
+
+describe("the resend SDK against Mailroom", () => {
+  it("emails.send twice with one idempotencyKey: the same id, one mail", async () => {
+    const to = recipient("sdk-idem");
+    const email = { from: "Acme <noreply@mailroom.test>", to, subject: "Your receipt", text: "Thanks" };
+    const idempotencyKey = `receipt-${randomUUID()}`;
+    const first = await resend.emails.send(email, { idempotencyKey });
+    expect(first.error).toBeNull();
+    const second = await resend.emails.send(email, { idempotencyKey });
+    expect(second.error).toBeNull();
+    expect(second.data!.id).toBe(first.data!.id);
+
+    await waitForStatus(first.data!.id, "sent");
+    expect(received(to)).toHaveLength(1);
+  });
+
+  it("emails.send with the same key and another body gets a validation error, and nothing is sent", async () => {
+    const to = recipient("sdk-idem-diff");
+    const idempotencyKey = randomUUID();
+    await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "One", text: "x" }, { idempotencyKey });
+    const other = await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "Two", text: "x" }, { idempotencyKey });
+    expect(other.data).toBeNull();
+    expect(other.error).toMatchObject({ error: { code: "validation_error" } });
+  });
+
+  it("schedules, moves with emails.update, stops with emails.cancel: never sent", async () => {
+    const to = recipient("sdk-scheduled");
+    const inAnHour = new Date(Date.now() + 3600_000).toISOString();
+    const sent = await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "Later", text: "x", scheduledAt: inAnHour });
+    expect(sent.error).toBeNull();
+    const id = sent.data!.id;
+    expect(await statusOf(id)).toMatchObject({ status: "scheduled", scheduled_at: inAnHour });
+
+    const inTwoHours = new Date(Date.now() + 7200_000).toISOString();
+    const updated = await resend.emails.update({ id, scheduledAt: inTwoHours });
+    expect(updated).toMatchObject({ data: { object: "email", id }, error: null });
+    expect(await statusOf(id)).toMatchObject({ status: "scheduled", scheduled_at: inTwoHours });
+
+    const canceled = await resend.emails.cancel(id);
+    expect(canceled).toMatchObject({ data: { object: "email", id }, error: null });
+    expect((await statusOf(id)).status).toBe("canceled");
+
+    const again = await resend.emails.cancel(id);
+    expect(again.data).toBeNull();
+    expect(again.error).toMatchObject({ error: { code: "conflict" } });
+    expect(received(to)).toEqual([]);
+  });
+
+  it("delivers a send scheduled 2 s ahead once its time has come", async () => {
+    const to = recipient("sdk-soon");
+    const at = new Date(Date.now() + 2000);
+    const { data } = await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "Soon", text: "x", scheduledAt: at.toISOString() });
+    expect((await statusOf(data!.id)).status).toBe("scheduled");
+    await waitForStatus(data!.id, "sent");
+    const [mail] = received(to);
+    expect(Date.parse(mail!.receivedAt)).toBeGreaterThanOrEqual(at.getTime());
+  });
+
+  it("refuses a send scheduled 30 days and a minute ahead", async () => {
+    const tooFar = new Date(Date.now() + 30 * 86_400_000 + 60_000).toISOString();
+    const { data, error } = await resend.emails.send({ from: "noreply@mailroom.test", to: recipient("sdk-far"), subject: "Far", text: "x", scheduledAt: tooFar });
+    expect(data).toBeNull();
+    expect(error).toMatchObject({ error: { code: "validation_error", issues: [{ path: "scheduled_at", message: "must be at most 30 days ahead" }] } });
+  });
+});

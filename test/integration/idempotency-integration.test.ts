@@ -1,0 +1,164 @@
+// Idempotency-Key on POST /v1/emails: the same key and body again answer with the first message (no
+// second mail), another body is refused, a request while the first is still being accepted gets 409,
+// keys are per API key, and a failed first request leaves the key free for the retry.
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import type { OutboxJob } from "../../src/delivery/outbox";
+import worker from "../../src/index";
+import { API_KEY, api, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { reserveKey } from "../../src/store/idempotency";
+
+/** A second API key for the tests ("other-key"), next to the default one. */
+const OTHER_KEY = "other-key";
+const withOtherKey = async () => {
+  const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(OTHER_KEY)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return { ...env, API_KEYS: `${env.API_KEYS},other:${digest}` } as Env;
+};
+
+async function post(json: unknown, { key, apiKey = API_KEY, environment = env }: { key?: string; apiKey?: string; environment?: Env } = {}) {
+  const ctx = createExecutionContext();
+  const headers: Record<string, string> = { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" };
+  if (key !== undefined) headers["Idempotency-Key"] = key;
+  const res = await worker.fetch(new Request("https://mailroom.test/v1/emails", { method: "POST", headers, body: JSON.stringify(json) }), environment, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+const waitForSent = (id: string) =>
+  vi.waitFor(
+    async () => {
+      const { status } = await (await api(`/v1/emails/${id}`)).json<{ status: string }>();
+      if (status !== "sent") throw new Error(`status is ${status}`);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
+
+describe("Idempotency-Key", () => {
+  it("answers a repeated request with the first one's id, and sends one mail", async () => {
+    const to = uniqueRecipient("idem");
+    const key = `order-${crypto.randomUUID()}`;
+    const first = await post({ to, subject: "Receipt", text: "Thanks" }, { key });
+    expect(first.status).toBe(202);
+    const { id } = await first.json<{ id: string }>();
+    await waitForSent(id);
+
+    // Same body in another key order and spacing: the same request.
+    const again = await post({ text: "Thanks", subject: "Receipt", to }, { key });
+    expect(again.status).toBe(202);
+    expect(await again.json()).toEqual({ id, status: "queued" });
+    expect(again.headers.get("Location")).toBe(`/v1/emails/${id}`);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+
+    expect(await messageRowsFor(to)).toBe(1);
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("takes the header as a quoted Structured Field string too", async () => {
+    const to = uniqueRecipient("idemquoted");
+    const key = crypto.randomUUID();
+    const first = await (await post({ to, subject: "Hi", text: "x" }, { key })).json<{ id: string }>();
+    const quoted = await post({ to, subject: "Hi", text: "x" }, { key: `"${key}"` });
+    expect((await quoted.json<{ id: string }>()).id).toBe(first.id);
+  });
+
+  it("refuses the same key with a different body (422), changing nothing", async () => {
+    const to = uniqueRecipient("idemdiff");
+    const key = crypto.randomUUID();
+    expect((await post({ to, subject: "One", text: "x" }, { key })).status).toBe(202);
+    const res = await post({ to, subject: "Two", text: "x" }, { key });
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({ error: { code: "validation_error", issues: [{ path: "headers.Idempotency-Key", message: "already used with a different request body" }] } });
+    expect(await messageRowsFor(to)).toBe(1);
+  });
+
+  it("answers 409 while the first request with the key is still being accepted, then the first one's id", async () => {
+    const to = uniqueRecipient("idemrace");
+    const key = crypto.randomUUID();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const slowOutbox = {
+      ...env.OUTBOX,
+      send: async (...args: Parameters<Queue["send"]>) => {
+        entered();
+        await held; // the first request is stuck between storing the message and queueing its job
+        return env.OUTBOX.send(...args);
+      },
+    } as unknown as Queue;
+
+    const first = post({ to, subject: "Race", text: "x" }, { key, environment: { ...env, OUTBOX: slowOutbox } as Env });
+    await inside;
+    const concurrent = await post({ to, subject: "Race", text: "x" }, { key });
+    expect(concurrent.status).toBe(409);
+    expect(await concurrent.json()).toMatchObject({ error: { code: "conflict" } });
+
+    release();
+    const { id } = await (await first).json<{ id: string }>();
+    const after = await post({ to, subject: "Race", text: "x" }, { key });
+    expect((await after.json<{ id: string }>()).id).toBe(id);
+    await waitForSent(id);
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("keeps keys apart per API key: another key with the same value is a new request", async () => {
+    const to = uniqueRecipient("idemkeys");
+    const key = crypto.randomUUID();
+    const mine = await (await post({ to, subject: "Hi", text: "x" }, { key })).json<{ id: string }>();
+    const theirs = await post({ to, subject: "Hi", text: "x" }, { key, apiKey: OTHER_KEY, environment: await withOtherKey() });
+    expect(theirs.status).toBe(202);
+    expect((await theirs.json<{ id: string }>()).id).not.toBe(mine.id);
+    expect(await messageRowsFor(to)).toBe(2);
+  });
+
+  it("frees the key when the first request fails, so the client's retry goes through", async () => {
+    const to = uniqueRecipient("idemretry");
+    const key = crypto.randomUUID();
+    const refusing = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
+    const logs = captureLogs();
+    try {
+      expect((await post({ to, subject: "Hi", text: "x" }, { key, environment: { ...env, OUTBOX: refusing } as Env })).status).toBe(500);
+    } finally {
+      logs.restore();
+    }
+    const retry = await post({ to, subject: "Hi", text: "x" }, { key });
+    expect(retry.status).toBe(202);
+    expect(retry.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(await messageRowsFor(to)).toBe(1);
+  });
+
+  it("replays a key whose first request died after storing its message, and takes over one that stored nothing", async () => {
+    const now = new Date();
+    const old = new Date(now.getTime() - 120_000);
+    const base = { apiKeyName: "tests", fingerprint: "f", ttlMs: 86_400_000, abandonedAfterMs: 60_000 };
+    const stored = crypto.randomUUID();
+    await env.DB.prepare(
+      "INSERT INTO messages (id, status, message_id, from_json, to_json, subject, created_at, updated_at, next_attempt_at) VALUES (?, 'queued', '<x@y>', '{}', '[]', 's', ?, ?, ?)",
+    )
+      .bind(stored, old.toISOString(), old.toISOString(), old.toISOString())
+      .run();
+    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageId: stored, now: old })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageId: crypto.randomUUID(), now })).toEqual({ kind: "replay", messageId: stored, status: "queued" });
+
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now: old })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now })).toEqual({ kind: "reserved" });
+    // Within the minute, the same pending key is still in flight.
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
+  });
+
+  it("treats a key older than 24 hours as new, and the sweep forgets such keys", async () => {
+    const to = uniqueRecipient("idemexpired");
+    const key = crypto.randomUUID();
+    const first = await (await post({ to, subject: "Hi", text: "x" }, { key })).json<{ id: string }>();
+    const expire = () => env.DB.prepare("UPDATE idempotency_keys SET expires_at = ? WHERE key = ?").bind(new Date(Date.now() - 1000).toISOString(), key).run();
+    await expire();
+    const again = await (await post({ to, subject: "Hi", text: "x" }, { key })).json<{ id: string }>();
+    expect(again.id).not.toBe(first.id);
+
+    await expire();
+    const handler: ExportedHandler<Env, OutboxJob> = worker;
+    await handler.scheduled!(createScheduledController(), env, createExecutionContext());
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE key = ?").bind(key).first("n")).toBe(0);
+  });
+});
