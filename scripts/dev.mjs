@@ -40,8 +40,11 @@ function loadDevApiKey() {
   return key;
 }
 
-/** An explicit port from the environment must be used as is; otherwise the friendly default if it is free. */
-const portFromEnv = (name, fallback) => (process.env[name] ? Number(process.env[name]) : findFreePort(fallback));
+/** An explicit port from the environment is used as is (0: any free one); otherwise the friendly default if it is free. */
+const portFromEnv = (name, fallback) => {
+  const port = Number(process.env[name] || fallback);
+  return process.env[name] && port !== 0 ? port : findFreePort(port);
+};
 
 let inbox;
 let wrangler;
