@@ -1,7 +1,8 @@
-// A crash, the way it happens: `wrangler dev` killed with SIGKILL while mails are queued and one attempt
-// is in the middle of talking to the relay, then started again on the same local state. The local queue
-// lived in memory and is gone; the rows in D1 are not. The sweep (run as `npm start` runs it) puts them
-// back on the queue, the claim left by the killed attempt expires, and every mail arrives exactly once.
+// Restarts, the way they happen: `wrangler dev` killed with SIGKILL while mails are queued and one attempt
+// is in the middle of talking to the relay, then started again on the same local state; and a wrong
+// SMTP_HOST fixed by a restart after every queue retry was used up. The local queue lived in memory and is
+// gone; the rows in D1 are not. The sweep (run as `npm start` runs it) puts them back on the queue, a claim
+// left by a killed attempt expires, and every mail arrives exactly once.
 import { randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -62,5 +63,34 @@ describe("crash recovery under wrangler dev", () => {
     expect(interrupted).toHaveLength(1);
     expect(interrupted[0]!.events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null], ["interrupted", 1], ["sent", 2]]);
     expect(after.filter((e) => e.attempts !== 1)).toEqual(interrupted);
+  });
+
+  it("delivers mail accepted while SMTP_HOST was wrong, past every queue retry, once the setting is fixed", async () => {
+    await wrangler?.stop();
+    // A typo in SMTP_HOST (nothing listens on 127.0.0.2), retries without delay to get past max_retries (8) fast.
+    const vars = { ...stack.options.vars, RETRY_BASE_DELAY_SECONDS: "0" };
+    wrangler = await startWranglerDev({ ...stack.options, vars: { ...vars, SMTP_HOST: "127.0.0.2" } });
+    const to = `typo-${randomUUID().slice(0, 8)}@example.com`;
+    const res = await api("/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ to, subject: "Despite a typo", text: "Hello" }) });
+    const { id } = (await res.json()) as { id: string };
+
+    let during = await view(id);
+    for (const deadline = Date.now() + 30_000; during.attempts <= 10; during = await view(id)) {
+      if (Date.now() > deadline) throw new Error(`only ${during.attempts} attempts:\n${wrangler.output()}`);
+      await delay(100);
+    }
+    expect(["retrying", "sending"]).toContain(during.status);
+    expect(during.events.some((e) => e.type === "failed")).toBe(false);
+
+    // The fix is a new deployment; locally the restart also drops the queue, so the sweep finds the mail.
+    await wrangler.stop();
+    wrangler = await startWranglerDev({ ...stack.options, vars, sweepEveryMs: 500 });
+    let after = await view(id);
+    for (const deadline = Date.now() + 30_000; after.status !== "sent"; after = await view(id)) {
+      if (Date.now() > deadline) throw new Error(`still ${after.status}:\n${wrangler.output()}`);
+      await delay(100);
+    }
+    expect(stack.inbox.messages.filter((m) => m.envelope.to.includes(to))).toHaveLength(1);
+    expect(after.events.filter((e) => e.type === "deferred").length).toBeGreaterThan(10);
   });
 });
