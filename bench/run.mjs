@@ -1,0 +1,158 @@
+// `npm run bench`: Mailroom's delivery throughput against the classic patterns, measured in one run on
+// this machine. A relay process adds a fixed round-trip time in front of an SMTP sink (bench/relay.mjs);
+// through it go (1) one connection per mail with unbounded concurrency (the FastAPI BackgroundTasks +
+// aiosmtplib service's pattern), (2) nodemailer's pooled transport with 5 connections, and (3) the real
+// Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay. It prints delivered mails per
+// second and the ratios, round trips per message (counted at the proxy), accept requests per second and
+// p50/p99 against /healthz in the same wrangler dev, and CPU ms per delivered mail.
+//   node bench/run.mjs [--messages=1000] [--rtt=10] [--concurrency=8]
+import { fork } from "node:child_process";
+import { createHash, randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { readdirSync, readFileSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import nodemailer from "nodemailer";
+import { applyMigrations, startWranglerDev } from "../scripts/wrangler-dev.mjs";
+
+const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, "").split("=")));
+const MESSAGES = Number(args.messages ?? 1000);
+const RTT_MS = Number(args.rtt ?? 10);
+const CONCURRENCY = Number(args.concurrency ?? 8);
+const TICKS_PER_SECOND = 100; // Linux USER_HZ, the unit of /proc/<pid>/stat times
+
+const relay = fork(new URL("./relay.mjs", import.meta.url), [String(RTT_MS)], { stdio: "inherit" });
+const { port: relayPort } = (await once(relay, "message"))[0];
+const relayStats = async (command = "stats") => (relay.send(command), (await once(relay, "message"))[0]);
+
+const mail = (i) => ({ from: "Bench <bench@mailroom.test>", to: `user${i}@example.com`, subject: `Bench ${i}`, text: `Message ${i}\n`.repeat(20) });
+const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+const clientCpuMs = () => (process.cpuUsage().user + process.cpuUsage().system) / 1000;
+
+/** CPU ms used so far by every process of a group (wrangler → node → workerd). */
+function groupCpuMs(pgid) {
+  let ticks = 0;
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return (ticks * 1000) / TICKS_PER_SECOND;
+}
+
+async function waitForMails(count, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const stats = await relayStats();
+    if (stats.mails >= count) return stats;
+    if (Date.now() > deadline) throw new Error(`only ${stats.mails} of ${count} mails arrived within ${timeoutMs} ms`);
+    await delay(20);
+  }
+}
+
+/** Runs `task(i)` for i < count with `concurrency` in flight; returns each call's latency in ms, sorted. */
+async function load(count, concurrency, task) {
+  const latencies = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        const i = next++;
+        const started = performance.now();
+        await task(i);
+        latencies.push(performance.now() - started);
+      }
+    }),
+  );
+  return latencies.sort((a, b) => a - b);
+}
+
+async function baseline(name, transportOptions) {
+  await relayStats("reset");
+  const transport = nodemailer.createTransport({ host: "127.0.0.1", port: relayPort, secure: false, ignoreTLS: true, ...transportOptions });
+  const cpu = clientCpuMs();
+  const started = Date.now();
+  await Promise.all(Array.from({ length: MESSAGES }, (_, i) => transport.sendMail(mail(i))));
+  const stats = await waitForMails(MESSAGES, 600_000);
+  transport.close();
+  return { name, perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, cpuMs: (clientCpuMs() - cpu) / MESSAGES };
+}
+
+async function mailroom() {
+  const stateDir = await mkdtemp(path.join(tmpdir(), "mailroom-bench-"));
+  const envFile = path.join(stateDir, "bench.env");
+  await writeFile(envFile, "# every setting comes from --var\n");
+  const env = { CLOUDFLARE_INCLUDE_PROCESS_ENV: "false" };
+  const apiKey = `bench-${randomUUID()}`;
+  await applyMigrations({ persistTo: stateDir, env });
+  const wrangler = await startWranglerDev({
+    persistTo: stateDir,
+    envFile,
+    env,
+    vars: {
+      SMTP_HOST: "127.0.0.1",
+      SMTP_PORT: String(relayPort),
+      SMTP_SECURITY: "none",
+      MAIL_FROM: "Bench <bench@mailroom.test>",
+      API_KEYS: `bench:${createHash("sha256").update(apiKey).digest("hex")}`,
+    },
+  });
+  try {
+    const post = (i) =>
+      fetch(`${wrangler.url}/v1/emails`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
+        body: JSON.stringify({ ...mail(i), from: undefined }),
+      }).then(async (res) => {
+        if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${await res.text()}`);
+      });
+    // Warm up the isolate, D1 and the queue, and let that mail through before measuring.
+    await post(-1);
+    await waitForMails(1, 60_000);
+
+    const healthStarted = performance.now();
+    const health = await load(Math.min(MESSAGES, 500), CONCURRENCY, () => fetch(`${wrangler.url}/healthz`).then((res) => res.arrayBuffer()));
+    const healthSeconds = (performance.now() - healthStarted) / 1000;
+
+    await relayStats("reset");
+    const cpu = groupCpuMs(wrangler.pid);
+    const started = Date.now();
+    const accepts = await load(MESSAGES, CONCURRENCY, post);
+    const acceptSeconds = (Date.now() - started) / 1000;
+    const stats = await waitForMails(MESSAGES, 1_800_000);
+    return {
+      delivery: { name: "Mailroom (wrangler dev)", perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, cpuMs: (groupCpuMs(wrangler.pid) - cpu) / MESSAGES },
+      accept: { perSecond: MESSAGES / acceptSeconds, p50: percentile(accepts, 50), p99: percentile(accepts, 99) },
+      health: { perSecond: health.length / healthSeconds, p50: percentile(health, 50), p99: percentile(health, 99) },
+    };
+  } finally {
+    await wrangler.stop();
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+
+const fixed = (n, digits = 1) => n.toFixed(digits);
+try {
+  console.log(`bench: ${MESSAGES} messages, ${RTT_MS} ms round trip to the relay, ${CONCURRENCY} concurrent API clients\n`);
+  const perMail = await baseline("one connection per mail (FastAPI pattern)", { pool: false });
+  const pooled = await baseline("nodemailer pool, 5 connections", { pool: true, maxConnections: 5, maxMessages: Infinity });
+  const ours = await mailroom();
+  console.log("| path | delivered/s | × per-mail | × nodemailer pool | round trips/msg | connections | CPU ms/mail |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const row of [perMail, pooled, ours.delivery]) {
+    console.log(`| ${row.name} | ${fixed(row.perSecond)} | ${fixed(row.perSecond / perMail.perSecond, 2)} | ${fixed(row.perSecond / pooled.perSecond, 2)} | ${fixed(row.roundTrips, 2)} | ${row.connections} | ${fixed(row.cpuMs, 2)} |`);
+  }
+  console.log(`\n| wrangler dev | requests/s | p50 ms | p99 ms |\n|---|---|---|---|`);
+  console.log(`| GET /healthz | ${fixed(ours.health.perSecond)} | ${fixed(ours.health.p50)} | ${fixed(ours.health.p99)} |`);
+  console.log(`| POST /v1/emails | ${fixed(ours.accept.perSecond)} | ${fixed(ours.accept.p50)} | ${fixed(ours.accept.p99)} |`);
+  console.log(`\naccept requests/s ÷ /healthz's: ${fixed(ours.accept.perSecond / ours.health.perSecond, 2)}`);
+  console.log("(CPU ms/mail: the client process for the baselines, the whole wrangler dev process group for Mailroom.)");
+} finally {
+  relay.disconnect();
+}
