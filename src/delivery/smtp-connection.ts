@@ -79,11 +79,17 @@ export class SmtpConnection {
 
   /** Sends one command line (shown in failures as `shownAs`, to keep secrets out) and reads its reply. */
   async command(line: string, stage: SmtpStage, shownAs = line): Promise<SmtpReply> {
-    if (/[\r\n]/.test(line)) {
-      this.fail({ kind: "protocol", stage, command: shownAs.split(" ")[0]!, message: "refusing to send a command containing a line break" });
-    }
-    await this.write(`${line}\r\n`, stage, shownAs);
+    await this.writeLines([line], stage, shownAs);
     return this.readReply(stage, shownAs);
+  }
+
+  /** Sends command lines in one write (RFC 2920 PIPELINING); the caller reads their replies, in order. */
+  async writeLines(lines: string[], stage: SmtpStage, shownAs = lines.join(", ")): Promise<void> {
+    const broken = lines.find((line) => /[\r\n]/.test(line));
+    if (broken !== undefined) {
+      this.fail({ kind: "protocol", stage, command: broken.split(" ")[0]!, message: "refusing to send a command containing a line break" });
+    }
+    await this.write(lines.map((line) => `${line}\r\n`).join(""), stage, shownAs);
   }
 
   /**

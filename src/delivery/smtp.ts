@@ -45,11 +45,18 @@ const DATA_END_TIMEOUT_MS = 10 * 60 * 1000;
 const END_OF_DATA = "\r\n.\r\n";
 const encoder = new TextEncoder();
 
+function recipientReply(recipient: string, command: string, reply: SmtpReply): RecipientReply {
+  return { recipient, code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text, command };
+}
+
 function base64(text: string): string {
   return btoa(String.fromCharCode(...encoder.encode(text)));
 }
 
 export class SmtpSession {
+  /** Whether the relay offered PIPELINING (RFC 2920). */
+  private pipelining = false;
+
   private constructor(
     private readonly connection: SmtpConnection,
     private readonly options: SmtpOptions,
@@ -94,22 +101,7 @@ export class SmtpSession {
     this.connection.limitWaitsTo(deadline);
     let messageSent = false;
     try {
-      await this.expect(`MAIL FROM:<${envelope.from}>`, 250, "mail");
-      const refused: { reply: SmtpReply; command: string }[] = [];
-      for (const recipient of envelope.recipients) {
-        const command = `RCPT TO:<${recipient}>`;
-        const reply = await this.connection.command(command, "rcpt");
-        recipients.push({ recipient, code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text, command });
-        // 421: the relay is closing the channel (RFC 5321 §3.8); the rest must wait for another session.
-        if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, "rcpt", command));
-        if (!isAccepted(reply)) refused.push({ reply, command });
-      }
-      if (refused.length === recipients.length) {
-        // Nobody to send to: the transaction ends with the first refusal, a temporary one if any.
-        const first = refused.find((r) => !isPermanentReply(r.reply.code, "rcpt")) ?? refused[0]!;
-        throw new SmtpFailed(replyFailure(first.reply, "rcpt", first.command));
-      }
-      await this.expect("DATA", 354, "data");
+      await (this.pipelining ? this.pipelinedEnvelope(envelope, recipients) : this.lockStepEnvelope(envelope, recipients));
       if (deadline - Date.now() < this.options.timeoutMs) {
         // Too late to wait for the relay's verdict: stop before the final dot, so the relay discards the
         // unfinished transaction and the next attempt cannot duplicate it (RFC 5321 §4.1.1.4).
@@ -136,6 +128,60 @@ export class SmtpSession {
     }
   }
 
+  /** MAIL FROM, then RCPT TO one by one, then DATA: each command waits for the reply to the one before. */
+  private async lockStepEnvelope(envelope: Envelope, recipients: RecipientReply[]): Promise<void> {
+    const mail = `MAIL FROM:<${envelope.from}>`;
+    await this.expect(mail, 250, "mail");
+    for (const recipient of envelope.recipients) {
+      const command = `RCPT TO:<${recipient}>`;
+      const reply = await this.connection.command(command, "rcpt");
+      recipients.push(recipientReply(recipient, command, reply));
+      // 421: the relay is closing the channel (RFC 5321 §3.8); the rest must wait for another session.
+      if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, "rcpt", command));
+    }
+    this.throwUnlessSomeoneAccepted(recipients);
+    await this.expect("DATA", 354, "data");
+  }
+
+  /**
+   * RFC 2920: MAIL FROM, every RCPT TO and DATA in one write, then their replies, matched to the commands
+   * strictly in order. A refusal is only acted on once every reply is read, so none is left to be taken
+   * for the answer to something else; a DATA that was accepted although nothing can be sent gets an empty
+   * message, which ends it.
+   */
+  private async pipelinedEnvelope(envelope: Envelope, recipients: RecipientReply[]): Promise<void> {
+    const mail = `MAIL FROM:<${envelope.from}>`;
+    const rcpts = envelope.recipients.map((recipient) => ({ recipient, command: `RCPT TO:<${recipient}>` }));
+    await this.connection.writeLines([mail, ...rcpts.map((r) => r.command), "DATA"], "mail", "MAIL FROM … DATA (pipelined)");
+    const mailReply = await this.readInGroup("mail", mail);
+    for (const { recipient, command } of rcpts) recipients.push(recipientReply(recipient, command, await this.readInGroup("rcpt", command)));
+    const dataReply = await this.readInGroup("data", "DATA");
+    const refusal =
+      mailReply.code !== 250 ? replyFailure(mailReply, "mail", mail) : recipients.every((r) => !isAccepted(r)) ? this.firstRefusal(recipients) : undefined;
+    if (refusal) {
+      if (dataReply.code === 354) await this.connection.command(".", "data", "(empty message)");
+      throw new SmtpFailed(refusal);
+    }
+    if (dataReply.code !== 354) throw new SmtpFailed(replyFailure(dataReply, "data", "DATA"));
+  }
+
+  /** One reply of a pipelined group; a 421 ends the session at once (the relay is closing it). */
+  private async readInGroup(stage: SmtpStage, command: string): Promise<SmtpReply> {
+    const reply = await this.connection.readReply(stage, command);
+    if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, stage, command));
+    return reply;
+  }
+
+  private throwUnlessSomeoneAccepted(recipients: RecipientReply[]): void {
+    if (recipients.every((r) => !isAccepted(r))) throw new SmtpFailed(this.firstRefusal(recipients));
+  }
+
+  /** Nobody to send to: the transaction ends with the first refusal, a temporary one if any. */
+  private firstRefusal(recipients: RecipientReply[]): SmtpFailure {
+    const first = recipients.find((r) => !isPermanentReply(r.code, "rcpt")) ?? recipients[0]!;
+    return replyFailure({ code: first.code, enhancedCode: first.enhanced_code, text: first.reply, lines: [] }, "rcpt", first.command);
+  }
+
   /** Says QUIT and closes; never throws. */
   async close(): Promise<void> {
     if (!this.isBroken) {
@@ -152,6 +198,7 @@ export class SmtpSession {
     const greeting = await this.connection.readReply("greeting", "(greeting)");
     if (greeting.code !== 220) throw new SmtpFailed(replyFailure(greeting, "greeting", "(greeting)"));
     let capabilities = await this.ehlo();
+    this.pipelining = capabilities.keywords.has("PIPELINING");
     if (this.options.security === "starttls") {
       if (!capabilities.keywords.has("STARTTLS")) {
         throw new SmtpFailed({
@@ -164,6 +211,7 @@ export class SmtpSession {
       await this.expect("STARTTLS", 220, "starttls");
       this.connection.upgradeToTls();
       capabilities = await this.ehlo();
+      this.pipelining = capabilities.keywords.has("PIPELINING"); // only what the relay said after TLS counts
     }
     if (this.options.user !== undefined) await this.authenticate(capabilities);
   }

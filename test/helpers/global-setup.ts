@@ -5,6 +5,7 @@ import { createServer } from "node:http";
 import type { TestProject } from "vitest/node";
 import { startInbox } from "../../scripts/inbox.mjs";
 import { startMisbehavingSmtp } from "./misbehaving-smtp";
+import { startPipeliningRelay } from "./pipelining-relays";
 import { startRelayGate, type GateMode } from "./relay-gate";
 import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
 
@@ -24,6 +25,8 @@ export default async function setup(project: TestProject) {
   const dataPolicy = await startMisbehavingSmtp("data-policy");
   const flood = await startMisbehavingSmtp("flood");
   const stray = await startMisbehavingSmtp("stray-reply");
+  const pipeliningOnly = await startPipeliningRelay("pipelining-only");
+  const strictLockstep = await startPipeliningRelay("strict-lockstep");
   // Fails about a third of all attempts: 1 − (1 − 0.1)⁴ of connect, MAIL, RCPT and end of DATA.
   const chaos = await startInbox({ security: "none", chaos: { rate: 0.1, seed: 20261130 } });
   const gate = await startRelayGate(plain.smtpPort, chaos.smtpPort);
@@ -34,6 +37,8 @@ export default async function setup(project: TestProject) {
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
+    else if (req.url === "/pipelining-only/received") return res.end(JSON.stringify({ commands: pipeliningOnly.commands, messages: pipeliningOnly.messages }));
+    else if (req.url === "/strict-lockstep/received") return res.end(JSON.stringify({ commands: strictLockstep.commands, messages: strictLockstep.messages }));
     else if (req.url?.startsWith("/gate/")) {
       const mode = req.url.slice("/gate/".length);
       if (["open", "chaos", "tempfail", "down", "hold"].includes(mode)) gate.mode = mode as GateMode;
@@ -59,12 +64,14 @@ export default async function setup(project: TestProject) {
     stray: { smtpPort: stray.port },
     gate: { smtpPort: gate.port, controlPort: controlAddress.port },
     chaos: { smtpPort: chaos.smtpPort, httpPort: chaos.httpPort! },
+    pipeliningOnly: { smtpPort: pipeliningOnly.port },
+    strictLockstep: { smtpPort: strictLockstep.port },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close()]);
   };
 }

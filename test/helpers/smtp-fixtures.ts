@@ -28,6 +28,10 @@ export interface SmtpFixtures {
   gate: { smtpPort: number; controlPort: number };
   /** The inbox behind the gate's "chaos" mode: it fails about a third of all attempts at random. */
   chaos: InboxPorts;
+  /** Relays that only a pipelining (or only a lock-step) client gets through (pipelining-relays.ts); what
+   * each received: GET /pipelining-only/received or /strict-lockstep/received on drop.controlPort. */
+  pipeliningOnly: { smtpPort: number };
+  strictLockstep: { smtpPort: number };
 }
 
 declare module "vitest" {

@@ -1,0 +1,108 @@
+// Two relays that tell a pipelining client from a lock-step one, with no timing to guess at:
+// "pipelining-only" offers PIPELINING and answers MAIL FROM and RCPT TO only once DATA has arrived, so a
+// client waiting for each reply before the next command would wait forever; "strict-lockstep" does not
+// offer PIPELINING and answers every command after 50 ms, ending the session with 554 if the next command
+// arrives before that. Both take every message (recipients whose local part starts with "refuse-" get
+// 550; at a "drop-" one the connection is cut) and record what they received: the commands and each
+// message's recipients.
+import { createServer, type Socket } from "node:net";
+
+export type PipeliningMode = "pipelining-only" | "strict-lockstep";
+
+export interface PipeliningRelay {
+  port: number;
+  /** Command lines received, in order. */
+  commands: string[];
+  /** The accepted recipients of each message taken, in order. */
+  messages: string[][];
+  close(): Promise<void>;
+}
+
+export async function startPipeliningRelay(mode: PipeliningMode): Promise<PipeliningRelay> {
+  const sockets = new Set<Socket>();
+  const relay: PipeliningRelay = { port: 0, commands: [], messages: [], close: async () => {} };
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    serve(socket, mode, relay);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (!address || typeof address === "string") throw new Error("no port");
+  relay.port = address.port;
+  relay.close = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return relay;
+}
+
+function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): void {
+  socket.write("220 pipelining.test ESMTP\r\n");
+  let buffer = "";
+  let inData = false;
+  let held: string[] = []; // pipelining-only: replies waiting for DATA
+  let answering: ReturnType<typeof setTimeout> | undefined; // strict-lockstep: a reply on its way
+  let recipients: string[] = [];
+
+  const reply = (text: string) => {
+    if (mode === "pipelining-only") return void held.push(text);
+    if (answering) return void socket.end("554 5.5.0 a command came before the reply to the last one; PIPELINING was not offered\r\n");
+    answering = setTimeout(() => {
+      answering = undefined;
+      socket.write(text);
+    }, 50);
+  };
+  const flush = () => {
+    socket.write(held.join(""));
+    held = [];
+  };
+
+  socket.on("data", (chunk) => {
+    buffer += chunk.toString("latin1");
+    for (;;) {
+      if (inData) {
+        const end = buffer.indexOf("\r\n.\r\n");
+        if (end < 0) return;
+        buffer = buffer.slice(end + 5);
+        inData = false;
+        relay.messages.push(recipients);
+        recipients = [];
+        if (mode === "pipelining-only") socket.write("250 2.0.0 Ok: queued\r\n");
+        else reply("250 2.0.0 Ok: queued\r\n");
+        continue;
+      }
+      const newline = buffer.indexOf("\r\n");
+      if (newline < 0) return;
+      const line = buffer.slice(0, newline);
+      buffer = buffer.slice(newline + 2);
+      relay.commands.push(line);
+      const verb = line.split(/[ :]/)[0]!.toUpperCase();
+      if (verb === "EHLO") {
+        const ehlo = mode === "pipelining-only" ? "250-pipelining.test\r\n250 PIPELINING\r\n" : "250-strict.test\r\n250 8BITMIME\r\n";
+        if (mode === "pipelining-only") socket.write(ehlo);
+        else reply(ehlo);
+      } else if (verb === "RCPT") {
+        const address = /<([^>]*)>/.exec(line)?.[1] ?? "";
+        if (address.startsWith("drop-")) return void socket.destroy();
+        if (address.startsWith("refuse-")) reply("550 5.1.1 No such user\r\n");
+        else {
+          recipients.push(address);
+          reply("250 2.1.5 Ok\r\n");
+        }
+      } else if (verb === "DATA") {
+        inData = true;
+        buffer = "\r\n" + buffer; // the terminator may follow an empty body directly
+        if (mode === "pipelining-only") {
+          held.push("354 End data with <CR><LF>.<CR><LF>\r\n");
+          flush();
+        } else reply("354 End data with <CR><LF>.<CR><LF>\r\n");
+      } else if (verb === "QUIT") {
+        if (mode === "pipelining-only") flush();
+        return void socket.end("221 Bye\r\n");
+      } else if (mode === "pipelining-only" && verb === "RSET") socket.write("250 Ok\r\n");
+      else reply("250 Ok\r\n");
+    }
+  });
+}

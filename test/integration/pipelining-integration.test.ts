@@ -1,0 +1,69 @@
+// RFC 2920 PIPELINING: with a relay that offers it, MAIL FROM, every RCPT TO and DATA go in one write and
+// the replies are matched to the commands strictly in order; with one that does not, lock-step. Checked
+// against relays only the right kind of client gets through (test/helpers/pipelining-relays.ts).
+import { describe, expect, inject, it } from "vitest";
+import { uniqueRecipient } from "../helpers/api";
+import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
+
+const smtp = inject("smtp");
+const onRelay = (relay: "pipeliningOnly" | "strictLockstep") => ({ SMTP_PORT: String(smtp[relay].smtpPort) });
+const received = async (relay: "pipelining-only" | "strict-lockstep"): Promise<{ commands: string[]; messages: string[][] }> =>
+  (await fetch(`http://127.0.0.1:${smtp.drop.controlPort}/${relay}/received`)).json();
+
+describe("pipelining", () => {
+  it("sends the envelope and DATA in one go to a relay that offers PIPELINING (which answers only then)", async () => {
+    const to = [uniqueRecipient("p1"), uniqueRecipient("p2"), uniqueRecipient("p3")];
+    const { id } = await insertQueuedMessage({ to });
+    const { result } = await deliver([id], onRelay("pipeliningOnly"));
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect((await loadMessage(id)).message.status).toBe("sent");
+    expect((await received("pipelining-only")).messages).toContainEqual(to);
+  });
+
+  it("keeps to one command at a time with a relay that does not offer PIPELINING", async () => {
+    const to = [uniqueRecipient("l1"), uniqueRecipient("l2")];
+    const { id } = await insertQueuedMessage({ to });
+    await deliver([id], onRelay("strictLockstep"));
+    const { message } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", lastError: null });
+    expect((await received("strict-lockstep")).messages).toContainEqual(to);
+  });
+
+  it("matches each reply to its own RCPT: the one refused in the middle of the group is the one recorded", async () => {
+    const [first, refused, last] = [uniqueRecipient("m1"), uniqueRecipient("refuse"), uniqueRecipient("m3")];
+    const { id } = await insertQueuedMessage({ to: [first, refused, last] });
+    await deliver([id], onRelay("pipeliningOnly"));
+    const { message, recipients } = await loadMessage(id);
+    expect(message.status).toBe("sent");
+    expect(recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      [first, "sent", 250],
+      [refused, "failed", 550],
+      [last, "sent", 250],
+    ]);
+    expect((await received("pipelining-only")).messages).toContainEqual([first, last]);
+  });
+
+  it("fails a message nobody will take in the middle of a run, and the messages around it still go out", async () => {
+    const before = await insertQueuedMessage({ to: uniqueRecipient("before") });
+    const nobody = await insertQueuedMessage({ to: [uniqueRecipient("refuse"), uniqueRecipient("refuse")] });
+    const after = await insertQueuedMessage({ to: uniqueRecipient("after") });
+    const { result } = await deliver([before.id, nobody.id, after.id], onRelay("pipeliningOnly"));
+    expect(result.explicitAcks).toEqual([before.id, nobody.id, after.id].map((id) => `job-${id}`));
+    expect((await loadMessage(before.id)).message.status).toBe("sent");
+    expect((await loadMessage(nobody.id)).message).toMatchObject({ status: "failed", lastError: expect.stringMatching(/answered 550 5\.1\.1 No such user$/) });
+    expect((await loadMessage(after.id)).message.status).toBe("sent");
+    const { messages } = await received("pipelining-only");
+    // This relay accepts DATA even with no recipient: Mailroom then ends it with an empty message.
+    expect(messages.slice(-3)).toEqual([[before.to], [], [after.to]]);
+  });
+
+  it("records nothing as sent when the connection drops in the middle of a pipelined group", async () => {
+    const { id } = await insertQueuedMessage({ to: [uniqueRecipient("ok"), uniqueRecipient("drop")] });
+    const { result } = await deliver([id], onRelay("pipeliningOnly"));
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, recipients } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", sentAt: null });
+    expect(message.lastError).toMatch(/connection closed by the server/);
+    expect(recipients.map((r) => r.status)).toEqual(["pending", "pending"]);
+  });
+});
