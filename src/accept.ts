@@ -5,15 +5,18 @@ import type { Config } from "./config";
 import { createMessageId, envelopeRecipients } from "./core/message";
 import type { SendEmailRequest } from "./core/schema";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
-import { insertMessage, recordAccepted, withdrawMessage } from "./store/messages";
+import { insertMessage, withdrawMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
   status: "queued" | "scheduled";
-  /** Non-critical follow-up (the "accepted" history event) for ctx.waitUntil. */
-  afterResponse: () => Promise<void>;
 }
 
+/**
+ * Stores the message (its row, its recipients and its "accepted" event in one D1 batch) and queues its
+ * job at the same time, not one after the other: a job that reaches a consumer before its row waits for
+ * it (see the consumer), and the sweep covers one that gave up. Only when both writes succeed is it 202.
+ */
 export async function acceptEmail(
   env: { DB: D1Database; OUTBOX: Queue },
   config: Config,
@@ -24,28 +27,27 @@ export async function acceptEmail(
   const scheduledAt = request.scheduledAt?.toISOString();
   const from = request.from ?? config.mailFrom;
   const cc = request.cc ?? [];
-  try {
-    await insertMessage(env.DB, {
-      id,
-      apiKeyName,
-      createdAt,
-      messageId: createMessageId(id, from),
-      from,
-      to: request.to,
-      cc,
-      recipients: envelopeRecipients({ to: request.to, cc }),
-      subject: request.subject,
-      text: request.text,
-      html: request.html,
-      scheduledAt,
-    });
-    // A send more than 12 hours ahead is looked at again then, and put back until it is due.
-    const delaySeconds = scheduledAt ? delayUntil(scheduledAt) : 0;
-    await env.OUTBOX.send({ id, request_id: requestId } satisfies OutboxJob, { contentType: "json", delaySeconds });
-  } catch (error) {
-    // The insert may have committed before its answer was lost, and the job may have gone out before the
-    // queue's error came back; a consumer may even have claimed it already. Take back what was not claimed.
-    if (await withdrawMessage(env.DB, id).catch(() => true)) throw error;
-  }
-  return { id, status: scheduledAt ? "scheduled" : "queued", afterResponse: () => recordAccepted(env.DB, id, createdAt) };
+  const stored = insertMessage(env.DB, {
+    id,
+    apiKeyName,
+    createdAt,
+    messageId: createMessageId(id, from),
+    from,
+    to: request.to,
+    cc,
+    recipients: envelopeRecipients({ to: request.to, cc }),
+    subject: request.subject,
+    text: request.text,
+    html: request.html,
+    scheduledAt,
+  });
+  // A send more than 12 hours ahead is looked at again then, and put back until it is due.
+  const delaySeconds = scheduledAt ? delayUntil(scheduledAt) : 0;
+  const queued = env.OUTBOX.send({ id, request_id: requestId } satisfies OutboxJob, { contentType: "json", delaySeconds });
+  const [insert, send] = await Promise.allSettled([stored, queued]);
+  const failure = insert.status === "rejected" ? insert.reason : send.status === "rejected" ? send.reason : undefined;
+  // The insert may have committed before its answer was lost, and the job may have gone out before the
+  // queue's error came back; a consumer may even have claimed it already. Take back what was not claimed.
+  if (failure !== undefined && (await withdrawMessage(env.DB, id).catch(() => true))) throw failure;
+  return { id, status: scheduledAt ? "scheduled" : "queued" };
 }

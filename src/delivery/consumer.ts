@@ -22,6 +22,9 @@ export interface DeliveryContext {
 
 type Claimed = Extract<Claim, { kind: "claimed" }>;
 
+/** How many deliveries of a job wait (1 s apart) for a message row that is not there. */
+const UNKNOWN_ROW_PATIENCE = 3;
+
 const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
 
 /** A claimed message whose recipients are all settled already: nothing goes to the relay. */
@@ -118,8 +121,16 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
 async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Claimed>, { outbox }: DeliveryContext, log: Logger): Promise<void> {
   switch (claim.kind) {
     case "unknown":
+      if (msg.attempts < UNKNOWN_ROW_PATIENCE) {
+        // The job and the row are written at the same time: the row may not be there yet. Wait a little;
+        // a row that comes later than this is found by the sweep (and a withdrawn one never comes).
+        log.info("job put back: its message is not stored yet", { outcome: "waiting_for_row", retry_in_s: 1 });
+        return msg.retry({ delaySeconds: 1 });
+      }
+      log.warn("job dropped: no such message", { outcome: "skipped", status: "unknown" });
+      break;
     case "settled":
-      log.info("job skipped: message is not pending", { outcome: "skipped", status: claim.kind === "settled" ? claim.status : "unknown" });
+      log.info("job skipped: message is not pending", { outcome: "skipped", status: claim.status });
       break;
     case "not_due": {
       // Early (a scheduled send, a stale duplicate) or claimed by a live attempt: come back when due.

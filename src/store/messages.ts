@@ -117,7 +117,7 @@ export function insertEvent(db: D1Database, messageId: string, event: NewEvent, 
     .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
 }
 
-/** The message row and a pending row per recipient, in one transaction. */
+/** The message row, a pending row per recipient and the "accepted" event, in one transaction. */
 export async function insertMessage(db: D1Database, m: NewMessage): Promise<void> {
   await db.batch([
     db
@@ -132,6 +132,7 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
     db
       .prepare("INSERT OR IGNORE INTO recipients (message_id, address, status, updated_at) SELECT ?, value, 'pending', ? FROM json_each(?)")
       .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
+    insertEvent(db, m.id, { at: m.createdAt, type: "accepted" }),
   ]);
 }
 
@@ -145,10 +146,6 @@ export async function withdrawMessage(db: D1Database, id: string): Promise<boole
     db.prepare("SELECT 1 AS yes FROM messages WHERE id = ?").bind(id),
   ]);
   return (left?.results.length ?? 0) === 0;
-}
-
-export async function recordAccepted(db: D1Database, id: string, at: string): Promise<void> {
-  await insertEvent(db, id, { at, type: "accepted" }).run();
 }
 
 export async function getMessage(db: D1Database, id: string): Promise<MessageRecord | null> {

@@ -1,9 +1,9 @@
-// The accept path when its dependencies misbehave: the row is written before the job is enqueued, a
+// The accept path when its dependencies misbehave: the row and the job are written at the same time, a
 // refused enqueue or insert leaves no row behind (unless a consumer already claimed it: then 202), and
 // a 500 never carries the internal error's words.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import worker from "../../src/index";
 import { API_KEY, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
 import { deliver, loadMessage } from "../helpers/factories";
@@ -24,19 +24,42 @@ async function post(to: string, outbox: Queue, db: D1Database = env.DB) {
 }
 
 describe("accepting when the queue misbehaves", () => {
-  it("writes the row before it enqueues the job, so a fast consumer always finds it", async () => {
-    const seenAtEnqueue: (string | null)[] = [];
-    const outbox = {
-      ...env.OUTBOX,
-      send: async (body: { id: string }, options?: QueueSendOptions) => {
-        const row = await env.DB.prepare("SELECT status FROM messages WHERE id = ?").bind(body.id).first<{ status: string }>();
-        seenAtEnqueue.push(row?.status ?? null);
-        return env.OUTBOX.send(body, options);
+  it("stores the row and queues the job at the same time, not one after the other", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let sendStarted = false;
+    const slowDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        await held; // the insert is slow...
+        return env.DB.batch(statements);
       },
-    } as Queue;
-    const res = await post(uniqueRecipient("order"), outbox);
-    expect(res.status).toBe(202);
-    expect(seenAtEnqueue).toEqual(["queued"]);
+    } as unknown as D1Database;
+    const watchingOutbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => ((sendStarted = true), env.OUTBOX.send(...args)) } as unknown as Queue;
+    const response = post(uniqueRecipient("parallel"), watchingOutbox, slowDb);
+    await vi.waitFor(() => expect(sendStarted).toBe(true)); // ...and the job goes out meanwhile
+    release();
+    expect((await response).status).toBe(202);
+  });
+
+  it("answers 500 and stores nothing when D1 refuses the insert, although the queue took the job", async () => {
+    const to = uniqueRecipient("noinsert");
+    const refusingDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if (statements.length === 3) throw new Error("D1_ERROR: Network connection lost."); // the insert; the withdraw goes through
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await post(to, env.OUTBOX, refusingDb);
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(500);
+    expect(await messageRowsFor(to)).toBe(0);
   });
 
   it("removes the row again and answers 500 when the queue refuses the job", async () => {

@@ -4,7 +4,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { claimMessage, recordFailure, recordRetry, recordSent } from "../../src/store/attempts";
-import { captureLogs, inboxMessages } from "../helpers/api";
+import { insertMessage } from "../../src/store/messages";
+import { captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
@@ -32,7 +33,7 @@ describe("claims on the store", () => {
 
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", sentAt: t(3).toISOString(), updatedAt: t(3).toISOString(), attempts: 1, lastError: null });
-    expect(events.map((e) => [e.type, e.attempt, e.detail])).toEqual([["sent", 1, "queued as 1"]]);
+    expect(events.map((e) => [e.type, e.attempt, e.detail])).toEqual([["accepted", null, null], ["sent", 1, "queued as 1"]]);
   });
 
   it("a failed message stays failed", async () => {
@@ -43,7 +44,7 @@ describe("claims on the store", () => {
     expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "failed" });
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "failed", lastError: "RCPT TO answered 550 user unknown", sentAt: null });
-    expect(events.map((e) => [e.type, e.attempt, e.smtpCode])).toEqual([["failed", 1, 550]]);
+    expect(events.map((e) => [e.type, e.attempt, e.smtpCode])).toEqual([["accepted", null, null], ["failed", 1, 550]]);
   });
 
   it("does not claim a retrying message before its next attempt is due", async () => {
@@ -63,7 +64,10 @@ describe("claims on the store", () => {
     expect(await recordSent(env.DB, { id, recipients: [], attempt: 1, at: t(62).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
 
     const { events } = await loadMessage(id);
-    expect(events).toEqual([{ at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate") }]);
+    expect(events).toEqual([
+      { at: t(0).toISOString(), type: "accepted", attempt: null, smtpCode: null, detail: null },
+      { at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate") },
+    ]);
   });
 
   it("knows no message for an unknown id", async () => {
@@ -80,7 +84,7 @@ describe("claims in delivery", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", attempts: 1 });
-    expect(events.map((e) => e.type)).toEqual(["sent"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
   });
 
   it("does not send while another attempt holds a live claim", async () => {
@@ -104,8 +108,8 @@ describe("claims in delivery", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", attempts: 2 });
-    expect(events.map((e) => [e.type, e.attempt])).toEqual([["interrupted", 1], ["sent", 2]]);
-    expect(events[0]!.detail).toMatch(/possible duplicate/);
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null], ["interrupted", 1], ["sent", 2]]);
+    expect(events[1]!.detail).toMatch(/possible duplicate/);
   });
 
   it("keeps the same Message-ID on the attempt after an interruption, so receivers can drop a duplicate", async () => {
@@ -165,6 +169,23 @@ describe("claims in delivery", () => {
     }
     const attempt = logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt");
     expect(attempt).toMatchObject({ outcome: "sent", attempt: 1 });
-    expect((await loadMessage(id)).events.map((e) => e.type)).toEqual(["sent"]);
+    expect((await loadMessage(id)).events.map((e) => e.type)).toEqual(["accepted", "sent"]);
+  });
+
+  it("lets a job that arrives before its row wait for it, then delivers; gives up on a row that never comes", async () => {
+    const id = crypto.randomUUID();
+    const early = await runQueue("mailroom-outbox", [id]);
+    expect(early.result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    expect(early.result.explicitAcks).toEqual([]);
+
+    const to = uniqueRecipient("late-row");
+    const from = { address: "noreply@mailroom.test" };
+    await insertMessage(env.DB, { id, createdAt: new Date().toISOString(), messageId: `<${id}@mailroom.test>`, from, to: [{ address: to }], cc: [], recipients: [to], subject: "Late", text: "x" });
+    await runQueue("mailroom-outbox", [id]);
+    expect(await inboxMessages(to)).toHaveLength(1);
+
+    const never = crypto.randomUUID();
+    const { result } = await runQueue("mailroom-outbox", [never], {}, (batch) => Object.defineProperty(batch.messages[0]!, "attempts", { value: 3 }));
+    expect(result.explicitAcks).toEqual([`job-${never}`]);
   });
 });

@@ -108,7 +108,7 @@ describe("delivery outcomes", () => {
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "retrying", sentAt: null });
     expect(message.lastError).toBe('the server sent a reply nobody asked for ("250 2.0.0 Ok: queued as STRAY") before (message content); closing the session');
-    expect(events.map((e) => e.type)).toEqual(["deferred"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "deferred"]);
     expect(await inboxMessages(to)).toHaveLength(0);
   });
 

@@ -97,7 +97,7 @@ describe("per-recipient outcomes", () => {
       [full, "deferred", 552],
     ]);
     expect(message.lastError).toBe(`RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`);
-    expect(events.map((e) => [e.type, e.attempt])).toEqual([
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null], 
       ["deferred", 1],
       ["deferred", 2],
     ]);

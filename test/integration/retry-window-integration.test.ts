@@ -62,7 +62,7 @@ describe("retry window", () => {
     const { message, events } = await loadMessage(id);
     expect(message.status).toBe("failed");
     expect(message.lastError).toMatch(/^retry window of 72 h ended after 1 attempt; last error: RCPT TO:<tempfail-.*> answered 451/);
-    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["failed", 451]]);
+    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["accepted", null], ["failed", 451]]);
   });
 
   it("fails, without sending, a message whose attempt died after its window ended, so attempts that always die cannot loop", async () => {
@@ -72,7 +72,7 @@ describe("retry window", () => {
     const { message, events, recipients } = await loadMessage(id);
     expect(message.status).toBe("failed");
     expect(message.lastError).toBe("retry window of 72 h ended after 2 attempts; last error: attempt 1 did not finish");
-    expect(events.map((e) => e.type)).toEqual(["interrupted", "failed"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "interrupted", "failed"]);
     expect(recipients.map((r) => r.status)).toEqual(["failed"]);
     expect(await inboxMessages(to)).toHaveLength(0);
   });
@@ -133,7 +133,7 @@ describe("dead-letter queue", () => {
     const { message, events } = await loadMessage(id);
     expect(message.status).toBe("failed");
     expect(message.lastError).toBe("retry window of 72 h ended after 1 attempt; last error: RCPT TO answered 451 4.2.1 mailbox busy");
-    expect(events.map((e) => e.type)).toEqual(["deferred", "failed"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "deferred", "failed"]);
   });
 
   it("leaves a sent message sent", async () => {
@@ -143,7 +143,7 @@ describe("dead-letter queue", () => {
     expect(result.explicitAcks).toEqual([`job-${id}`]);
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", lastError: null });
-    expect(events.map((e) => e.type)).toEqual(["sent"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
   });
 
   it("fails nothing while the settings cannot be read: the job goes back on the outbox", async () => {

@@ -122,6 +122,6 @@ describe("delivery over SMTP", () => {
     expect(await inboxMessages(first.to)).toHaveLength(1);
     const { message, events } = await loadMessage(first.id);
     expect(message.attempts).toBe(1);
-    expect(events.map((e) => e.type)).toEqual(["sent"]);
+    expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
   });
 });

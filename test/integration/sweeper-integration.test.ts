@@ -52,7 +52,7 @@ describe("sweep", () => {
       expect(await inboxMessages(to)).toHaveLength(1);
     }
     const { events } = await loadMessage(claimed.id);
-    expect(events.map((e) => [e.type, e.attempt])).toEqual([["interrupted", 1], ["sent", 2]]);
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null], ["interrupted", 1], ["sent", 2]]);
   });
 
   it("leaves alone what is not overdue by the grace, what is settled, and what it swept a moment ago", async () => {

@@ -13,7 +13,6 @@ import { acceptOnce, type IdempotentAccept } from "../../idempotency";
 import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
 import { getMessageWithHistory, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
-import { defer } from "../defer";
 import { ApiError } from "../errors";
 import { readJsonBody } from "../json-body";
 
@@ -46,7 +45,6 @@ export const emailRoutes = new Hono<AppEnv>()
         c.header("Idempotent-Replayed", "true");
         return answerAccepted(c, result);
       case "accepted":
-        defer(c, result.accepted.afterResponse);
         c.var.log.info("email accepted", { email_id: result.accepted.id, status: result.accepted.status, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
         return answerAccepted(c, result.accepted);
       default: {
