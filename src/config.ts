@@ -34,6 +34,8 @@ export interface Config {
   };
   /** How long a delivery attempt's claim on a message lasts; no attempt waits on the relay past it. */
   leaseSeconds: number;
+  /** SMTP sessions a queue consumer invocation runs at once (Workers allow 6 open connections). */
+  smtpSessions: number;
   /** The sweeper requeues a pending message once it is overdue by this long (and again after as long). */
   sweepGraceSeconds: number;
 }
@@ -89,6 +91,7 @@ const envSchema = z.object({
   RETRY_MAX_DELAY_SECONDS: intInRange(0, 43_200),
   RETRY_WINDOW_SECONDS: intInRange(1, 30 * 86_400),
   DELIVERY_LEASE_SECONDS: intInRange(5, 43_200),
+  SMTP_SESSIONS: intInRange(1, 6),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
 });
 
@@ -124,6 +127,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
       windowSeconds: e.RETRY_WINDOW_SECONDS ?? 72 * 3600,
     },
     leaseSeconds: e.DELIVERY_LEASE_SECONDS ?? 900,
+    smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
   };
 }

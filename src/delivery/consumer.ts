@@ -2,12 +2,13 @@
 // the batch, and records the outcome. Only the attempt holding a message's claim may send it, so a
 // repeated or concurrent job never sends twice; a job for a message not due yet goes back on the queue
 // until it is; once the relay has accepted a mail, its outcome is recorded for as long as the claim
-// lasts and the job is never re-queued. Late in its time budget the invocation starts no new transaction.
+// lasts and the job is never re-queued. The batch is spread over several SMTP sessions at once (lanes,
+// SMTP_SESSIONS); late in its time budget the invocation starts no new transaction.
 import type { Config } from "../config";
 import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
-import { createTimeBudget } from "../core/time-budget";
+import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
 import { claimMessage, isSentBy, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
 import { requeue, type OutboxJob } from "./outbox";
@@ -31,15 +32,52 @@ const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end:
 const NOBODY_LEFT = ended({ kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient is left to send to" });
 
 export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: DeliveryContext): Promise<void> {
-  const { db, config, log } = context;
-  const budget = createTimeBudget(Date.now(), config.leaseSeconds);
-  let session: SmtpSession | undefined;
-  // A relay that cannot be reached once in this batch is not tried again for each remaining message:
-  // they get the same transient failure and their own backoff, instead of a connect timeout each.
-  let unreachable: SmtpTransaction | undefined;
-  let started = 0;
-  let handedBack = 0;
+  const { config, log } = context;
+  const run: BatchRun = {
+    context,
+    budget: createTimeBudget(Date.now(), config.leaseSeconds),
+    waiting: [...batch.messages],
+    lanes: [],
+    started: 0,
+    handedBack: 0,
+    // Once the first session is up, more join (up to SMTP_SESSIONS), each taking the next message as it
+    // is free. Before that, one lane finds out whether the relay can be reached at all: if not, every
+    // message gets that transient failure (and its own backoff) instead of a connect timeout each.
+    firstSessionOpened: () => {
+      run.firstSessionOpened = () => {};
+      const extra = Math.min(config.smtpSessions, batch.messages.length) - 1;
+      for (let i = 0; i < extra && run.waiting.length > 0; i++) run.lanes.push(joinLane(run));
+    },
+  };
+  run.lanes.push(runLane(run, undefined));
+  while (run.lanes.length > 0) await Promise.all(run.lanes.splice(0));
+  if (run.handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: run.handedBack, started: run.started });
+}
 
+interface BatchRun {
+  context: DeliveryContext;
+  budget: TimeBudget;
+  /** Messages no lane has taken yet. */
+  waiting: Message<OutboxJob>[];
+  lanes: Promise<void>[];
+  unreachable?: SmtpTransaction;
+  started: number;
+  handedBack: number;
+  firstSessionOpened: () => void;
+}
+
+/** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
+async function joinLane(run: BatchRun): Promise<void> {
+  const opened = await SmtpSession.open(run.context.config.smtp, { deadline: run.budget.attemptDeadline(Date.now()) });
+  // A relay that takes fewer connections than asked for: the lanes already running carry on.
+  if (opened.ok) await runLane(run, opened.value);
+  else run.context.log.info("an extra SMTP session could not be opened; the others carry on", { reason: opened.failure.message });
+}
+
+/** One SMTP session working through the batch's messages, one transaction at a time. */
+async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<void> {
+  const { db, config, log } = run.context;
+  let session = opened;
   const send = async (message: OutgoingMessage, envelope: Envelope, deadline: number): Promise<SmtpTransaction> => {
     if (envelope.recipients.length === 0) return NOBODY_LEFT;
     let mime: string;
@@ -48,20 +86,21 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
     } catch (error) {
       return ended({ kind: "content", stage: "message", command: "(building the message)", message: `the message could not be built: ${String(error)}`.slice(0, 1000) });
     }
-    if (unreachable) return unreachable;
+    if (run.unreachable) return run.unreachable;
     if (!session || session.isBroken) {
-      const opened = await SmtpSession.open(config.smtp, { deadline });
-      if (!opened.ok) return (unreachable = { recipients: [], end: opened });
-      session = opened.value;
+      const reopened = await SmtpSession.open(config.smtp, { deadline });
+      if (!reopened.ok) return (run.unreachable = { recipients: [], end: reopened }); // the rest need not wait for it too
+      session = reopened.value;
+      run.firstSessionOpened();
     }
     return session.send(envelope, mime, { deadline });
   };
 
   try {
-    for (const msg of batch.messages) {
-      if (started > 0 && Date.now() >= budget.startsNoneAfter) {
+    for (let msg = run.waiting.shift(); msg; msg = run.waiting.shift()) {
+      if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
         msg.retry(); // never claimed, nothing counted: the next invocation takes it at once
-        handedBack += 1;
+        run.handedBack += 1;
         continue;
       }
       const id = msg.body?.id;
@@ -70,10 +109,10 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
         const claimedAt = Date.now();
         const claim: Claim = typeof id === "string" ? await claimMessage(db, id, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000 }) : { kind: "unknown" };
         if (claim.kind !== "claimed") {
-          await settleUnclaimed(msg, claim, context, msgLog);
+          await settleUnclaimed(msg, claim, run.context, msgLog);
           continue;
         }
-        started += 1;
+        run.started += 1;
         const windowEndsAt = retryWindowEndsAt(claim.message, config.retry);
         // Only the recipients still waiting: one the relay accepted before never gets the mail again.
         const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
@@ -84,7 +123,7 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
           transaction = ended({ kind: "connection", stage: "connect", command: "(previous attempt)", message: `attempt ${claim.attempt - 1} did not finish` });
         } else {
           if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
-          transaction = await send(claim.message, { from: claim.message.from.address, recipients: attempted }, budget.attemptDeadline(claimedAt));
+          transaction = await send(claim.message, { from: claim.message.from.address, recipients: attempted }, run.budget.attemptDeadline(claimedAt));
         }
         const outcome = classifyAttempt(transaction, {
           attempt: claim.attempt,
@@ -94,7 +133,7 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
           attempted,
           sentBefore: claim.recipients.some((r) => r.status === "sent"),
         });
-        const applied = await recordOutcomeOnceSent(db, claim, outcome, { log: msgLog, recordBy: budget.recordBy(claimedAt) });
+        const applied = await recordOutcomeOnceSent(db, claim, outcome, { log: msgLog, recordBy: run.budget.recordBy(claimedAt) });
         if (outcome.kind === "retry" && applied) msg.retry({ delaySeconds: outcome.delaySeconds });
         else msg.ack(); // done, or the claim had expired and another attempt owns the message now
         msgLog.info("delivery attempt", {
@@ -114,7 +153,6 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
   } finally {
     await session?.close();
   }
-  if (handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: handedBack, started });
 }
 
 /** A job whose message this invocation did not claim: nothing to send now, or not yet. */

@@ -37,6 +37,8 @@ export default async function setup(project: TestProject) {
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
+    else if (req.url === "/data-policy/connections") return res.end(JSON.stringify(dataPolicy.connections));
+    else if (req.url === "/data-policy/connections/reset") return res.end(JSON.stringify((dataPolicy.resetPeak(), dataPolicy.connections)));
     else if (req.url === "/pipelining-only/received") return res.end(JSON.stringify({ commands: pipeliningOnly.commands, messages: pipeliningOnly.messages }));
     else if (req.url === "/strict-lockstep/received") return res.end(JSON.stringify({ commands: strictLockstep.commands, messages: strictLockstep.messages }));
     else if (req.url?.startsWith("/gate/")) {

@@ -20,6 +20,9 @@ export interface MisbehavingServer {
   release(): void;
   /** Every command line received, in order (passwords included: this server is a test fixture). */
   commands: string[];
+  /** Connections open now, and the most open at once since resetPeak(). */
+  connections: { open: number; peak: number };
+  resetPeak(): void;
   close(): Promise<void>;
 }
 
@@ -31,9 +34,15 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
   let release!: () => void;
   let released = new Promise<void>((resolve) => (release = resolve));
 
+  const connections = { open: 0, peak: 0 };
   const server = createServer((socket) => {
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    connections.open += 1;
+    connections.peak = Math.max(connections.peak, connections.open);
+    socket.on("close", () => {
+      sockets.delete(socket);
+      connections.open -= 1;
+    });
     socket.on("error", () => {});
     if (mode === "silent") return;
     if (mode === "flood") return void socket.write(`220-${"x".repeat(100_000)}`);
@@ -76,6 +85,8 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
   return {
     port: address.port,
     commands,
+    connections,
+    resetPeak: () => void (connections.peak = connections.open),
     dataStarted: () => dataStarted,
     release: () => {
       release();

@@ -19,6 +19,7 @@ export interface SmtpFixtures {
   /** Shares drop.controlPort: GET /injection/commands lists what it received. */
   injection: { smtpPort: number };
   trickle: { smtpPort: number };
+  /** GET /data-policy/connections (and …/reset) on drop.controlPort: open connections and the peak. */
   dataPolicy: { smtpPort: number };
   flood: { smtpPort: number };
   /** Sends a stray "250" right behind its "354" to DATA, as if it answered the final dot early. */

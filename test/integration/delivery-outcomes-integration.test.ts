@@ -54,7 +54,7 @@ describe("delivery outcomes", () => {
     const rejected = await insertQueuedMessage({ to: uniqueRecipient("reject") });
     const good = await insertQueuedMessage();
     const before = await inboxStats(smtp.plain.httpPort);
-    const { result } = await deliver([rejected.id, good.id]);
+    const { result } = await deliver([rejected.id, good.id], { SMTP_SESSIONS: "1" });
     expect(result.explicitAcks).toEqual([`job-${rejected.id}`, `job-${good.id}`]);
     expect((await loadMessage(rejected.id)).message.status).toBe("failed");
     expect((await loadMessage(good.id)).message).toMatchObject({ status: "sent", lastError: null });
@@ -118,7 +118,7 @@ describe("delivery outcomes", () => {
     for (let i = 0; i < 3; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient("slow") }));
     const { result } = await deliver(
       batch.map((m) => m.id),
-      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000" },
+      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000", SMTP_SESSIONS: "1" },
     );
 
     const [first, , last] = batch;

@@ -1,6 +1,7 @@
 // RFC 2920 PIPELINING: with a relay that offers it, MAIL FROM, every RCPT TO and DATA go in one write and
 // the replies are matched to the commands strictly in order; with one that does not, lock-step. Checked
-// against relays only the right kind of client gets through (test/helpers/pipelining-relays.ts).
+// against relays only the right kind of client gets through (test/helpers/pipelining-relays.ts). And a
+// batch spread over several sessions at once, never more than configured.
 import { describe, expect, inject, it } from "vitest";
 import { uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
@@ -65,5 +66,22 @@ describe("pipelining", () => {
     expect(message).toMatchObject({ status: "retrying", sentAt: null });
     expect(message.lastError).toMatch(/connection closed by the server/);
     expect(recipients.map((r) => r.status)).toEqual(["pending", "pending"]);
+  });
+
+  it.each([
+    [3, 6],
+    [1, 2],
+  ])("spreads a batch over SMTP_SESSIONS=%i sessions at once, never more (%i messages)", { timeout: 15_000 }, async (sessions, count) => {
+    const control = `http://127.0.0.1:${smtp.drop.controlPort}/data-policy/connections`;
+    const batch = [];
+    for (let i = 0; i < count; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient("slow") })); // 1 s each
+    await fetch(`${control}/reset`);
+    const { result } = await deliver(
+      batch.map((m) => m.id),
+      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), SMTP_SESSIONS: String(sessions) },
+    );
+    expect(result.explicitAcks).toHaveLength(count);
+    for (const { id } of batch) expect((await loadMessage(id)).message.status).toBe("sent");
+    expect((await (await fetch(control)).json<{ peak: number }>()).peak).toBe(sessions);
   });
 });

@@ -110,7 +110,7 @@ describe("delivery over SMTP", () => {
     const first = await insertQueuedMessage();
     const second = await insertQueuedMessage();
     const before = await inboxStats(smtp.plain.httpPort);
-    await deliver([first.id, second.id]);
+    await deliver([first.id, second.id], { SMTP_SESSIONS: "1" });
     const after = await inboxStats(smtp.plain.httpPort);
     expect(after.connections).toBe(before.connections + 1);
     expect((await loadMessage(first.id)).message.status).toBe("sent");
