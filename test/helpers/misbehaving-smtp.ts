@@ -4,8 +4,10 @@
 // answers STARTTLS with extra plaintext replies, as a man in the middle would (RFC 3207 §6);
 // "trickle" starts a greeting and then sends one byte every 20 ms, never finishing the line;
 // "data-policy" takes the whole message and answers the end of DATA by the first recipient's local
-// part (data554-… → 554, data421-… → 421 and hang up, slow-… → 250 after 1 s, double-… → two 250s,
-// anything else → 250);
+// part (data554-… → 554, data421-… → 421 and hang up, data421open-… → 421 without hanging up, after
+// which it answers RSET and refuses anything else with 421, slow-… → 250 after 1 s, double-… → two 250s,
+// straypart-… → half a stray "250" line right behind its "354", anything else → 250); it answers
+// RCPT TO:<rcpt421-…> with 421 and hangs up;
 // "flood" greets with 100 KB and no line end; "stray-reply" is data-policy, except that it sends a
 // "250" right behind its "354", before the message has even been sent.
 import { createServer, type Socket } from "node:net";
@@ -107,6 +109,7 @@ function serveDataPolicy(socket: Socket, strayReply: boolean): void {
   let buffer = "";
   let inData = false;
   let firstRecipient = "";
+  let closing = false;
   socket.on("data", (chunk) => {
     buffer += chunk.toString("latin1");
     for (;;) {
@@ -119,7 +122,10 @@ function serveDataPolicy(socket: Socket, strayReply: boolean): void {
         firstRecipient = "";
         if (local.startsWith("data554-")) socket.write("554 5.6.0 Message content rejected\r\n");
         else if (local.startsWith("data421-")) return void socket.end("421 4.3.2 Shutting down, closing connection\r\n");
-        else if (local.startsWith("slow-")) setTimeout(() => socket.write("250 2.0.0 Ok: queued\r\n"), 1000);
+        else if (local.startsWith("data421open-")) {
+          closing = true; // says it is closing, but leaves that to the client
+          socket.write("421 4.3.2 Shutting down\r\n");
+        } else if (local.startsWith("slow-")) setTimeout(() => socket.write("250 2.0.0 Ok: queued\r\n"), 1000);
         else if (local.startsWith("double-")) socket.write("250 2.0.0 Ok: queued\r\n250 2.0.0 Ok: queued again\r\n");
         else socket.write("250 2.0.0 Ok: queued\r\n");
         continue;
@@ -129,14 +135,18 @@ function serveDataPolicy(socket: Socket, strayReply: boolean): void {
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + 2);
       const verb = line.split(/[ :]/)[0]!.toUpperCase();
-      if (verb === "EHLO") socket.write("250-data-policy.test\r\n250 8BITMIME\r\n");
+      if (closing && verb !== "RSET" && verb !== "QUIT") socket.write("421 4.3.2 Shutting down\r\n");
+      else if (verb === "EHLO") socket.write("250-data-policy.test\r\n250 8BITMIME\r\n");
       else if (verb === "RCPT") {
-        firstRecipient ||= /<([^>]*)>/.exec(line)?.[1] ?? "";
+        const recipient = /<([^>]*)>/.exec(line)?.[1] ?? "";
+        if (recipient.startsWith("rcpt421-")) return void socket.end("421 4.3.2 Too busy, closing connection\r\n");
+        firstRecipient ||= recipient;
         socket.write("250 2.1.5 Ok\r\n");
       } else if (verb === "DATA") {
         inData = true;
         buffer = "\r\n" + buffer; // the terminator may follow an empty body directly
-        socket.write(`354 End data with <CR><LF>.<CR><LF>\r\n${strayReply ? "250 2.0.0 Ok: queued as STRAY\r\n" : ""}`);
+        const stray = strayReply ? "250 2.0.0 Ok: queued as STRAY\r\n" : firstRecipient.startsWith("straypart-") ? "250 2.0.0 Ok: que" : "";
+        socket.write(`354 End data with <CR><LF>.<CR><LF>\r\n${stray}`);
       } else if (verb === "QUIT") return void socket.end("221 Bye\r\n");
       else socket.write("250 Ok\r\n");
     }

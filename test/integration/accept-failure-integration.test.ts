@@ -114,6 +114,28 @@ describe("accepting when the queue misbehaves", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
   });
 
+  it("answers 500 when the queue refuses the job and D1 cannot say whether the row was withdrawn", async () => {
+    let calls = 0;
+    const db = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if ((calls += 1) === 2) throw new Error("D1_ERROR: Network connection lost."); // withdrawing
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const outbox = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await post(uniqueRecipient("unsure"), outbox, db);
+    } finally {
+      logs.restore();
+    }
+    expect(calls).toBe(2);
+    expect(res.status).toBe(500);
+    expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
+  });
+
   it("withdraws a row whose insert committed although D1 reported an error, and answers 500", async () => {
     const to = uniqueRecipient("lostanswer");
     let calls = 0;

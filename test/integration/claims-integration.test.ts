@@ -36,6 +36,19 @@ describe("claims on the store", () => {
     expect(events.map((e) => [e.type, e.attempt, e.detail])).toEqual([["accepted", null, null], ["sent", 1, "queued as 1"]]);
   });
 
+  it("writes recipients' outcomes only for the claim that made them", async () => {
+    const { id, to } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    await claimMessage(env.DB, id, { now: t(1), ...lease });
+    const recipients = [{ address: to, status: "sent" as const, smtpCode: 250, detail: "queued as 1" }];
+    expect(await recordSent(env.DB, { id, recipients, attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
+    expect((await loadMessage(id)).recipients).toEqual([{ address: to, status: "pending", smtpCode: null, detail: null }]);
+
+    expect(await recordFailure(env.DB, { id, recipients: [{ address: to, status: "failed", smtpCode: 550, detail: "gone" }], attempt: 1, at: t(3).toISOString(), smtpCode: 550, reason: "gone" })).toBe(true);
+    // The claim is released: a late outcome of the same attempt changes no recipient either.
+    expect(await recordSent(env.DB, { id, recipients, attempt: 1, at: t(4).toISOString(), smtpCode: 250, detail: "late" })).toBe(false);
+    expect((await loadMessage(id)).recipients).toEqual([{ address: to, status: "failed", smtpCode: 550, detail: "gone" }]);
+  });
+
   it("a failed message stays failed", async () => {
     const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
     await claimMessage(env.DB, id, { now: t(1), ...lease });
@@ -146,6 +159,59 @@ describe("claims in delivery", () => {
     await env.DB.prepare("UPDATE messages SET next_attempt_at = ? WHERE id = ?").bind(minutesAgo(1), id).run();
     await deliver([id]);
     expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("gives up recording a delivered mail just before its claim ends, and acks the job rather than send it again", { timeout: 15_000 }, async () => {
+    const { id, to } = await insertQueuedMessage();
+    let calls = 0;
+    const failingDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        calls += 1; // 1: the claim; every write after it fails
+        if (calls > 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let outcome: Awaited<ReturnType<typeof runQueue>>;
+    try {
+      // A 5 s lease: recording may go on until 1 s before the claim ends.
+      outcome = await runQueue("mailroom-outbox", [id], { DB: failingDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "1000" });
+    } finally {
+      logs.restore();
+    }
+    expect(outcome.result.explicitAcks).toEqual([`job-${id}`]);
+    expect(outcome.result.retryMessages).toEqual([]);
+    expect(outcome.elapsedMs).toBeLessThan(5000);
+    expect(calls).toBeGreaterThan(2);
+    expect(await inboxMessages(to)).toHaveLength(1);
+    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.outcome === "sent_unrecorded")).toMatchObject({ level: "error", attempt: 1 });
+  });
+
+  it("acks, rather than retries, a job whose claim another attempt took before its retry was recorded", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail") });
+    let calls = 0;
+    const overtakenDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        // 2: recording the retry; meanwhile another attempt has claimed the message.
+        if ((calls += 1) === 2) await env.DB.prepare("UPDATE messages SET attempts = attempts + 1 WHERE id = ?").bind(id).run();
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let result: Awaited<ReturnType<typeof runQueue>>["result"];
+    try {
+      ({ result } = await runQueue("mailroom-outbox", [id], { DB: overtakenDb }));
+    } finally {
+      logs.restore();
+    }
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect(result.retryMessages).toEqual([]);
+    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sending", attempts: 2 });
+    expect(events.map((e) => e.type)).toEqual(["accepted"]);
   });
 
   it("knows a delivered mail was recorded when the write committed but its answer was lost", async () => {

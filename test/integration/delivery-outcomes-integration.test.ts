@@ -50,6 +50,33 @@ describe("delivery outcomes", () => {
     expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
   });
 
+  it("keeps the job, backing off by its redeliveries, when recording an undelivered outcome fails", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail") });
+    let calls = 0;
+    const flakyDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        if ((calls += 1) === 2) return Promise.reject(new Error("D1_ERROR: Network connection lost.")); // recording the retry
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let retry: ReturnType<typeof vi.spyOn> | undefined;
+    try {
+      await runQueue("mailroom-outbox", [id], { DB: flakyDb, RETRY_BASE_DELAY_SECONDS: "10" }, (batch) => {
+        Object.defineProperty(batch.messages[0]!, "attempts", { value: 3 });
+        retry = vi.spyOn(batch.messages[0]!, "retry");
+      });
+    } finally {
+      logs.restore();
+    }
+    // Nothing went out, so nothing is retried in place: the job comes back after 10 s · 2², not the attempt's 10 s.
+    expect(calls).toBe(2);
+    expect(retry).toHaveBeenCalledWith({ delaySeconds: 40 });
+    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.outcome === "error")).toMatchObject({ level: "error", retry_in_s: 40 });
+    expect((await loadMessage(id)).events.map((e) => e.type)).toEqual(["accepted"]);
+  });
+
   it("resets the transaction after a rejection, so the next message in the session still goes out", async () => {
     const rejected = await insertQueuedMessage({ to: uniqueRecipient("reject") });
     const good = await insertQueuedMessage();
@@ -79,7 +106,8 @@ describe("delivery outcomes", () => {
     const { message, events } = await loadMessage(id);
     expect(message.status).toBe("failed");
     expect(message.sentAt).toBeNull();
-    expect(message.lastError).toMatch(/\(end of data\) answered 554 5\.6\.0 Message content rejected/);
+    // A clear refusal: not flagged as a possible duplicate, as a missing answer would be.
+    expect(message.lastError).toBe("(end of data) answered 554 5.6.0 Message content rejected");
     expect(events.at(-1)).toMatchObject({ type: "failed", attempt: 1, smtpCode: 554 });
   });
 
@@ -91,6 +119,30 @@ describe("delivery outcomes", () => {
     expect(result.explicitAcks).toEqual([`job-${next.id}`]);
     expect((await loadMessage(dropped.id)).message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(/421/) });
     expect((await loadMessage(next.id)).message.status).toBe("sent");
+  });
+
+  it("stops at a 421 to RCPT TO, leaving the recipients after it for another session", async () => {
+    const [first, closing, after] = [uniqueRecipient("a"), uniqueRecipient("rcpt421"), uniqueRecipient("c")];
+    const { id } = await insertQueuedMessage({ to: [first, closing, after] });
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, recipients } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", lastError: `RCPT TO:<${closing}> answered 421 4.3.2 Too busy, closing connection` });
+    expect(recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      [first, "deferred", 421],
+      [closing, "deferred", 421],
+      [after, "pending", null],
+    ]);
+  });
+
+  it("closes the session after a 421 to the end of the message even if the relay leaves it open", async () => {
+    const refused = await insertQueuedMessage({ to: uniqueRecipient("data421open") });
+    const next = await insertQueuedMessage();
+    const { result } = await deliver([refused.id, next.id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${refused.id}` }]);
+    expect(result.explicitAcks).toEqual([`job-${next.id}`]);
+    expect((await loadMessage(refused.id)).message.lastError).toBe("(end of data) answered 421 4.3.2 Shutting down");
+    expect((await loadMessage(next.id)).message).toMatchObject({ status: "sent", lastError: null });
   });
 
   it("gives up quickly on a reply larger than 64 KiB instead of buffering until the timeout", async () => {
@@ -110,6 +162,16 @@ describe("delivery outcomes", () => {
     expect(message.lastError).toBe('the server sent a reply nobody asked for ("250 2.0.0 Ok: queued as STRAY") before (message content); closing the session');
     expect(events.map((e) => e.type)).toEqual(["accepted", "deferred"]);
     expect(await inboxMessages(to)).toHaveLength(0);
+  });
+
+  it("closes the session on half a reply that arrived before the message was sent, and records nothing as sent", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("straypart") });
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", sentAt: null });
+    expect(message.lastError).toBe('the server sent a reply nobody asked for ("250 2.0.0 Ok: que") before (message content); closing the session');
+    expect(events.map((e) => e.type)).toEqual(["accepted", "deferred"]);
   });
 
   it("starts no new transaction once the invocation's time budget is used, and hands the rest back unclaimed", async () => {
@@ -141,6 +203,13 @@ describe("delivery outcomes", () => {
     expect(await inboxMessages(to)).toHaveLength(0);
   });
 
+  it("waits past SMTP_TIMEOUT_MS for the relay's verdict on the message, as RFC 5321 asks", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("slow") }); // answered after 1 s
+    const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort), SMTP_TIMEOUT_MS: "300" });
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "sent", lastError: null });
+  });
+
   it("treats two replies to the end of the message as in doubt, not as sent", async () => {
     const { id } = await insertQueuedMessage({ to: uniqueRecipient("double") });
     const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
@@ -148,6 +217,17 @@ describe("delivery outcomes", () => {
     const { message } = await loadMessage(id);
     expect(message).toMatchObject({ status: "retrying", sentAt: null });
     expect(message.lastError).toMatch(/^the relay sent more than one reply to the end of the message; the relay may have taken the mail all the same: possible duplicate/);
+  });
+
+  it("settles a claimed message with no recipient left to send to without a transaction, and the session stays usable", async () => {
+    const settled = await insertQueuedMessage();
+    await env.DB.prepare("UPDATE recipients SET status = 'failed', detail = 'gone' WHERE message_id = ?").bind(settled.id).run();
+    const next = await insertQueuedMessage();
+    const { result } = await deliver([settled.id, next.id]);
+    expect(result.explicitAcks).toEqual([`job-${settled.id}`, `job-${next.id}`]);
+    expect((await loadMessage(settled.id)).message).toMatchObject({ status: "failed", lastError: "no recipient is left to send to" });
+    expect((await loadMessage(next.id)).message).toMatchObject({ status: "sent", lastError: null });
+    expect(await inboxMessages(settled.to)).toHaveLength(0);
   });
 
   it("fails for good, without touching the relay, a stored message that cannot be built", async () => {

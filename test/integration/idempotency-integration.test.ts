@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import worker from "../../src/index";
 import { API_KEY, api, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
-import { reserveKey } from "../../src/store/idempotency";
+import { completeKey, releaseKey, reserveKey } from "../../src/store/idempotency";
 
 /** A second API key for the tests ("other-key"), next to the default one. */
 const OTHER_KEY = "other-key";
@@ -102,6 +102,17 @@ describe("Idempotency-Key", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
   });
 
+  it("replays a scheduled send as scheduled", async () => {
+    const key = crypto.randomUUID();
+    const body = { to: uniqueRecipient("idemlater"), subject: "Later", text: "x", scheduled_at: new Date(Date.now() + 3600_000).toISOString() };
+    const first = await post(body, { key });
+    expect(first.status).toBe(202);
+    const { id } = await first.json<{ id: string; status: string }>();
+    const again = await post(body, { key });
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(await again.json()).toEqual({ id, status: "scheduled" });
+  });
+
   it("keeps keys apart per API key: another key with the same value is a new request", async () => {
     const to = uniqueRecipient("idemkeys");
     const key = crypto.randomUUID();
@@ -128,6 +139,25 @@ describe("Idempotency-Key", () => {
     expect(await messageRowsFor(to)).toBe(1);
   });
 
+  it("answers 202 when the message was accepted but its key could not be marked done", async () => {
+    const to = uniqueRecipient("idemundone");
+    const failing = (sql: string) => ({ bind: () => ({ run: () => Promise.reject(new Error(`D1_ERROR: Network connection lost. (${sql.slice(0, 30)})`)) }) });
+    const db = {
+      prepare: (sql: string) => (sql.includes("SET state = 'done'") ? failing(sql) : env.DB.prepare(sql)),
+      batch: (statements: D1PreparedStatement[]) => env.DB.batch(statements),
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      res = await post({ to, subject: "Hi", text: "x" }, { key: crypto.randomUUID(), environment: { ...env, DB: db } as Env });
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(202);
+    await waitForSent((await res.json<{ id: string }>()).id);
+    expect(logs.lines.some((l) => l.includes("idempotency key not marked done"))).toBe(true);
+  });
+
   it("replays a key whose first request died after storing its message, and takes over one that stored nothing", async () => {
     const now = new Date();
     const old = new Date(now.getTime() - 120_000);
@@ -145,6 +175,31 @@ describe("Idempotency-Key", () => {
     expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now })).toEqual({ kind: "reserved" });
     // Within the minute, the same pending key is still in flight.
     expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
+  });
+
+  it("lets a request that lost its key to a takeover neither free nor complete the new holder's key", async () => {
+    const now = new Date();
+    const base = { apiKeyName: "tests", key: `taken-over-${crypto.randomUUID()}`, fingerprint: "f", ttlMs: 86_400_000, abandonedAfterMs: 60_000 };
+    const slow = crypto.randomUUID();
+    const taker = crypto.randomUUID();
+    expect(await reserveKey(env.DB, { ...base, messageId: slow, now: new Date(now.getTime() - 120_000) })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, messageId: taker, now })).toEqual({ kind: "reserved" });
+
+    // The slow first request finally fails (or finishes): it touches only its own reservation.
+    await releaseKey(env.DB, { apiKeyName: base.apiKeyName, key: base.key, messageId: slow });
+    await completeKey(env.DB, { apiKeyName: base.apiKeyName, key: base.key, messageId: slow });
+
+    expect(await reserveKey(env.DB, { ...base, messageId: crypto.randomUUID(), now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
+    expect(await env.DB.prepare("SELECT message_id, state FROM idempotency_keys WHERE key = ?").bind(base.key).first()).toEqual({ message_id: taker, state: "pending" });
+  });
+
+  it("keeps a key for 24 hours", async () => {
+    const key = crypto.randomUUID();
+    const before = Date.now();
+    expect((await post({ to: uniqueRecipient("idemttl"), subject: "Hi", text: "x" }, { key })).status).toBe(202);
+    const row = await env.DB.prepare("SELECT created_at, expires_at FROM idempotency_keys WHERE key = ?").bind(key).first<{ created_at: string; expires_at: string }>();
+    expect(Date.parse(row!.created_at)).toBeGreaterThanOrEqual(before);
+    expect(Date.parse(row!.expires_at) - Date.parse(row!.created_at)).toBe(24 * 3600_000);
   });
 
   it("treats a key older than 24 hours as new, and the sweep forgets such keys", async () => {

@@ -29,6 +29,22 @@ describe("misconfiguration", () => {
     expect(entry.problems.join(" ")).toMatch(/SMTP_HOST: required.*SMTP_SECURITY: must be tls, starttls or none/);
   });
 
+  it("backs a misconfigured batch off by its most redelivered job", async () => {
+    const [a, b] = [await insertQueuedMessage(), await insertQueuedMessage()];
+    const logs = captureLogs();
+    let retryAll: ReturnType<typeof vi.spyOn> | undefined;
+    try {
+      await runQueue("mailroom-outbox", [a.id, b.id], { SMTP_HOST: "" }, (batch) => {
+        Object.defineProperty(batch.messages[0]!, "attempts", { value: 4 });
+        Object.defineProperty(batch.messages[1]!, "attempts", { value: 1 });
+        retryAll = vi.spyOn(batch, "retryAll");
+      });
+    } finally {
+      logs.restore();
+    }
+    expect(retryAll).toHaveBeenCalledWith({ delaySeconds: 240 }); // 30 s · 2³, not the other job's 30 s
+  });
+
   it("answers 500 internal_error without details, and logs the problem", async () => {
     const logs = captureLogs();
     let res: Response;

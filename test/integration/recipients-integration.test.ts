@@ -1,6 +1,7 @@
 // Each recipient's own outcome: the ones the relay accepted get exactly one copy and are never sent it
 // again, one refused temporarily is retried on its own, one refused for good is final, and the API shows
 // every recipient's status. Through the real accept path and queue, and attempt by attempt.
+import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import { api, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
@@ -97,10 +98,45 @@ describe("per-recipient outcomes", () => {
       [full, "deferred", 552],
     ]);
     expect(message.lastError).toBe(`RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`);
-    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null], 
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null],
       ["deferred", 1],
       ["deferred", 2],
     ]);
+  });
+
+  it("is sent, not failed, when the window ends on a later attempt after an earlier one reached someone", async () => {
+    const [good, full] = [uniqueRecipient("good"), uniqueRecipient("toomany")];
+    const { id } = await insertQueuedMessage({ to: [good, full] });
+    await deliver([id]);
+    // The window ends before the next attempt, whose only recipient is refused again.
+    await env.DB.prepare("UPDATE messages SET created_at = ?, next_attempt_at = ? WHERE id = ?").bind(new Date(Date.now() - 73 * 3600_000).toISOString(), new Date().toISOString(), id).run();
+    await deliver([id]);
+
+    expect(await inboxMessages(good)).toHaveLength(1);
+    const { message, recipients, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", attempts: 2, lastError: null, sentAt: events.at(-1)!.at });
+    expect(recipients.map((r) => [r.address, r.status])).toEqual([
+      [good, "sent"],
+      [full, "failed"],
+    ]);
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null],
+      ["deferred", 1],
+      ["sent", 2],
+    ]);
+    expect(events[2]!.detail).toBe(`every recipient is settled; not delivered to ${full} (retry window of 72 h ended after 2 attempts; last error: RCPT TO:<${full}> answered 552 5.5.3 Too many recipients)`);
+  });
+
+  it("retries, naming the temporary refusal, when every recipient is refused and one of them only for now", async () => {
+    const [gone, later] = [uniqueRecipient("reject"), uniqueRecipient("tempfail")];
+    const { id } = await insertQueuedMessage({ to: [gone, later] });
+    await deliver([id]);
+    const { message, recipients, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(new RegExp(`^RCPT TO:<${later}> answered 451`)) });
+    expect(recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      [gone, "failed", 550],
+      [later, "deferred", 451],
+    ]);
+    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["accepted", null], ["deferred", 451]]);
   });
 
   it("lists every recipient as pending before the first attempt", async () => {

@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, inject, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
-import { claimMessage, recordRetry } from "../../src/store/attempts";
+import { claimMessage, closeRetryWindow, recordRetry } from "../../src/store/attempts";
 import { api, captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
@@ -136,6 +136,61 @@ describe("dead-letter queue", () => {
     expect(events.map((e) => e.type)).toEqual(["accepted", "deferred", "failed"]);
   });
 
+  it("settles a message an earlier attempt delivered to someone as sent when its window ends, failing only who still waited, once", async () => {
+    const [good, full] = [uniqueRecipient("good"), uniqueRecipient("toomany")];
+    const { id } = await insertQueuedMessage({ to: [good, full], createdAt: new Date(Date.now() - 60_000).toISOString() });
+    await runQueue("mailroom-outbox", [id]); // good: 250; full: 552, retried on its own
+    expect((await loadMessage(id)).message.status).toBe("retrying");
+    await env.DB.prepare("UPDATE messages SET created_at = ? WHERE id = ?").bind(new Date(Date.now() - 73 * 3600_000).toISOString(), id).run();
+
+    const { result } = await runQueue("mailroom-dead-letter", [id]);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    const closed = await loadMessage(id);
+    const reason = `retry window of 72 h ended after 1 attempt; last error: RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`;
+    expect(closed.message).toMatchObject({ status: "sent", lastError: null, sentAt: closed.events.at(-1)!.at });
+    expect(closed.recipients).toEqual([
+      { address: good, status: "sent", smtpCode: 250, detail: expect.stringMatching(/^Message queued as/) },
+      { address: full, status: "failed", smtpCode: 552, detail: reason },
+    ]);
+    expect(closed.events.map((e) => [e.type, e.detail])).toEqual([["accepted", null],
+      ["deferred", `RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`],
+      ["failed", reason],
+    ]);
+
+    // The same dead letter again (a repeated job) changes nothing and records nothing.
+    await runQueue("mailroom-dead-letter", [id]);
+    expect(await loadMessage(id)).toEqual(closed);
+  });
+
+  it("never closes the window of a message an attempt holds: neither it nor its recipients change", async () => {
+    const { id, to } = await insertQueuedMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString() });
+    await claimMessage(env.DB, id, { now: new Date(), leaseMs: 600_000 });
+    expect(await closeRetryWindow(env.DB, { id, at: new Date().toISOString(), reason: "retry window ended" })).toBe(false);
+    const { message, recipients, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sending", lastError: null });
+    expect(recipients).toEqual([{ address: to, status: "pending", smtpCode: null, detail: null }]);
+    expect(events.map((e) => e.type)).toEqual(["accepted"]);
+  });
+
+  it("puts back, for when its claim expires, a message an attempt holds even though its window has ended", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString() });
+    await claimMessage(env.DB, id, { now: new Date(), leaseMs: 600_000 }); // an attempt is under way; it settles the message itself
+    const send = vi.spyOn(env.OUTBOX, "send").mockResolvedValue(undefined as never);
+    try {
+      const { result } = await runQueue("mailroom-dead-letter", [id]);
+      expect(result.explicitAcks).toEqual([`job-${id}`]);
+      const [[job, options]] = send.mock.calls as unknown as [[OutboxJob, QueueSendOptions]];
+      expect(job).toEqual({ id });
+      expect(options.delaySeconds).toBeGreaterThan(590);
+      expect(options.delaySeconds).toBeLessThanOrEqual(600);
+    } finally {
+      send.mockRestore();
+    }
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sending", attempts: 1 });
+    expect(events.map((e) => e.type)).toEqual(["accepted"]);
+  });
+
   it("leaves a sent message sent", async () => {
     const { id } = await insertQueuedMessage();
     await runQueue("mailroom-outbox", [id]);
@@ -144,6 +199,20 @@ describe("dead-letter queue", () => {
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", lastError: null });
     expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
+  });
+
+  it("leaves a canceled message canceled and puts nothing back on the outbox", async () => {
+    const { id } = await retryingMessage({ nextAttemptAt: new Date().toISOString() });
+    expect((await api(`/v1/emails/${id}/cancel`, { method: "POST" })).status).toBe(200);
+    const send = vi.spyOn(env.OUTBOX, "send");
+    try {
+      const { result } = await runQueue("mailroom-dead-letter", [id]);
+      expect(result.explicitAcks).toEqual([`job-${id}`]);
+      expect(send).not.toHaveBeenCalled();
+    } finally {
+      send.mockRestore();
+    }
+    expect((await loadMessage(id)).message.status).toBe("canceled");
   });
 
   it("fails nothing while the settings cannot be read: the job goes back on the outbox", async () => {
@@ -175,6 +244,26 @@ describe("dead-letter queue", () => {
     }
     expect(retry).toHaveBeenCalledWith({ delaySeconds: 0 }); // RETRY_BASE_DELAY_SECONDS is 0 in the tests
     expect((await loadMessage(id)).message.status).toBe("retrying");
+  });
+
+  it("backs off by the dead letter's own redeliveries when D1 cannot be reached", async () => {
+    const { id } = await retryingMessage({ nextAttemptAt: new Date().toISOString() });
+    const brokenDb = {
+      prepare() {
+        throw new Error("D1_ERROR: Network connection lost.");
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let retry: ReturnType<typeof vi.spyOn> | undefined;
+    try {
+      await runQueue("mailroom-dead-letter", [id], { DB: brokenDb, RETRY_BASE_DELAY_SECONDS: "10" }, (batch) => {
+        Object.defineProperty(batch.messages[0]!, "attempts", { value: 3 });
+        retry = vi.spyOn(batch.messages[0]!, "retry");
+      });
+    } finally {
+      logs.restore();
+    }
+    expect(retry).toHaveBeenCalledWith({ delaySeconds: 40 }); // 10 s · 2²
   });
 });
 

@@ -8,7 +8,7 @@ import { describe, expect, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import worker from "../../src/index";
 import { claimMessage, recordRetry } from "../../src/store/attempts";
-import { api, inboxMessages, uniqueRecipient } from "../helpers/api";
+import { API_KEY, api, captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 
 type EmailView = { status: string; scheduled_at: string | null; sent_at: string | null; events: { type: string; detail: string | null }[]; recipients: { status: string }[] };
@@ -21,6 +21,18 @@ async function schedule(to: string, scheduledAt: string): Promise<string> {
   const body = await res.json<{ id: string; status: string }>();
   expect(body.status).toBe("scheduled");
   return body.id;
+}
+
+/** PATCH /v1/emails/{id} with another outbox binding (one that records or refuses jobs). */
+async function patch(id: string, json: unknown, outbox: Queue): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request(`https://mailroom.test/v1/emails/${id}`, { method: "PATCH", headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" }, body: JSON.stringify(json) }),
+    { ...env, OUTBOX: outbox } as Env,
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return res;
 }
 
 describe("scheduled sends", () => {
@@ -105,6 +117,39 @@ describe("scheduled sends", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
   });
 
+  it("queues a message rescheduled to a time that has passed (its window starting now), with a job due at once", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: new Date(Date.now() - 60_000).toISOString() });
+    await env.DB.prepare("UPDATE messages SET status = 'scheduled', scheduled_at = ?1, next_attempt_at = ?1 WHERE id = ?2").bind(inSeconds(3600), id).run();
+    const jobs: [OutboxJob, QueueSendOptions | undefined][] = [];
+    const recording = { ...env.OUTBOX, send: async (job: OutboxJob, options?: QueueSendOptions) => void jobs.push([job, options]) } as unknown as Queue;
+    const before = Date.now();
+    const res = await patch(id, { scheduled_at: "2020-01-01T00:00:00Z" }, recording);
+    expect(res.status).toBe(200);
+    expect(jobs).toEqual([[{ id, request_id: expect.any(String) }, { delaySeconds: 0, contentType: "json" }]]);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("queued");
+    expect(Date.parse(message.scheduledAt!)).toBeGreaterThanOrEqual(before);
+    expect(message.nextAttemptAt).toBe(message.scheduledAt);
+    expect(events.map((e) => [e.type, e.detail])).toEqual([["accepted", null], ["rescheduled", "to be sent now"]]);
+  });
+
+  it("answers 200 to a reschedule whose job the queue refuses: the row is moved, and the sweep sends it when due", async () => {
+    const { id } = await insertQueuedMessage();
+    await env.DB.prepare("UPDATE messages SET status = 'scheduled', scheduled_at = ?1, next_attempt_at = ?1 WHERE id = ?2").bind(inSeconds(3600), id).run();
+    const refusing = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
+    const later = inSeconds(7200);
+    const logs = captureLogs();
+    try {
+      const res = await patch(id, { scheduled_at: later }, refusing);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ object: "email", id });
+    } finally {
+      logs.restore();
+    }
+    expect((await loadMessage(id)).message).toMatchObject({ status: "scheduled", scheduledAt: later, nextAttemptAt: later });
+    expect(logs.lines.some((l) => l.includes("its job could not be queued"))).toBe(true);
+  });
+
   it("cancels a queued message and a retrying one nobody has received", async () => {
     const queued = await insertQueuedMessage();
     expect((await api(`/v1/emails/${queued.id}/cancel`, { method: "POST" })).status).toBe(200);
@@ -140,6 +185,12 @@ describe("scheduled sends", () => {
       expect((await res.json<{ error: { message: string } }>()).error.message).toMatch(message);
     }
     expect((await loadMessage(partly.id)).message.status).toBe("retrying");
+    // A refused cancel fails no recipient: the one an attempt holds may still get the mail.
+    expect((await loadMessage(sending.id)).recipients).toEqual([{ address: sending.to, status: "pending", smtpCode: null, detail: null }]);
+    expect((await loadMessage(partly.id)).recipients.map((r) => [r.status, r.detail])).toEqual([
+      ["sent", expect.stringMatching(/^Message queued as/)],
+      ["deferred", expect.stringMatching(/552 5\.5\.3 Too many recipients$/)],
+    ]);
   });
 
   it("reschedules only a scheduled message: 409 for a queued one, 404 unknown, 422 for a bad time", async () => {

@@ -3,12 +3,16 @@
 // mid-DATA and one that never answers.
 import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
-import { inboxMessages, inboxStats } from "../helpers/api";
+import { SmtpSession, type SmtpOptions } from "../../src/delivery/smtp";
+import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
 
 const smtp = inject("smtp");
 const withAuth = { SMTP_USER, SMTP_PASS };
+const FROM = "noreply@mailroom.test";
+const MIME = "From: noreply@mailroom.test\r\nSubject: Direct\r\n\r\nHello\r\n.\r\n";
+const relay = (port: number, timeoutMs = 5000): SmtpOptions => ({ host: "127.0.0.1", port, security: "none", heloName: "mailroom.test", timeoutMs });
 
 describe("delivery over SMTP", () => {
   it.each([
@@ -104,6 +108,50 @@ describe("delivery over SMTP", () => {
     expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
     expect(elapsedMs).toBeGreaterThanOrEqual(300);
     expect((await loadMessage(id)).message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
+  });
+
+  it("starts no transaction once the attempt's time is up, and leaves the session usable for the next one", async () => {
+    const opened = await SmtpSession.open(relay(smtp.plain.smtpPort));
+    if (!opened.ok) throw new Error(opened.failure.message);
+    const session = opened.value;
+    try {
+      const late = uniqueRecipient("late");
+      expect(await session.send({ from: FROM, recipients: [late] }, MIME, { deadline: Date.now() - 1 })).toEqual({
+        recipients: [],
+        end: { ok: false, failure: { kind: "timeout", stage: "mail", command: "MAIL FROM", message: "the attempt's time was up before its transaction began" } },
+      });
+      expect(session.isBroken).toBe(false);
+      const onTime = uniqueRecipient("ontime");
+      expect((await session.send({ from: FROM, recipients: [onTime] }, MIME, { deadline: Date.now() + 10_000 })).end.ok).toBe(true);
+      expect(await inboxMessages(onTime)).toHaveLength(1);
+      expect(await inboxMessages(late)).toHaveLength(0);
+    } finally {
+      await session.close();
+    }
+  });
+
+  it("waits for the reply to the message no longer than the attempt's deadline, then closes the session", async () => {
+    const opened = await SmtpSession.open(relay(smtp.dataPolicy.smtpPort, 300));
+    if (!opened.ok) throw new Error(opened.failure.message);
+    const session = opened.value;
+    const started = Date.now();
+    // This relay answers the end of the message after 1 s; the attempt may wait 600 ms, the reply up to 10 minutes.
+    const transaction = await session.send({ from: FROM, recipients: [uniqueRecipient("slow")] }, MIME, { deadline: started + 600 });
+    const elapsed = Date.now() - started;
+    const broken = session.isBroken;
+    await session.close();
+    expect(transaction.end).toEqual({
+      ok: false,
+      failure: {
+        kind: "timeout",
+        stage: "message",
+        command: "(end of data)",
+        message: expect.stringMatching(/^no answer to \(end of data\) before the attempt's deadline .*possible duplicate/),
+      },
+    });
+    expect(elapsed).toBeGreaterThanOrEqual(550);
+    expect(elapsed).toBeLessThan(1000);
+    expect(broken).toBe(true); // a reply may still come: the session must not be used again
   });
 
   it("reuses one session for a batch and skips messages that are no longer pending", async () => {

@@ -6,8 +6,12 @@ import { createExecutionContext, createScheduledController, waitOnExecutionConte
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
+import { getConfig } from "../../src/config";
+import { sweep } from "../../src/delivery/sweeper";
 import mailroom from "../../src/index";
+import { createLogger } from "../../src/log";
 import { claimMessage, recordRetry } from "../../src/store/attempts";
+import { findOverdue } from "../../src/store/overdue";
 import { inboxMessages } from "../helpers/api";
 import { insertQueuedMessage, loadMessage } from "../helpers/factories";
 
@@ -95,6 +99,38 @@ describe("sweep", () => {
       expect(ids.filter((x) => x === id)).toHaveLength(2);
     } finally {
       send.mockRestore();
+    }
+  });
+
+  it("finds the most overdue rows first, counting a row due exactly at the cutoff as overdue and one swept exactly then as swept", async () => {
+    // Dated in 1990, before anything another test leaves behind, so the limit sees only these rows.
+    const at = (minute: number) => new Date(Date.UTC(1990, 0, 1, 0, minute)).toISOString();
+    const cutoff = at(10);
+    const rows = [];
+    for (const due of [at(3), at(1), at(10), at(2)]) rows.push(await insertQueuedMessage({ createdAt: due }));
+    const [, oldest, dueAtCutoff, sweptAtCutoff] = rows.map((r) => r.id);
+    await env.DB.prepare("UPDATE messages SET swept_at = ? WHERE id = ?").bind(cutoff, sweptAtCutoff!).run();
+    try {
+      expect(await findOverdue(env.DB, { cutoff, limit: 1 })).toEqual([oldest]);
+      expect(await findOverdue(env.DB, { cutoff, limit: 3 })).toEqual([oldest, rows[0]!.id, dueAtCutoff]);
+    } finally {
+      await env.DB.prepare("UPDATE messages SET status = 'canceled' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(rows.map((r) => r.id))).run();
+    }
+  });
+
+  it("takes more than one batch of 100 in a sweep", async () => {
+    // Dated in 1995 and swept as of 1995, so no row another test leaves behind is touched.
+    const rows: string[] = [];
+    for (let i = 0; i < 150; i++) rows.push((await insertQueuedMessage({ createdAt: new Date(Date.UTC(1995, 0, 1, 0, 0, i)).toISOString() })).id);
+    const batches: string[][] = [];
+    const outbox = { sendBatch: async (jobs: Iterable<MessageSendRequest<OutboxJob>>) => void batches.push([...jobs].map((j) => j.body.id)) } as unknown as Queue<OutboxJob>;
+    try {
+      const requeued = await sweep({ db: env.DB, outbox, config: getConfig(env), log: createLogger({ task: "sweep" }) }, new Date(Date.UTC(1995, 0, 2)));
+      expect(requeued).toBe(150);
+      expect(batches.map((b) => b.length)).toEqual([100, 50]);
+      expect(batches.flat()).toEqual(rows);
+    } finally {
+      await env.DB.prepare("UPDATE messages SET status = 'canceled' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(rows)).run();
     }
   });
 

@@ -46,6 +46,17 @@ describe("outcome of an attempt", () => {
     });
   });
 
+  it("names the first temporary refusal as the reason to retry when the relay took the mail for the others", () => {
+    const transaction: SmtpTransaction = { recipients: [rcpt("a@x.test", 250), rcpt("b@x.test", 452, "mailbox full", "4.2.2"), rcpt("c@x.test", 451, "try later", "4.3.0")], end: accepted };
+    const outcome = classifyAttempt(transaction, context());
+    expect(outcome).toMatchObject({ kind: "retry", code: 452, reason: "RCPT TO:<b@x.test> answered 452 4.2.2 mailbox full" });
+    expect(outcome.recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      ["a@x.test", "sent", 250],
+      ["b@x.test", "deferred", 452],
+      ["c@x.test", "deferred", 451],
+    ]);
+  });
+
   it("is sent once the last waiting recipient is accepted on a later attempt, naming who never got it", () => {
     const outcome = classifyAttempt({ recipients: [rcpt("b@x.test", 250)], end: accepted }, context({ attempted: ["b@x.test"], sentBefore: true }));
     expect(outcome).toMatchObject({ kind: "sent", code: 250, detail: "queued as 7", recipients: [{ address: "b@x.test", status: "sent" }] });
@@ -98,6 +109,20 @@ describe("outcome of an attempt", () => {
       expect(outcome).toMatchObject({ kind: "failed", code: 451, reason: "retry window of 72 h ended after 7 attempts; last error: RCPT TO:<a@x.test> answered 451 ok" });
       expect(outcome.recipients.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
     }
+  });
+
+  it("keeps each waiting recipient's own code when the window ends, not the code that ended the transaction", () => {
+    // Every recipient refused temporarily: the transaction ends with the first refusal (452), but b's was 451.
+    const transaction: SmtpTransaction = {
+      recipients: [rcpt("a@x.test", 452, "mailbox full", "4.2.2"), rcpt("b@x.test", 451, "try later", "4.3.0")],
+      end: failed({ code: 452, message: "RCPT TO:<a@x.test> answered 452 4.2.2 mailbox full" }),
+    };
+    const outcome = classifyAttempt(transaction, context({ attempted: ["a@x.test", "b@x.test"], windowEndsAt: now }));
+    expect(outcome).toMatchObject({ kind: "failed", code: 452 });
+    expect(outcome.recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      ["a@x.test", "failed", 452],
+      ["b@x.test", "failed", 451],
+    ]);
   });
 
   it("is sent when the window ends after some recipients got it, naming who never did", () => {

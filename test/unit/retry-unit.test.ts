@@ -19,6 +19,8 @@ describe("retry policy", () => {
 
   it.each([
     [{ code: 550, stage: "rcpt" as const }, true],
+    [{ code: 500, stage: "rcpt" as const }, true],
+    [{ code: 499, stage: "rcpt" as const }, false],
     [{ code: 554, stage: "message" as const }, true],
     [{ code: 552, stage: "data" as const }, true],
     [{ code: 553, stage: "mail" as const }, true],
