@@ -142,7 +142,7 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
  */
 export async function withdrawMessage(db: D1Database, id: string): Promise<boolean> {
   const [, left] = await db.batch([
-    db.prepare("DELETE FROM messages WHERE id = ? AND status = 'queued' AND attempts = 0").bind(id),
+    db.prepare("DELETE FROM messages WHERE id = ? AND status IN ('queued', 'scheduled') AND attempts = 0").bind(id),
     db.prepare("SELECT 1 AS yes FROM messages WHERE id = ?").bind(id),
   ]);
   return (left?.results.length ?? 0) === 0;

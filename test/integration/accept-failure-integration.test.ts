@@ -157,4 +157,28 @@ describe("accepting when the queue misbehaves", () => {
     expect(res.status).toBe(500);
     expect(await messageRowsFor(to)).toBe(0);
   });
+
+  it("withdraws a scheduled message too when the queue refuses its job, and answers 500", async () => {
+    const to = uniqueRecipient("noqueue-scheduled");
+    const outbox = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
+    const logs = captureLogs();
+    let res: Response;
+    try {
+      const ctx = createExecutionContext();
+      res = await worker.fetch(
+        new Request("https://mailroom.test/v1/emails", {
+          method: "POST",
+          headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ to, subject: "Later", text: "x", scheduled_at: new Date(Date.now() + 3600_000).toISOString() }),
+        }),
+        { ...env, OUTBOX: outbox } as Env,
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(500);
+    expect(await messageRowsFor(to)).toBe(0);
+  });
 });
