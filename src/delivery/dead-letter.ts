@@ -7,7 +7,7 @@ import { DEFAULT_RETRY } from "../config";
 import { backoffSeconds, retryWindowEndsAt, windowEndedReason } from "../core/retry";
 import type { Logger } from "../log";
 import { closeRetryWindow } from "../store/attempts";
-import { getMessage } from "../store/messages";
+import { getMessage, isSettled } from "../store/messages";
 import { requeue, type OutboxJob } from "./outbox";
 
 export interface DeadLetterContext {
@@ -26,7 +26,7 @@ export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, ou
       const message = typeof id === "string" ? await getMessage(db, id) : null;
       if (!message) {
         jobLog.error("dead letter for an unknown message", { outcome: "unknown" });
-      } else if (message.status === "sent" || message.status === "failed" || message.status === "canceled") {
+      } else if (isSettled(message.status)) {
         jobLog.info("dead letter for a settled message", { outcome: "skipped", status: message.status });
       } else if (config && message.status !== "sending" && Date.now() >= retryWindowEndsAt(message, config.retry).getTime()) {
         const reason = windowEndedReason(config.retry, message.attempts, message.lastError);

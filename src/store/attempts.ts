@@ -3,9 +3,7 @@
 // apply only to the claim that made them (status "sending" and the same attempt number), so an attempt
 // whose claim expired, or a repeated job, can never move a message that another attempt owns.
 import type { RecipientStatus, RecipientUpdate } from "../core/outcome";
-import { insertEvent, PENDING_SQL, toRecord, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
-/** Statuses a message waits in between attempts. */
-const WAITING = "('scheduled', 'queued', 'retrying')";
+import { insertEvent, isSettled, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
 export type Claim =
@@ -50,7 +48,7 @@ export async function claimMessage(db: D1Database, id: string, { now, leaseMs }:
   }
   const state = current?.results[0] as Pick<MessageRow, "status" | "next_attempt_at"> | undefined;
   if (!state) return { kind: "unknown" };
-  if (state.status === "sent" || state.status === "failed" || state.status === "canceled") return { kind: "settled", status: state.status };
+  if (isSettled(state.status)) return { kind: "settled", status: state.status };
   return { kind: "not_due", status: state.status, dueAt: state.next_attempt_at };
 }
 
@@ -130,7 +128,7 @@ export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id:
     db
       .prepare(
         `UPDATE recipients SET status = 'failed', detail = ?1, updated_at = ?2
-         WHERE message_id = ?3 AND status IN ('pending', 'deferred') AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status IN ${WAITING})`,
+         WHERE message_id = ?3 AND status IN ('pending', 'deferred') AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status IN ${WAITING_SQL})`,
       )
       .bind(reason, at, id),
     db
@@ -140,7 +138,7 @@ export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id:
            sent_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN ?2 END,
            last_error = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN NULL ELSE ?1 END,
            updated_at = ?2
-         WHERE id = ?3 AND status IN ${WAITING}`,
+         WHERE id = ?3 AND status IN ${WAITING_SQL}`,
       )
       .bind(reason, at, id),
     insertEvent(db, id, { at, type: "failed", detail: reason }, true),

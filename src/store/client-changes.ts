@@ -1,7 +1,7 @@
 // What a client may change about a message it sent: move a scheduled send, or cancel anything not yet
 // handed to the relay. Both are guarded by status in the same statement, so neither can race an
 // attempt: a message an attempt has claimed ("sending"), or that reached someone, is left alone.
-import { insertEvent, type MessageStatus } from "./messages";
+import { insertEvent, WAITING_SQL, type MessageStatus } from "./messages";
 
 export type Change = { kind: "changed" } | { kind: "refused"; status: MessageStatus; partlySent: boolean } | { kind: "unknown" };
 
@@ -30,7 +30,7 @@ export async function rescheduleMessage(db: D1Database, { id, at, scheduledAt, s
 
 /** Cancels a message no attempt holds and nobody has received: its waiting recipients will never get it. */
 export async function cancelMessage(db: D1Database, { id, at }: { id: string; at: string }): Promise<Change> {
-  const cancelable = `status IN ('scheduled', 'queued', 'retrying') AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status = 'sent')`;
+  const cancelable = `status IN ${WAITING_SQL} AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status = 'sent')`;
   const [, applied, , current] = await db.batch([
     db
       .prepare(

@@ -7,8 +7,15 @@ import type { RecipientStatus } from "../core/outcome";
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
 export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted" | "rescheduled" | "canceled";
 
+/** Statuses a message waits in between attempts, as SQL. */
+export const WAITING_SQL = "('scheduled', 'queued', 'retrying')";
 /** Statuses that still need an attempt, as SQL; "sending" only once its claim has expired. */
 export const PENDING_SQL = "('scheduled', 'queued', 'retrying', 'sending')";
+
+/** Sent, failed or canceled: nothing is left to do for the message. */
+export function isSettled(status: MessageStatus): boolean {
+  return status === "sent" || status === "failed" || status === "canceled";
+}
 
 export interface NewMessage extends OutgoingMessage {
   id: string;

@@ -11,7 +11,7 @@ import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
 import { requeue } from "../../delivery/outbox";
 import { acceptOnce, type IdempotentAccept } from "../../idempotency";
 import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
-import { getMessageWithHistory, type MessageHistory } from "../../store/messages";
+import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { readJsonBody } from "../json-body";
@@ -95,11 +95,10 @@ const notFound = (id: string) => new ApiError("not_found", `no email with id ${i
 function refuseUnchanged(change: Change, id: string, rule: string): void {
   if (change.kind === "changed") return;
   if (change.kind === "unknown") throw notFound(id);
-  const pending = change.status === "scheduled" || change.status === "queued" || change.status === "retrying";
   const why =
     change.status === "sending"
       ? "a delivery attempt is in progress; try again once it is over"
-      : pending && change.partlySent
+      : !isSettled(change.status) && change.partlySent
         ? "it has already been delivered to some recipients"
         : `it is ${change.status}`;
   throw new ApiError("conflict", `${rule}; ${why}`);
