@@ -1,18 +1,20 @@
-// The outbox queue consumer: claims each message of a batch, delivers it over one SMTP session shared by
-// the batch, and records the outcome. Only the attempt holding a message's claim may send it, so a
-// repeated or concurrent job never sends twice; a job for a message not due yet goes back on the queue
-// until it is; once the relay has accepted a mail, its outcome is recorded for as long as the claim
-// lasts and the job is never re-queued. The batch is spread over several SMTP sessions at once (lanes,
-// SMTP_SESSIONS); late in its time budget the invocation starts no new transaction.
+// The outbox queue consumer: claims the messages of a batch, delivers them over a few SMTP sessions at
+// once, and records the outcomes. Only the attempt holding a message's claim may send it, so a repeated
+// or concurrent job never sends twice; a job for a message not due yet goes back on the queue until it
+// is; once the relay has accepted a mail, its outcome is recorded for as long as the claim lasts and the
+// job is never re-queued. Each session (a lane) claims a few messages at a time in one D1 round trip,
+// pipelines them (the next mail's envelope goes out behind the previous mail's final dot, QUIT behind the
+// last one) and records each chunk's outcomes in one D1 transaction while it sends the next. Late in its
+// time budget the invocation claims nothing more and hands the rest back to the queue.
 import type { Config } from "../config";
-import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
+import { buildMime, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
-import { claimMessage, isSentBy, recordFailure, recordRetry, recordSent, type Claim } from "../store/attempts";
+import { claimMessages, recordAttempts, recordedBy, releaseClaims, type AttemptRecord, type Claim } from "../store/attempts";
 import { requeue, type OutboxJob } from "./outbox";
-import { SmtpSession, type SmtpFailure, type SmtpTransaction } from "./smtp";
+import { SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
 
 export interface DeliveryContext {
   db: D1Database;
@@ -25,6 +27,8 @@ type Claimed = Extract<Claim, { kind: "claimed" }>;
 
 /** How many deliveries of a job wait (1 s apart) for a message row that is not there. */
 const UNKNOWN_ROW_PATIENCE = 3;
+/** The most messages a lane claims at once (one D1 round trip); their outcomes are recorded together. */
+const CHUNK_MAX = 10;
 
 const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
 
@@ -38,19 +42,23 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
     budget: createTimeBudget(Date.now(), config.leaseSeconds),
     waiting: [...batch.messages],
     lanes: [],
+    recordings: [],
     started: 0,
     handedBack: 0,
-    // Once the first session is up, more join (up to SMTP_SESSIONS), each taking the next message as it
+    // Once the first session is up, more join (up to SMTP_SESSIONS), each claiming the next chunk as it
     // is free. Before that, one lane finds out whether the relay can be reached at all: if not, every
     // message gets that transient failure (and its own backoff) instead of a connect timeout each.
+    sessionUp: false,
     firstSessionOpened: () => {
       run.firstSessionOpened = () => {};
+      run.sessionUp = true;
       const extra = Math.min(config.smtpSessions, batch.messages.length) - 1;
       for (let i = 0; i < extra && run.waiting.length > 0; i++) run.lanes.push(joinLane(run));
     },
   };
   run.lanes.push(runLane(run, undefined));
   while (run.lanes.length > 0) await Promise.all(run.lanes.splice(0));
+  await Promise.all(run.recordings);
   if (run.handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: run.handedBack, started: run.started });
 }
 
@@ -60,10 +68,36 @@ interface BatchRun {
   /** Messages no lane has taken yet. */
   waiting: Message<OutboxJob>[];
   lanes: Promise<void>[];
+  /** Chunks' outcomes being written. */
+  recordings: Promise<void>[];
   unreachable?: SmtpTransaction;
+  /** Attempts that have an outcome (through the relay or not). */
   started: number;
   handedBack: number;
+  /** Whether any session of this run has opened. */
+  sessionUp: boolean;
   firstSessionOpened: () => void;
+}
+
+/** One claimed message of a chunk: what it goes to the relay as, and what came of it. */
+interface Attempt {
+  msg: Message<OutboxJob>;
+  log: Logger;
+  claim: Claimed;
+  windowEndsAt: Date;
+  /** The recipients still waiting: one the relay accepted before never gets the mail again. */
+  attempted: string[];
+  chunk: Chunk;
+  mail?: SmtpMail;
+  outcome?: DeliveryOutcome;
+}
+
+/** Messages claimed together, whose outcomes are recorded together. */
+interface Chunk {
+  attempts: Attempt[];
+  /** Until when a delivered mail's outcome may still be written: just before the claims end. */
+  recordBy: number;
+  recording?: boolean;
 }
 
 /** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
@@ -74,85 +108,177 @@ async function joinLane(run: BatchRun): Promise<void> {
   else run.context.log.info("an extra SMTP session could not be opened; the others carry on", { reason: opened.failure.message });
 }
 
-/** One SMTP session working through the batch's messages, one transaction at a time. */
+/**
+ * One SMTP session working through chunks of the batch. The next message is known before this one's
+ * content goes out, so its envelope (or QUIT, after the last) can follow the final dot in the same write.
+ */
 async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<void> {
-  const { db, config, log } = run.context;
   let session = opened;
-  const send = async (message: OutgoingMessage, envelope: Envelope, deadline: number): Promise<SmtpTransaction> => {
-    if (envelope.recipients.length === 0) return NOBODY_LEFT;
-    let mime: string;
-    try {
-      mime = buildMime(message);
-    } catch (error) {
-      return ended({ kind: "content", stage: "message", command: "(building the message)", message: `the message could not be built: ${String(error)}`.slice(0, 1000) });
-    }
-    if (run.unreachable) return run.unreachable;
-    if (!session || session.isBroken) {
-      const reopened = await SmtpSession.open(config.smtp, { deadline });
-      if (!reopened.ok) return (run.unreachable = { recipients: [], end: reopened }); // the rest need not wait for it too
-      session = reopened.value;
-      run.firstSessionOpened();
-    }
-    return session.send(envelope, mime, { deadline });
-  };
-
+  const feed = laneFeed(run);
   try {
-    for (let msg = run.waiting.shift(); msg; msg = run.waiting.shift()) {
+    for (let current = await feed.next(); current; ) {
       if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
-        msg.retry(); // never claimed, nothing counted: the next invocation takes it at once
-        run.handedBack += 1;
-        continue;
+        await handBack(run, [current, ...feed.rest()]);
+        break;
       }
-      const id = msg.body?.id;
-      const msgLog = log.child({ email_id: id, request_id: msg.body?.request_id });
-      try {
-        const claimedAt = Date.now();
-        const claim: Claim = typeof id === "string" ? await claimMessage(db, id, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000 }) : { kind: "unknown" };
-        if (claim.kind !== "claimed") {
-          await settleUnclaimed(msg, claim, run.context, msgLog);
-          continue;
-        }
-        run.started += 1;
-        const windowEndsAt = retryWindowEndsAt(claim.message, config.retry);
-        // Only the recipients still waiting: one the relay accepted before never gets the mail again.
-        const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
-        let transaction: SmtpTransaction;
-        if (claim.interrupted && Date.now() >= windowEndsAt.getTime()) {
-          // An attempt that died after the window ended gets no successor, so a message whose attempts
-          // always die (too large, too slow) cannot loop forever.
-          transaction = ended({ kind: "connection", stage: "connect", command: "(previous attempt)", message: `attempt ${claim.attempt - 1} did not finish` });
-        } else {
-          if (claim.interrupted) msgLog.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
-          transaction = await send(claim.message, { from: claim.message.from.address, recipients: attempted }, run.budget.attemptDeadline(claimedAt));
-        }
-        const outcome = classifyAttempt(transaction, {
-          attempt: claim.attempt,
-          now: new Date(),
-          windowEndsAt,
-          policy: config.retry,
-          attempted,
-          sentBefore: claim.recipients.some((r) => r.status === "sent"),
-        });
-        const applied = await recordOutcomeOnceSent(db, claim, outcome, { log: msgLog, recordBy: run.budget.recordBy(claimedAt) });
-        if (outcome.kind === "retry" && applied) msg.retry({ delaySeconds: outcome.delaySeconds });
-        else msg.ack(); // done, or the claim had expired and another attempt owns the message now
-        msgLog.info("delivery attempt", {
-          attempt: claim.attempt,
-          outcome: applied === false ? "claim_lost" : outcome.kind,
-          smtp_code: outcome.code,
-          reason: outcome.kind === "sent" ? undefined : outcome.reason,
-          retry_in_s: outcome.kind === "retry" ? outcome.delaySeconds : undefined,
-        });
-      } catch (error) {
-        // D1, the queue or the runtime failed us, not the message: keep the job and back off.
-        const delaySeconds = backoffSeconds(msg.attempts, config.retry);
-        msgLog.error("delivery attempt crashed; will retry", { error, outcome: "error", retry_in_s: delaySeconds });
-        msg.retry({ delaySeconds });
+      const mail = current.mail!;
+      if (!run.unreachable && (!session || session.isBroken)) {
+        const reopened = await SmtpSession.open(run.context.config.smtp, { deadline: mail.deadline });
+        if (reopened.ok) {
+          session = reopened.value;
+          run.firstSessionOpened();
+        } else run.unreachable = { recipients: [], end: reopened }; // the rest need not wait for it too
       }
+      // Only now, with a session up, does the lane claim more than the message in hand.
+      const following = await feed.next();
+      finish(run, current, run.unreachable ?? (await session!.send(mail, { next: following?.mail ?? "quit" })));
+      current = following;
     }
   } finally {
     await session?.close();
   }
+}
+
+/** The lane's messages for the relay: from its chunk, or from the next chunk it claims; none once the batch is done. */
+function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest(): Attempt[] } {
+  let ready: Attempt[] = [];
+  return {
+    async next() {
+      while (ready.length === 0) {
+        const jobs = takeChunk(run);
+        if (!jobs) return undefined;
+        ready = await claimChunk(run, jobs);
+      }
+      return ready.shift();
+    },
+    rest: () => ready.splice(0),
+  };
+}
+
+/** The next few waiting jobs, so that every session gets a share; none once the time budget is used up. */
+function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
+  if (run.waiting.length === 0) return undefined;
+  if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
+    const rest = run.waiting.splice(0);
+    for (const msg of rest) msg.retry(); // never claimed, nothing counted: the next invocation takes it at once
+    run.handedBack += rest.length;
+    return undefined;
+  }
+  // Until a session is up, one message: a relay that cannot be reached holds no more claims than that.
+  const share = run.sessionUp ? Math.ceil(run.waiting.length / run.context.config.smtpSessions) : 1;
+  return run.waiting.splice(0, Math.min(CHUNK_MAX, share));
+}
+
+/** Claimed messages whose transactions the time budget leaves no room for: released, and their jobs back on the queue at once. */
+async function handBack(run: BatchRun, attempts: Attempt[]): Promise<void> {
+  try {
+    await releaseClaims(run.context.db, attempts.map((a) => a.claim));
+  } catch (error) {
+    // Their claims stay until they expire; the jobs come back as not due until then.
+    run.context.log.error("claims of messages handed back could not be released", { error, handed_back: attempts.length });
+  }
+  for (const attempt of attempts) {
+    attempt.msg.retry();
+    const { chunk } = attempt;
+    chunk.attempts.splice(chunk.attempts.indexOf(attempt), 1);
+    recordWhenDone(run, chunk);
+  }
+  run.handedBack += attempts.length;
+}
+
+/**
+ * Claims a chunk's messages in one round trip and returns those that go to the relay. Jobs not claimed
+ * are settled at once, and so are claimed messages with nothing to send (no recipient left, not
+ * buildable, or interrupted past their retry window).
+ */
+async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<Attempt[]> {
+  const { db, config, log } = run.context;
+  const logFor = (msg: Message<OutboxJob>) => log.child({ email_id: msg.body?.id, request_id: msg.body?.request_id });
+  const claimedAt = Date.now();
+  const ids = jobs.map((msg) => msg.body?.id).filter((id): id is string => typeof id === "string");
+  let claims: Map<string, Claim>;
+  try {
+    claims = ids.length > 0 ? await claimMessages(db, ids, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000 }) : new Map();
+  } catch (error) {
+    for (const msg of jobs) backOff(msg, config, logFor(msg), error);
+    return [];
+  }
+  const chunk: Chunk = { attempts: [], recordBy: run.budget.recordBy(claimedAt) };
+  const unclaimed: Promise<void>[] = [];
+  for (const msg of jobs) {
+    const id = msg.body?.id;
+    let claim: Claim = typeof id === "string" ? claims.get(id)! : { kind: "unknown" };
+    if (claim.kind === "claimed" && chunk.attempts.some((a) => a.claim.message.id === id)) {
+      // The same message twice in one chunk: the first job holds the claim; this one comes back after it.
+      claim = { kind: "not_due", status: "sending", dueAt: new Date(claimedAt + config.leaseSeconds * 1000).toISOString() };
+    }
+    if (claim.kind !== "claimed") {
+      const msgLog = logFor(msg);
+      unclaimed.push(settleUnclaimed(msg, claim, run.context, msgLog).catch((error) => backOff(msg, config, msgLog, error)));
+      continue;
+    }
+    const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
+    chunk.attempts.push({ msg, log: logFor(msg), claim, windowEndsAt: retryWindowEndsAt(claim.message, config.retry), attempted, chunk });
+  }
+  await Promise.all(unclaimed);
+  const forRelay: Attempt[] = [];
+  const settled: [Attempt, SmtpTransaction][] = [];
+  for (const attempt of chunk.attempts) {
+    const { claim } = attempt;
+    if (claim.interrupted && Date.now() >= attempt.windowEndsAt.getTime()) {
+      // An attempt that died after the window ended gets no successor, so a message whose attempts
+      // always die (too large, too slow) cannot loop forever.
+      settled.push([attempt, ended({ kind: "connection", stage: "connect", command: "(previous attempt)", message: `attempt ${claim.attempt - 1} did not finish` })]);
+      continue;
+    }
+    if (claim.interrupted) attempt.log.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
+    const built = attempt.attempted.length === 0 ? NOBODY_LEFT : buildContent(claim.message);
+    if (typeof built !== "string") settled.push([attempt, built]);
+    else {
+      attempt.mail = { envelope: { from: claim.message.from.address, recipients: attempt.attempted }, data: built, deadline: run.budget.attemptDeadline(claimedAt) };
+      forRelay.push(attempt);
+    }
+  }
+  for (const [attempt, transaction] of settled) finish(run, attempt, transaction);
+  return forRelay;
+}
+
+/** The message as it goes on the wire, or the reason it cannot. */
+function buildContent(message: OutgoingMessage): string | SmtpTransaction {
+  try {
+    return buildMime(message);
+  } catch (error) {
+    return ended({ kind: "content", stage: "message", command: "(building the message)", message: `the message could not be built: ${String(error)}`.slice(0, 1000) });
+  }
+}
+
+/** Classifies an attempt's transaction; once its whole chunk is done, the chunk's outcomes are recorded. */
+function finish(run: BatchRun, attempt: Attempt, transaction: SmtpTransaction): void {
+  const { claim, chunk } = attempt;
+  attempt.outcome = classifyAttempt(transaction, {
+    attempt: claim.attempt,
+    now: new Date(),
+    windowEndsAt: attempt.windowEndsAt,
+    policy: run.context.config.retry,
+    attempted: attempt.attempted,
+    sentBefore: claim.recipients.some((r) => r.status === "sent"),
+  });
+  run.started += 1;
+  recordWhenDone(run, chunk);
+}
+
+/** Once every attempt of a chunk has its outcome, they are written together. */
+function recordWhenDone(run: BatchRun, chunk: Chunk): void {
+  if (chunk.recording || chunk.attempts.length === 0 || !chunk.attempts.every((a) => a.outcome)) return;
+  chunk.recording = true;
+  run.recordings.push(recordChunk(run.context, chunk));
+}
+
+/** D1, the queue or the runtime failed us, not the message: keep the job and back off. */
+function backOff(msg: Message<OutboxJob>, config: Config, log: Logger, error: unknown): void {
+  const delaySeconds = backoffSeconds(msg.attempts, config.retry);
+  log.error("delivery attempt crashed; will retry", { error, outcome: "error", retry_in_s: delaySeconds });
+  msg.retry({ delaySeconds });
 }
 
 /** A job whose message this invocation did not claim: nothing to send now, or not yet. */
@@ -185,46 +311,60 @@ async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Cl
 }
 
 /**
- * Records the outcome and releases the claim; returns whether the claim was still this attempt's. A mail
- * the relay accepted is recorded however often D1 fails, until just before the claim ends (after that,
- * another attempt could take the claim and send again), and never re-sent from here.
+ * Records a chunk's outcomes in one transaction and settles its jobs. When the relay accepted a mail in
+ * the chunk, the write is retried however often D1 fails, until just before the claims end (after that,
+ * another attempt could take a claim and send again), and such a job is never re-queued.
  */
-async function recordOutcomeOnceSent(
-  db: D1Database,
-  claim: Claimed,
-  outcome: DeliveryOutcome,
-  { log, recordBy }: { log: Logger; recordBy: number },
-): Promise<boolean | undefined> {
-  if (outcome.kind !== "sent") return recordOutcome(db, claim, outcome); // nothing delivered: a failure here retries the job
+async function recordChunk({ db, config }: DeliveryContext, chunk: Chunk): Promise<void> {
+  const at = new Date();
+  const records = chunk.attempts.map((a) => attemptRecord(a, at));
+  const anySent = records.some((r) => r.kind === "sent");
+  let applied: boolean[] | undefined;
   let failures = 0;
-  for (let pauseMs = 100; ; pauseMs = Math.min(pauseMs * 2, 5000)) {
+  for (let pauseMs = 100; !applied; pauseMs = Math.min(pauseMs * 2, 5000)) {
     try {
-      // After a write that committed but failed on its way back, the row already says sent.
-      return (await recordOutcome(db, claim, outcome)) || (failures > 0 && (await isSentBy(db, claim.message.id, claim.attempt)));
+      const written = await recordAttempts(db, records);
+      // After a write that committed but failed on its way back, the rows already say what it wrote.
+      const recorded = failures > 0 ? await recordedBy(db, records) : [];
+      applied = written.map((yes, i) => yes || recorded[i] === true);
     } catch (error) {
       failures += 1;
-      if (Date.now() + pauseMs >= recordBy) {
-        log.error("mail delivered but its status could not be recorded; not re-sending", { error, attempt: claim.attempt, outcome: "sent_unrecorded", tries: failures });
-        return undefined;
+      if (!anySent || Date.now() + pauseMs >= chunk.recordBy) {
+        for (const { msg, log, claim, outcome } of chunk.attempts) {
+          if (outcome!.kind !== "sent") backOff(msg, config, log, error);
+          else {
+            log.error("mail delivered but its status could not be recorded; not re-sending", { error, attempt: claim.attempt, outcome: "sent_unrecorded", tries: failures });
+            msg.ack();
+          }
+        }
+        return;
       }
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   }
+  chunk.attempts.forEach(({ msg, log, claim, outcome }, i) => {
+    const mine = applied[i]!;
+    if (outcome!.kind === "retry" && mine) msg.retry({ delaySeconds: outcome!.delaySeconds });
+    else msg.ack(); // done, or the claim had expired and another attempt owns the message now
+    log.info("delivery attempt", {
+      attempt: claim.attempt,
+      outcome: mine ? outcome!.kind : "claim_lost",
+      smtp_code: outcome!.code,
+      reason: outcome!.kind === "sent" ? undefined : outcome!.reason,
+      retry_in_s: outcome!.kind === "retry" ? outcome!.delaySeconds : undefined,
+    });
+  });
 }
 
-async function recordOutcome(db: D1Database, { message, attempt }: Claimed, outcome: DeliveryOutcome): Promise<boolean> {
-  const at = new Date();
-  const base = { id: message.id, attempt, at: at.toISOString(), smtpCode: outcome.code, recipients: outcome.recipients };
-  switch (outcome.kind) {
+function attemptRecord({ claim, outcome }: Attempt, at: Date): AttemptRecord {
+  const o = outcome!;
+  const base = { id: claim.message.id, attempt: claim.attempt, at: at.toISOString(), smtpCode: o.code, recipients: o.recipients };
+  switch (o.kind) {
     case "sent":
-      return recordSent(db, { ...base, detail: outcome.detail });
+      return { ...base, kind: "sent", detail: o.detail };
     case "retry":
-      return recordRetry(db, { ...base, reason: outcome.reason, nextAttemptAt: new Date(at.getTime() + outcome.delaySeconds * 1000).toISOString() });
+      return { ...base, kind: "retry", reason: o.reason, nextAttemptAt: new Date(at.getTime() + o.delaySeconds * 1000).toISOString() };
     case "failed":
-      return recordFailure(db, { ...base, reason: outcome.reason });
-    default: {
-      const unreachable: never = outcome;
-      throw new Error(`unhandled outcome ${JSON.stringify(unreachable)}`);
-    }
+      return { ...base, kind: "failed", reason: o.reason };
   }
 }

@@ -53,9 +53,26 @@ function base64(text: string): string {
   return btoa(String.fromCharCode(...encoder.encode(text)));
 }
 
+/** One mail for send(): its envelope, its dot-stuffed content ending in CRLF.CRLF, and the epoch ms no wait may outlast. */
+export interface SmtpMail {
+  envelope: Envelope;
+  data: string;
+  deadline?: number;
+}
+
+/** What comes after a mail on the session: the next mail (its envelope goes out behind the final dot) or QUIT. */
+export type SmtpNext = SmtpMail | "quit";
+
+/** A mail whose MAIL FROM … DATA went out behind the previous mail's final dot, and how they were answered. */
+type Ahead = { mail: SmtpMail; replies: SmtpReply[] } | { mail: SmtpMail; failure: SmtpFailure };
+
 export class SmtpSession {
   /** Whether the relay offered PIPELINING (RFC 2920). */
   private pipelining = false;
+  /** The next mail's envelope, already written and answered (pipelining across mails). */
+  private ahead: Ahead | undefined;
+  /** A refused envelope left a transaction open: the next group starts with RSET. */
+  private resetFirst = false;
 
   private constructor(
     private readonly connection: SmtpConnection,
@@ -78,54 +95,144 @@ export class SmtpSession {
     }
   }
 
-  /** True once the connection can no longer be used (dropped, timed out, out of sync). */
+  /** True once the connection can no longer be used (dropped, timed out, out of sync, or QUIT said). */
   get isBroken(): boolean {
     return this.connection.isClosed;
   }
 
   /**
    * One mail transaction: MAIL FROM, RCPT TO for each recipient, then DATA for the recipients the relay
-   * accepted (none accepted: no DATA). `data` must be dot-stuffed and end in CRLF.CRLF. Never throws:
-   * every RCPT reply is reported, and so is how the transaction ended. No wait lasts past `deadline`.
+   * accepted (none accepted: no DATA). Never throws: every RCPT reply is reported, and so is how the
+   * transaction ended. No wait lasts past the mail's deadline.
+   *
+   * With PIPELINING, `next` goes out in the same write as this mail's content and final dot: the next
+   * mail's MAIL FROM … DATA (its replies are read here and kept for its own send(), which must come next),
+   * or QUIT when this is the session's last mail. Without PIPELINING, `next` is ignored.
    */
-  async send(envelope: Envelope, data: string, { deadline = Infinity }: { deadline?: number } = {}): Promise<SmtpTransaction> {
+  async send(mail: SmtpMail, { next }: { next?: SmtpNext } = {}): Promise<SmtpTransaction> {
+    const { envelope, data, deadline = Infinity } = mail;
     const recipients: RecipientReply[] = [];
     const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients, end: { ok: false, failure } });
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    const abandon = (failure: SmtpFailure): SmtpTransaction => {
+      // A DATA already answered 354 would take whatever comes next as content: the session ends here.
+      if (ahead) this.connection.close();
+      return ended(failure);
+    };
+    if (ahead && ahead.mail !== mail) {
+      return abandon({ kind: "protocol", stage: "mail", command: "MAIL FROM", message: "mails were sent out of the order their envelopes went out in; closing the session" });
+    }
+    if (ahead && "failure" in ahead) return ended(ahead.failure);
     if (this.isBroken) return ended({ kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" });
     if (!data.endsWith(END_OF_DATA)) {
-      return ended({ kind: "protocol", stage: "message", command: "(message content)", message: "the message does not end in CRLF.CRLF; not sending it" });
+      return abandon({ kind: "protocol", stage: "message", command: "(message content)", message: "the message does not end in CRLF.CRLF; not sending it" });
     }
     if (deadline <= Date.now()) {
-      return ended({ kind: "timeout", stage: "mail", command: "MAIL FROM", message: "the attempt's time was up before its transaction began" });
+      return abandon({ kind: "timeout", stage: "mail", command: "MAIL FROM", message: "the attempt's time was up before its transaction began" });
     }
     this.connection.limitWaitsTo(deadline);
     let messageSent = false;
+    let following: SmtpMail | undefined;
     try {
-      await (this.pipelining ? this.pipelinedEnvelope(envelope, recipients) : this.lockStepEnvelope(envelope, recipients));
+      let content = data;
+      if (this.pipelining) {
+        const replies = ahead && "replies" in ahead ? ahead.replies : await this.pipelineEnvelope(envelope);
+        const refusal = this.judgeEnvelope(envelope, replies, recipients);
+        if (refusal) {
+          // A DATA accepted although nothing can be sent gets an empty message, which ends it.
+          if (replies.at(-1)!.code !== 354) {
+            this.resetFirst = true;
+            throw new SmtpFailed(refusal);
+          }
+          content = ".\r\n";
+          following = this.followingMail(next);
+          await this.connection.write(content + this.trailer(next, following), "data", "(empty message)");
+          await this.connection.readReply("data", "(empty message)");
+          await this.readFollowing(next, following);
+          throw new SmtpFailed(refusal);
+        }
+      } else await this.lockStepEnvelope(envelope, recipients);
       if (deadline - Date.now() < this.options.timeoutMs) {
         // Too late to wait for the relay's verdict: stop before the final dot, so the relay discards the
         // unfinished transaction and the next attempt cannot duplicate it (RFC 5321 §4.1.1.4).
         this.connection.fail({ kind: "timeout", stage: "message", command: "(message content)", message: "too little of the attempt's time was left to wait for the reply to the message; stopped before sending it" });
       }
-      await this.connection.write(data, "message", "(message content)");
+      following = this.pipelining ? this.followingMail(next) : undefined;
+      await this.connection.write(content + (this.pipelining ? this.trailer(next, following) : ""), "message", "(message content)");
       messageSent = true;
       const reply = await this.connection.readReply("message", "(end of data)", Math.max(this.options.timeoutMs, DATA_END_TIMEOUT_MS));
-      if (this.connection.hasUnreadData) {
-        this.connection.fail({ kind: "protocol", stage: "message", command: "(end of data)", message: "the relay sent more than one reply to the end of the message" });
-      }
+      if (this.pipelining) await this.readFollowing(next, following);
+      if (this.connection.hasUnreadData) this.failOutOfStep();
       if (reply.code !== 250) throw new SmtpFailed(replyFailure(reply, "message", "(end of data)"));
       return { recipients, end: { ok: true, value: { code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text } } };
     } catch (error) {
       let failure = toFailure(error, "mail", "MAIL FROM");
+      if (following && !this.ahead) {
+        this.ahead = { mail: following, failure: { kind: "connection", stage: "mail", command: "MAIL FROM", message: `the session ended before this mail's turn (${failure.message})` } };
+      }
       if (messageSent && failure.kind !== "reply") {
         // No clear answer after the whole message went out: the one case SMTP cannot tell apart (RFC 1047).
         failure = { ...failure, message: `${failure.message}; the relay may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)` };
       }
-      // 421: the relay is closing the channel (RFC 5321 §3.8); anything else leaves it usable after RSET.
+      // 421: the relay is closing the channel (RFC 5321 §3.8); anything else leaves it usable.
       if (failure.code === 421) this.connection.close();
-      if (failure.kind === "reply" && !this.isBroken) await this.reset();
+      if (!this.pipelining && failure.kind === "reply" && failure.stage !== "message" && !this.isBroken) await this.reset();
       return ended(failure);
     }
+  }
+
+  /**
+   * The mail whose envelope may follow this one's final dot: only one that can be sent as it is (else its
+   * own send() writes its envelope, and refuses it there).
+   */
+  private followingMail(next: SmtpNext | undefined): SmtpMail | undefined {
+    if (!next || next === "quit" || !next.data.endsWith(END_OF_DATA)) return undefined;
+    return [next.envelope.from, ...next.envelope.recipients].some((address) => /[\r\n]/.test(address)) ? undefined : next;
+  }
+
+  /** What goes out behind the final dot: the following mail's envelope, or QUIT after the last one. */
+  private trailer(next: SmtpNext | undefined, following: SmtpMail | undefined): string {
+    if (following) return this.envelopeLines(following.envelope).map((line) => `${line}\r\n`).join("");
+    return next === "quit" ? "QUIT\r\n" : "";
+  }
+
+  /**
+   * The replies to what followed the final dot. For the following mail they are kept for its send(); a
+   * failure there is that mail's, not this one's. A reply that cannot belong where it arrived (a DATA
+   * answered 2xx, a QUIT answered anything but 221) means the relay answered the dot more than once.
+   */
+  private async readFollowing(next: SmtpNext | undefined, following: SmtpMail | undefined): Promise<void> {
+    if (following) {
+      let replies: SmtpReply[];
+      try {
+        replies = await this.readEnvelopeReplies(following.envelope);
+      } catch (error) {
+        // The following mail's transaction is in an unknown state: it gets this failure, and the session ends.
+        this.connection.close();
+        this.ahead = { mail: following, failure: toFailure(error, "mail", "MAIL FROM") };
+        return;
+      }
+      this.ahead = { mail: following, replies };
+      if (replies.at(-1)!.code < 300) this.failOutOfStep();
+    } else if (next === "quit") {
+      let reply: SmtpReply | undefined;
+      try {
+        reply = await this.connection.readReply("mail", "QUIT");
+      } catch {
+        // A relay that hangs up without answering QUIT has answered the final dot all the same.
+      }
+      if (reply && reply.code !== 221) this.failOutOfStep();
+      this.connection.close();
+    }
+  }
+
+  /** Replies and commands no longer line up: what answered the final dot cannot be told. */
+  private failOutOfStep(): never {
+    if (this.ahead && "replies" in this.ahead) {
+      this.ahead = { mail: this.ahead.mail, failure: { kind: "protocol", stage: "mail", command: "MAIL FROM", message: "the relay's replies no longer matched the commands; closing the session" } };
+    }
+    this.connection.fail({ kind: "protocol", stage: "message", command: "(end of data)", message: "the relay sent more than one reply to the end of the message" });
   }
 
   /** MAIL FROM, then RCPT TO one by one, then DATA: each command waits for the reply to the one before. */
@@ -143,26 +250,48 @@ export class SmtpSession {
     await this.expect("DATA", 354, "data");
   }
 
+  /** RFC 2920: (RSET,) MAIL FROM, every RCPT TO and DATA as one group. */
+  private envelopeLines(envelope: Envelope): string[] {
+    const lines = [`MAIL FROM:<${envelope.from}>`, ...envelope.recipients.map((recipient) => `RCPT TO:<${recipient}>`), "DATA"];
+    if (this.resetFirst) lines.unshift("RSET");
+    return lines;
+  }
+
+  /** Writes the envelope group and reads its replies. */
+  private async pipelineEnvelope(envelope: Envelope): Promise<SmtpReply[]> {
+    await this.connection.writeLines(this.envelopeLines(envelope), "mail", "MAIL FROM … DATA (pipelined)");
+    return this.readEnvelopeReplies(envelope);
+  }
+
   /**
-   * RFC 2920: MAIL FROM, every RCPT TO and DATA in one write, then their replies, matched to the commands
-   * strictly in order. A refusal is only acted on once every reply is read, so none is left to be taken
-   * for the answer to something else; a DATA that was accepted although nothing can be sent gets an empty
-   * message, which ends it.
+   * The replies to an envelope group, matched to its commands strictly in order: RSET's (when it led the
+   * group), MAIL's, one per RCPT, DATA's. RSET's is checked here; the rest are judged by judgeEnvelope().
    */
-  private async pipelinedEnvelope(envelope: Envelope, recipients: RecipientReply[]): Promise<void> {
-    const mail = `MAIL FROM:<${envelope.from}>`;
-    const rcpts = envelope.recipients.map((recipient) => ({ recipient, command: `RCPT TO:<${recipient}>` }));
-    await this.connection.writeLines([mail, ...rcpts.map((r) => r.command), "DATA"], "mail", "MAIL FROM … DATA (pipelined)");
-    const mailReply = await this.readInGroup("mail", mail);
-    for (const { recipient, command } of rcpts) recipients.push(recipientReply(recipient, command, await this.readInGroup("rcpt", command)));
-    const dataReply = await this.readInGroup("data", "DATA");
-    const refusal =
-      mailReply.code !== 250 ? replyFailure(mailReply, "mail", mail) : recipients.every((r) => !isAccepted(r)) ? this.firstRefusal(recipients) : undefined;
-    if (refusal) {
-      if (dataReply.code === 354) await this.connection.command(".", "data", "(empty message)");
-      throw new SmtpFailed(refusal);
+  private async readEnvelopeReplies(envelope: Envelope): Promise<SmtpReply[]> {
+    if (this.resetFirst) {
+      this.resetFirst = false;
+      const reset = await this.readInGroup("mail", "RSET");
+      if (reset.code !== 250) this.connection.fail(replyFailure(reset, "mail", "RSET"));
     }
-    if (dataReply.code !== 354) throw new SmtpFailed(replyFailure(dataReply, "data", "DATA"));
+    const replies = [await this.readInGroup("mail", `MAIL FROM:<${envelope.from}>`)];
+    for (const recipient of envelope.recipients) replies.push(await this.readInGroup("rcpt", `RCPT TO:<${recipient}>`));
+    replies.push(await this.readInGroup("data", "DATA"));
+    return replies;
+  }
+
+  /**
+   * Reports each RCPT reply and returns why the transaction cannot go on, if it cannot. A refusal is only
+   * acted on once every reply of the group is read, so none is left to be taken for the answer to
+   * something else.
+   */
+  private judgeEnvelope(envelope: Envelope, replies: SmtpReply[], recipients: RecipientReply[]): SmtpFailure | undefined {
+    const [mailReply, ...rest] = replies;
+    const dataReply = rest.pop()!;
+    envelope.recipients.forEach((recipient, i) => recipients.push(recipientReply(recipient, `RCPT TO:<${recipient}>`, rest[i]!)));
+    if (mailReply!.code !== 250) return replyFailure(mailReply!, "mail", `MAIL FROM:<${envelope.from}>`);
+    if (recipients.every((r) => !isAccepted(r))) return this.firstRefusal(recipients);
+    if (dataReply.code !== 354) return replyFailure(dataReply, "data", "DATA");
+    return undefined;
   }
 
   /** One reply of a pipelined group; a 421 ends the session at once (the relay is closing it). */
@@ -182,9 +311,9 @@ export class SmtpSession {
     return replyFailure({ code: first.code, enhancedCode: first.enhanced_code, text: first.reply, lines: [] }, "rcpt", first.command);
   }
 
-  /** Says QUIT and closes; never throws. */
+  /** Says QUIT (unless a DATA is left open: then the relay discards it) and closes; never throws. */
   async close(): Promise<void> {
-    if (!this.isBroken) {
+    if (!this.isBroken && !this.ahead) {
       try {
         await this.expect("QUIT", 221, "mail");
       } catch {

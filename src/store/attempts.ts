@@ -7,65 +7,127 @@ import { insertEvent, isSettled, PENDING_SQL, toRecord, WAITING_SQL, type Messag
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
 export type Claim =
-  /** This attempt may send; `interrupted`: the previous attempt's claim expired before it recorded anything. */
-  | { kind: "claimed"; message: MessageRecord; attempt: number; interrupted: boolean; recipients: { address: string; status: RecipientStatus }[] }
+  /**
+   * This attempt may send; `interrupted`: the previous attempt's claim expired before it recorded anything.
+   * `before` is the row as the claim found it, so that an attempt never started can be released (releaseClaims).
+   */
+  | {
+      kind: "claimed";
+      message: MessageRecord;
+      attempt: number;
+      interrupted: boolean;
+      recipients: { address: string; status: RecipientStatus }[];
+      claimedAt: string;
+      before: { status: MessageStatus; nextAttemptAt: string };
+    }
   /** Pending, but its next attempt is due later (or another attempt holds the claim until then). */
   | { kind: "not_due"; status: MessageStatus; dueAt: string }
   /** Sent, failed or canceled: nothing left to do. */
   | { kind: "settled"; status: MessageStatus }
   | { kind: "unknown" };
 
+type Claimed = Extract<Claim, { kind: "claimed" }>;
+
 const INTERRUPTED_DETAIL =
   "'attempt ' || attempts || ' ended without recording its outcome (its claim expired): possible duplicate, since the relay may have accepted the mail before that attempt stopped; it keeps its Message-ID'";
 
 /**
- * Claims a due message for one attempt, in one round trip: records the interruption of an expired
- * claim, claims the row (counting the attempt), reads its recipients, and reads why not when it could not.
+ * Claims the due messages among `ids` for one attempt each, in one round trip: records the interruption
+ * of expired claims, claims the rows (counting an attempt each), reads their recipients, and reads why
+ * not for the ones it could not claim (read first, in the same transaction). Ids it does not know are "unknown".
  */
-export async function claimMessage(db: D1Database, id: string, { now, leaseMs }: { now: Date; leaseMs: number }): Promise<Claim> {
+export async function claimMessages(db: D1Database, ids: string[], { now, leaseMs }: { now: Date; leaseMs: number }): Promise<Map<string, Claim>> {
   const at = now.toISOString();
   const expires = new Date(now.getTime() + leaseMs).toISOString();
-  const [interrupted, claimed, current, recipientRows] = await db.batch([
+  const idList = JSON.stringify([...new Set(ids)]);
+  const [current, interrupted, claimed, recipientRows] = await db.batch([
+    db.prepare("SELECT id, status, next_attempt_at FROM messages WHERE id IN (SELECT value FROM json_each(?))").bind(idList),
     db
       .prepare(
         `INSERT INTO events (message_id, at, type, attempt, detail)
-         SELECT id, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages WHERE id = ?2 AND status = 'sending' AND next_attempt_at <= ?1`,
+         SELECT id, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages
+         WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'sending' AND next_attempt_at <= ?1 RETURNING message_id`,
       )
-      .bind(at, id),
+      .bind(at, idList),
     db
       .prepare(
         `UPDATE messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?3, updated_at = ?1
-         WHERE id = ?2 AND status IN ${PENDING_SQL} AND next_attempt_at <= ?1 RETURNING *`,
+         WHERE id IN (SELECT value FROM json_each(?2)) AND status IN ${PENDING_SQL} AND next_attempt_at <= ?1 RETURNING *`,
       )
-      .bind(at, id, expires),
-    db.prepare("SELECT status, next_attempt_at FROM messages WHERE id = ?").bind(id),
-    db.prepare("SELECT address, status FROM recipients WHERE message_id = ? ORDER BY rowid").bind(id),
+      .bind(at, idList, expires),
+    db.prepare("SELECT message_id, address, status FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY rowid").bind(idList),
   ]);
-  const row = claimed?.results[0] as MessageRow | undefined;
-  if (row) {
-    const recipients = (recipientRows?.results ?? []) as { address: string; status: RecipientStatus }[];
-    return { kind: "claimed", message: toRecord(row), attempt: row.attempts, interrupted: (interrupted?.meta.changes ?? 0) > 0, recipients };
+  const wasInterrupted = new Set((interrupted?.results ?? []).map((row) => (row as { message_id: string }).message_id));
+  const recipientsOf = new Map<string, { address: string; status: RecipientStatus }[]>();
+  for (const { message_id, address, status } of (recipientRows?.results ?? []) as { message_id: string; address: string; status: RecipientStatus }[]) {
+    recipientsOf.set(message_id, [...(recipientsOf.get(message_id) ?? []), { address, status }]);
   }
-  const state = current?.results[0] as Pick<MessageRow, "status" | "next_attempt_at"> | undefined;
-  if (!state) return { kind: "unknown" };
-  if (isSettled(state.status)) return { kind: "settled", status: state.status };
-  return { kind: "not_due", status: state.status, dueAt: state.next_attempt_at };
+  const found = new Map(((current?.results ?? []) as Pick<MessageRow, "id" | "status" | "next_attempt_at">[]).map((state) => [state.id, state]));
+  const claims = new Map<string, Claim>();
+  for (const row of (claimed?.results ?? []) as MessageRow[]) {
+    const state = found.get(row.id)!;
+    claims.set(row.id, {
+      kind: "claimed",
+      message: toRecord(row),
+      attempt: row.attempts,
+      interrupted: wasInterrupted.has(row.id),
+      recipients: recipientsOf.get(row.id) ?? [],
+      claimedAt: at,
+      before: { status: state.status, nextAttemptAt: state.next_attempt_at },
+    });
+  }
+  for (const state of found.values()) {
+    if (claims.has(state.id)) continue;
+    claims.set(state.id, isSettled(state.status) ? { kind: "settled", status: state.status } : { kind: "not_due", status: state.status, dueAt: state.next_attempt_at });
+  }
+  for (const id of ids) if (!claims.has(id)) claims.set(id, { kind: "unknown" });
+  return claims;
 }
 
-interface AttemptOutcome {
+/**
+ * Undoes claims whose attempts never started (the invocation ran out of time first): each row gets back
+ * the status, due time and attempt count its claim found, and loses the "interrupted" event the claim
+ * wrote, so the next claim sees what this one saw. Only while the claim is still the attempt's own.
+ */
+export async function releaseClaims(db: D1Database, claims: Claimed[]): Promise<void> {
+  await db.batch(
+    claims.flatMap((c) => [
+      db
+        .prepare(`UPDATE messages SET status = ?, next_attempt_at = ?, attempts = attempts - 1 WHERE ${OWN_CLAIM}`)
+        .bind(c.before.status, c.before.nextAttemptAt, c.message.id, c.attempt),
+      db.prepare("DELETE FROM events WHERE message_id = ? AND type = 'interrupted' AND at = ? AND changes() > 0").bind(c.message.id, c.claimedAt),
+    ]),
+  );
+}
+
+/** What one attempt settled, to be recorded while it still holds its claim. */
+export type AttemptRecord = {
   id: string;
   attempt: number;
   at: string;
   smtpCode?: number;
   /** What the attempt settled for each recipient it tried. */
   recipients: RecipientUpdate[];
+} & (
+  | /** Every recipient is settled and the relay took the mail for at least one. */ { kind: "sent"; detail: string }
+  | /** Some recipient waits: the claim is released and the next attempt is due at `nextAttemptAt`. */ { kind: "retry"; reason: string; nextAttemptAt: string }
+  | /** Every recipient is settled and none took the mail: refused for good, or the retry window ended. */ { kind: "failed"; reason: string }
+);
+
+/**
+ * Records the outcomes of several attempts in one transaction and releases their claims. Returns, for
+ * each, whether the claim was still that attempt's (else nothing of it was written).
+ */
+export async function recordAttempts(db: D1Database, records: AttemptRecord[]): Promise<boolean[]> {
+  const results = await db.batch(records.flatMap((r) => [updateRecipients(db, r), updateMessage(db, r), recordEvent(db, r)]));
+  return records.map((_, i) => (results[3 * i + 1]?.meta.changes ?? 0) > 0);
 }
 
 /**
- * The recipients' outcomes, written only while the attempt still holds its claim; it must come first in
- * the batch, before the message's own guarded update releases the claim.
+ * The recipients' outcomes, written only while the attempt still holds its claim; it must come first,
+ * before the message's own guarded update releases the claim.
  */
-function updateRecipients(db: D1Database, o: AttemptOutcome): D1PreparedStatement {
+function updateRecipients(db: D1Database, r: AttemptRecord): D1PreparedStatement {
   return db
     .prepare(
       `UPDATE recipients SET status = u.status, smtp_code = u.code, detail = u.detail, updated_at = ?1
@@ -74,48 +136,39 @@ function updateRecipients(db: D1Database, o: AttemptOutcome): D1PreparedStatemen
        WHERE recipients.message_id = ?3 AND recipients.address = u.address
          AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status = 'sending' AND attempts = ?4)`,
     )
-    .bind(o.at, JSON.stringify(o.recipients), o.id, o.attempt);
+    .bind(r.at, JSON.stringify(r.recipients), r.id, r.attempt);
 }
 
-/** Every recipient is settled and the relay took the mail for at least one. Returns whether the claim was still this attempt's. */
-export async function recordSent(db: D1Database, o: AttemptOutcome & { detail: string }): Promise<boolean> {
-  return applied(
-    await db.batch([
-      updateRecipients(db, o),
-      db.prepare(`UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, last_error = NULL WHERE ${OWN_CLAIM}`).bind(o.at, o.at, o.id, o.attempt),
-      insertEvent(db, o.id, { at: o.at, type: "sent", attempt: o.attempt, smtpCode: o.smtpCode, detail: o.detail }, true),
-    ]),
-  );
-}
-
-/** Some recipient waits: the claim is released and the next attempt is due at `nextAttemptAt`. */
-export async function recordRetry(db: D1Database, o: AttemptOutcome & { reason: string; nextAttemptAt: string }): Promise<boolean> {
-  return applied(
-    await db.batch([
-      updateRecipients(db, o),
-      db
+function updateMessage(db: D1Database, r: AttemptRecord): D1PreparedStatement {
+  switch (r.kind) {
+    case "sent":
+      return db.prepare(`UPDATE messages SET status = 'sent', sent_at = ?, updated_at = ?, last_error = NULL WHERE ${OWN_CLAIM}`).bind(r.at, r.at, r.id, r.attempt);
+    case "retry":
+      return db
         .prepare(`UPDATE messages SET status = 'retrying', last_error = ?, next_attempt_at = ?, updated_at = ? WHERE ${OWN_CLAIM}`)
-        .bind(o.reason, o.nextAttemptAt, o.at, o.id, o.attempt),
-      insertEvent(db, o.id, { at: o.at, type: "deferred", attempt: o.attempt, smtpCode: o.smtpCode, detail: o.reason }, true),
-    ]),
-  );
+        .bind(r.reason, r.nextAttemptAt, r.at, r.id, r.attempt);
+    case "failed":
+      return db.prepare(`UPDATE messages SET status = 'failed', last_error = ?, updated_at = ? WHERE ${OWN_CLAIM}`).bind(r.reason, r.at, r.id, r.attempt);
+  }
 }
 
-/** Every recipient is settled and none took the mail: refused for good, or the retry window ended. */
-export async function recordFailure(db: D1Database, o: AttemptOutcome & { reason: string }): Promise<boolean> {
-  return applied(
-    await db.batch([
-      updateRecipients(db, o),
-      db.prepare(`UPDATE messages SET status = 'failed', last_error = ?, updated_at = ? WHERE ${OWN_CLAIM}`).bind(o.reason, o.at, o.id, o.attempt),
-      insertEvent(db, o.id, { at: o.at, type: "failed", attempt: o.attempt, smtpCode: o.smtpCode, detail: o.reason }, true),
-    ]),
-  );
+/** The attempt's event, written only if the message's update just before it applied. */
+function recordEvent(db: D1Database, r: AttemptRecord): D1PreparedStatement {
+  const type = r.kind === "retry" ? "deferred" : r.kind;
+  return insertEvent(db, r.id, { at: r.at, type, attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason }, true);
 }
 
-/** Whether the message is recorded as sent by this attempt (a write may commit and still fail on its way back). */
-export async function isSentBy(db: D1Database, id: string, attempt: number): Promise<boolean> {
-  const row = await db.prepare("SELECT 1 AS yes FROM messages WHERE id = ? AND status = 'sent' AND attempts = ?").bind(id, attempt).first<{ yes: number }>();
-  return row !== null;
+/**
+ * Which of these attempts have their outcome recorded (the message left "sending" with the attempt's
+ * number still on it): a write may commit and still fail on its way back.
+ */
+export async function recordedBy(db: D1Database, attempts: { id: string; attempt: number }[]): Promise<boolean[]> {
+  const { results } = await db
+    .prepare("SELECT id, attempts FROM messages WHERE id IN (SELECT value FROM json_each(?)) AND status != 'sending'")
+    .bind(JSON.stringify(attempts.map((a) => a.id)))
+    .all<{ id: string; attempts: number }>();
+  const recorded = new Map(results.map((row) => [row.id, row.attempts]));
+  return attempts.map((a) => recorded.get(a.id) === a.attempt);
 }
 
 /**
@@ -143,9 +196,5 @@ export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id:
       .bind(reason, at, id),
     insertEvent(db, id, { at, type: "failed", detail: reason }, true),
   ]);
-  return (update?.meta.changes ?? 0) > 0;
-}
-
-function applied([, update]: D1Result[]): boolean {
   return (update?.meta.changes ?? 0) > 0;
 }

@@ -5,6 +5,7 @@ import { env } from "cloudflare:workers";
 import mailroom from "../../src/index";
 import { createMessageId } from "../../src/core/message";
 import type { OutboxJob } from "../../src/delivery/outbox";
+import { claimMessages, recordAttempts, type AttemptRecord, type Claim } from "../../src/store/attempts";
 import { getMessageWithHistory, insertMessage } from "../../src/store/messages";
 import { uniqueRecipient } from "./api";
 
@@ -60,3 +61,14 @@ export async function loadMessage(id: string) {
   if (!history) throw new Error(`no message ${id}`);
   return history;
 }
+
+/** One message's claim, as the consumer takes it for a whole chunk (claimMessages). */
+export async function claimMessage(db: D1Database, id: string, options: { now: Date; leaseMs: number }): Promise<Claim> {
+  return (await claimMessages(db, [id], options)).get(id)!;
+}
+
+type Fields<K extends AttemptRecord["kind"]> = Omit<Extract<AttemptRecord, { kind: K }>, "kind">;
+const recordOne = async (db: D1Database, record: AttemptRecord) => (await recordAttempts(db, [record]))[0]!;
+export const recordSent = (db: D1Database, fields: Fields<"sent">) => recordOne(db, { kind: "sent", ...fields });
+export const recordRetry = (db: D1Database, fields: Fields<"retry">) => recordOne(db, { kind: "retry", ...fields });
+export const recordFailure = (db: D1Database, fields: Fields<"failed">) => recordOne(db, { kind: "failed", ...fields });

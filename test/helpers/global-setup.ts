@@ -39,7 +39,7 @@ export default async function setup(project: TestProject) {
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
     else if (req.url === "/data-policy/connections") return res.end(JSON.stringify(dataPolicy.connections));
     else if (req.url === "/data-policy/connections/reset") return res.end(JSON.stringify((dataPolicy.resetPeak(), dataPolicy.connections)));
-    else if (req.url === "/pipelining-only/received") return res.end(JSON.stringify({ commands: pipeliningOnly.commands, messages: pipeliningOnly.messages }));
+    else if (req.url === "/pipelining-only/received") return res.end(JSON.stringify({ commands: pipeliningOnly.commands, messages: pipeliningOnly.messages, sessions: pipeliningOnly.sessions }));
     else if (req.url === "/strict-lockstep/received") return res.end(JSON.stringify({ commands: strictLockstep.commands, messages: strictLockstep.messages }));
     else if (req.url?.startsWith("/gate/")) {
       const mode = req.url.slice("/gate/".length);

@@ -1,10 +1,12 @@
 // Two relays that tell a pipelining client from a lock-step one, with no timing to guess at:
-// "pipelining-only" offers PIPELINING and answers MAIL FROM and RCPT TO only once DATA has arrived, so a
-// client waiting for each reply before the next command would wait forever; "strict-lockstep" does not
-// offer PIPELINING and answers every command after 50 ms, ending the session with 554 if the next command
-// arrives before that. Both take every message (recipients whose local part starts with "refuse-" get
-// 550; at a "drop-" one the connection is cut) and record what they received: the commands and each
-// message's recipients.
+// "pipelining-only" offers PIPELINING and answers nothing until DATA (or QUIT) has arrived: not MAIL FROM,
+// not RCPT TO, and not the final dot of the message before, so a client waiting for any of those replies
+// before its next command would wait forever; "strict-lockstep" does not offer PIPELINING and answers
+// every command after 50 ms, ending the session with 554 if the next command arrives before that. Both
+// take every message (recipients whose local part starts with "refuse-" get 550; at a "drop-" one the
+// connection is cut; a message whose first recipient is "rejectmsg-…" is refused at its final dot with
+// 554) and record what they received: the commands, each message's recipients, and per session the
+// messages taken and the round trips (each time the client wrote again after the relay had spoken).
 import { createServer, type Socket } from "node:net";
 
 export type PipeliningMode = "pipelining-only" | "strict-lockstep";
@@ -15,12 +17,14 @@ export interface PipeliningRelay {
   commands: string[];
   /** The accepted recipients of each message taken, in order. */
   messages: string[][];
+  /** Each connection: the accepted recipients of the messages it took, and its round trips. */
+  sessions: { messages: string[][]; roundTrips: number }[];
   close(): Promise<void>;
 }
 
 export async function startPipeliningRelay(mode: PipeliningMode): Promise<PipeliningRelay> {
   const sockets = new Set<Socket>();
-  const relay: PipeliningRelay = { port: 0, commands: [], messages: [], close: async () => {} };
+  const relay: PipeliningRelay = { port: 0, commands: [], messages: [], sessions: [], close: async () => {} };
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
@@ -39,6 +43,11 @@ export async function startPipeliningRelay(mode: PipeliningMode): Promise<Pipeli
 }
 
 function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): void {
+  const session = { messages: [] as string[][], roundTrips: 0 };
+  relay.sessions.push(session);
+  let spokeLast = false;
+  const write = socket.write.bind(socket);
+  socket.write = ((text: string) => ((spokeLast = true), write(text))) as typeof socket.write;
   socket.write("220 pipelining.test ESMTP\r\n");
   let buffer = "";
   let inData = false;
@@ -60,6 +69,8 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
   };
 
   socket.on("data", (chunk) => {
+    if (spokeLast) session.roundTrips += 1;
+    spokeLast = false;
     buffer += chunk.toString("latin1");
     for (;;) {
       if (inData) {
@@ -67,10 +78,13 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
         if (end < 0) return;
         buffer = buffer.slice(end + 5);
         inData = false;
-        relay.messages.push(recipients);
+        const rejected = recipients[0]?.startsWith("rejectmsg-");
+        if (!rejected) {
+          relay.messages.push(recipients);
+          session.messages.push(recipients);
+        }
         recipients = [];
-        if (mode === "pipelining-only") socket.write("250 2.0.0 Ok: queued\r\n");
-        else reply("250 2.0.0 Ok: queued\r\n");
+        reply(rejected ? "554 5.6.0 Message content rejected\r\n" : "250 2.0.0 Ok: queued\r\n");
         continue;
       }
       const newline = buffer.indexOf("\r\n");
@@ -99,10 +113,12 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
           flush();
         } else reply("354 End data with <CR><LF>.<CR><LF>\r\n");
       } else if (verb === "QUIT") {
-        if (mode === "pipelining-only") flush();
-        return void socket.end("221 Bye\r\n");
-      } else if (mode === "pipelining-only" && verb === "RSET") socket.write("250 Ok\r\n");
-      else reply("250 Ok\r\n");
+        if (mode === "pipelining-only") {
+          held.push("221 Bye\r\n");
+          flush();
+        } else socket.write("221 Bye\r\n");
+        return void socket.end();
+      } else reply("250 Ok\r\n");
     }
   });
 }

@@ -3,10 +3,10 @@
 // delivered twice at once, a claim left behind by a killed attempt).
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { claimMessage, recordFailure, recordRetry, recordSent } from "../../src/store/attempts";
+import { claimMessages, releaseClaims, type Claim } from "../../src/store/attempts";
 import { insertMessage } from "../../src/store/messages";
 import { captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
-import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+import { claimMessage, deliver, insertQueuedMessage, loadMessage, recordFailure, recordRetry, recordSent, runQueue } from "../helpers/factories";
 
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
 const lease = { leaseMs: 60_000 };
@@ -83,6 +83,39 @@ describe("claims on the store", () => {
     ]);
   });
 
+  it("releases a claim whose attempt never started exactly as it found the row, interruption included", async () => {
+    const queued = await insertQueuedMessage();
+    const abandoned = await insertQueuedMessage({ createdAt: minutesAgo(20) });
+    await claimMessage(env.DB, abandoned.id, { now: new Date(Date.now() - 10 * 60_000), ...lease }); // its attempt died; the claim expired
+    const claims = await claimMessages(env.DB, [queued.id, abandoned.id], { now: new Date(), ...lease });
+    const taken = [queued.id, abandoned.id].map((id) => claims.get(id)!) as Extract<Claim, { kind: "claimed" }>[];
+    expect(taken.map((c) => [c.kind, c.attempt, c.interrupted])).toEqual([
+      ["claimed", 1, false],
+      ["claimed", 2, true],
+    ]);
+    await releaseClaims(env.DB, taken);
+    expect((await loadMessage(queued.id)).message).toMatchObject({ status: "queued", attempts: 0 });
+    const released = await loadMessage(abandoned.id);
+    expect(released.message).toMatchObject({ status: "sending", attempts: 1 });
+    expect(released.events.map((e) => e.type)).toEqual(["accepted"]);
+    // The next claim sees what the released one saw: an interrupted attempt 1.
+    expect(await claimMessage(env.DB, abandoned.id, { now: new Date(), ...lease })).toMatchObject({ kind: "claimed", attempt: 2, interrupted: true });
+    expect((await loadMessage(abandoned.id)).events.map((e) => [e.type, e.attempt])).toEqual([
+      ["accepted", null],
+      ["interrupted", 1],
+    ]);
+  });
+
+  it("releases nothing once the claim is no longer the attempt's own", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: minutesAgo(20) });
+    const first = (await claimMessages(env.DB, [id], { now: new Date(Date.now() - 10 * 60_000), ...lease })).get(id) as Extract<Claim, { kind: "claimed" }>;
+    await claimMessage(env.DB, id, { now: new Date(), ...lease }); // another attempt took the expired claim
+    await releaseClaims(env.DB, [first]);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sending", attempts: 2 });
+    expect(events.map((e) => e.type)).toEqual(["accepted", "interrupted"]);
+  });
+
   it("knows no message for an unknown id", async () => {
     expect(await claimMessage(env.DB, crypto.randomUUID(), { now: t(1), ...lease })).toEqual({ kind: "unknown" });
   });
@@ -98,6 +131,14 @@ describe("claims in delivery", () => {
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sent", attempts: 1 });
     expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
+  });
+
+  it("sends one mail when the same job comes twice in one batch", async () => {
+    const { id, to } = await insertQueuedMessage();
+    const { result } = await runQueue("mailroom-outbox", [id, id]);
+    expect(result.explicitAcks).toHaveLength(2); // the second job went back on the queue for when the claim ends
+    expect(await inboxMessages(to)).toHaveLength(1);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
   });
 
   it("does not send while another attempt holds a live claim", async () => {
@@ -214,28 +255,40 @@ describe("claims in delivery", () => {
     expect(events.map((e) => e.type)).toEqual(["accepted"]);
   });
 
-  it("knows a delivered mail was recorded when the write committed but its answer was lost", async () => {
+  it("knows a chunk's outcomes were recorded when the write committed but its answer was lost", async () => {
+    // The first message is claimed alone (no session is up yet); the next two together, as one chunk.
+    const first = await insertQueuedMessage();
     const { id } = await insertQueuedMessage();
-    let calls = 0;
+    const deferred = await insertQueuedMessage({ to: uniqueRecipient("tempfail") }); // 451 from this relay
+    let chunkWrites = 0;
     const lossyDb = {
       prepare: (sql: string) => env.DB.prepare(sql),
       batch: async (statements: D1PreparedStatement[]) => {
-        calls += 1;
         const results = await env.DB.batch(statements);
-        if (calls === 2) throw new Error("D1_ERROR: Network connection lost."); // committed, answer lost
+        // The two outcomes' write commits, but its answer is lost; the consumer writes them again.
+        if (statements.length === 6 && ++chunkWrites === 1) throw new Error("D1_ERROR: Network connection lost.");
         return results;
       },
-      // isSentBy reads through prepare().bind().first(), which this wrapper passes to the real database.
+      // recordedBy reads through prepare().bind().all(), which this wrapper passes to the real database.
     } as unknown as D1Database;
     const logs = captureLogs();
+    let result;
     try {
-      await runQueue("mailroom-outbox", [id], { DB: lossyDb });
+      ({ result } = await runQueue("mailroom-outbox", [first.id, id, deferred.id], { DB: lossyDb, SMTP_SESSIONS: "1" }));
     } finally {
       logs.restore();
     }
-    const attempt = logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt");
-    expect(attempt).toMatchObject({ outcome: "sent", attempt: 1 });
+    const attempts = logs.lines.map((l) => JSON.parse(l)).filter((l) => l.msg === "delivery attempt");
+    expect(chunkWrites).toBe(2);
+    expect(attempts.map((a) => [a.email_id, a.outcome])).toEqual([
+      [first.id, "sent"],
+      [id, "sent"],
+      [deferred.id, "retry"],
+    ]);
+    expect(result.explicitAcks).toEqual([`job-${first.id}`, `job-${id}`]);
+    expect(result.retryMessages).toEqual([{ msgId: `job-${deferred.id}` }]);
     expect((await loadMessage(id)).events.map((e) => e.type)).toEqual(["accepted", "sent"]);
+    expect((await loadMessage(deferred.id)).events.map((e) => e.type)).toEqual(["accepted", "deferred"]);
   });
 
   it("lets a job that arrives before its row wait for it, then delivers; gives up on a row that never comes", async () => {

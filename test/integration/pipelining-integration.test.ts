@@ -8,7 +8,8 @@ import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories"
 
 const smtp = inject("smtp");
 const onRelay = (relay: "pipeliningOnly" | "strictLockstep") => ({ SMTP_PORT: String(smtp[relay].smtpPort) });
-const received = async (relay: "pipelining-only" | "strict-lockstep"): Promise<{ commands: string[]; messages: string[][] }> =>
+type Received = { commands: string[]; messages: string[][]; sessions: { messages: string[][]; roundTrips: number }[] };
+const received = async (relay: "pipelining-only" | "strict-lockstep"): Promise<Received> =>
   (await fetch(`http://127.0.0.1:${smtp.drop.controlPort}/${relay}/received`)).json();
 
 describe("pipelining", () => {
@@ -48,7 +49,8 @@ describe("pipelining", () => {
     const before = await insertQueuedMessage({ to: uniqueRecipient("before") });
     const nobody = await insertQueuedMessage({ to: [uniqueRecipient("refuse"), uniqueRecipient("refuse")] });
     const after = await insertQueuedMessage({ to: uniqueRecipient("after") });
-    const { result } = await deliver([before.id, nobody.id, after.id], onRelay("pipeliningOnly"));
+    // One session, so the three go out one after the other, each envelope behind the previous final dot.
+    const { result } = await deliver([before.id, nobody.id, after.id], { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
     expect(result.explicitAcks).toEqual([before.id, nobody.id, after.id].map((id) => `job-${id}`));
     expect((await loadMessage(before.id)).message.status).toBe("sent");
     expect((await loadMessage(nobody.id)).message).toMatchObject({ status: "failed", lastError: expect.stringMatching(/answered 550 5\.1\.1 No such user$/) });
@@ -66,6 +68,66 @@ describe("pipelining", () => {
     expect(message).toMatchObject({ status: "retrying", sentAt: null });
     expect(message.lastError).toMatch(/connection closed by the server/);
     expect(recipients.map((r) => r.status)).toEqual(["pending", "pending"]);
+  });
+
+  it("sends each next envelope behind the previous final dot, and QUIT behind the last: one round trip per message", async () => {
+    const batch: { id: string; to: string[] }[] = [];
+    for (let i = 0; i < 10; i++) {
+      const to = [uniqueRecipient(`run${i}a`), uniqueRecipient(`run${i}b`)];
+      batch.push({ ...(await insertQueuedMessage({ to })), to });
+    }
+    // This relay answers a final dot only once the next DATA or QUIT has arrived: a client that waited
+    // for that reply before sending on would never get it.
+    const { result } = await deliver(
+      batch.map((m) => m.id),
+      { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" },
+    );
+    expect(result.explicitAcks).toEqual(batch.map((m) => `job-${m.id}`));
+    for (const { id } of batch) expect((await loadMessage(id)).message.status).toBe("sent");
+    const session = (await received("pipelining-only")).sessions.find((s) => s.messages[0]?.[0] === batch[0]!.to[0]!);
+    expect(session?.messages).toEqual(batch.map((m) => m.to));
+    // EHLO, the first envelope, then one write per message: its content, its final dot and what follows.
+    expect(session?.roundTrips).toBe(batch.length + 2);
+  });
+
+  it("keeps replies on their own messages when one RCPT and whole messages are refused in the middle of a pipelined run", async () => {
+    const first = await insertQueuedMessage({ to: uniqueRecipient("r1") });
+    const [kept, refused] = [uniqueRecipient("r2"), uniqueRecipient("refuse")];
+    const partly = await insertQueuedMessage({ to: [refused, kept] });
+    const rejected = await insertQueuedMessage({ to: uniqueRecipient("rejectmsg") });
+    const nobody = await insertQueuedMessage({ to: uniqueRecipient("refuse") });
+    const last = await insertQueuedMessage({ to: uniqueRecipient("r5") });
+    const ids = [first, partly, rejected, nobody, last].map((m) => m.id);
+    const { result } = await deliver(ids, { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks).toEqual(ids.map((id) => `job-${id}`));
+    expect((await loadMessage(first.id)).message).toMatchObject({ status: "sent", lastError: null });
+    const partlyLoaded = await loadMessage(partly.id);
+    expect(partlyLoaded.message.status).toBe("sent");
+    expect(partlyLoaded.recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
+      [refused, "failed", 550],
+      [kept, "sent", 250],
+    ]);
+    expect((await loadMessage(rejected.id)).message).toMatchObject({ status: "failed", lastError: "(end of data) answered 554 5.6.0 Message content rejected" });
+    expect((await loadMessage(nobody.id)).message).toMatchObject({ status: "failed", lastError: expect.stringMatching(/answered 550 5\.1\.1 No such user$/) });
+    expect((await loadMessage(last.id)).message).toMatchObject({ status: "sent", lastError: null });
+    const session = (await received("pipelining-only")).sessions.find((s) => s.messages[0]?.[0] === first.to);
+    expect(session?.messages).toEqual([[first.to], [kept], [], [last.to]]);
+    expect(session?.roundTrips).toBe(ids.length + 2);
+  });
+
+  it("records nothing as sent that the relay never acknowledged when the connection drops behind a final dot", async () => {
+    // The second message's envelope follows the first one's final dot; the relay hangs up at its RCPT
+    // before answering anything, so the first mail's fate is unknown too. The third goes on a new session.
+    const first = await insertQueuedMessage({ to: uniqueRecipient("d1") });
+    const dropped = await insertQueuedMessage({ to: uniqueRecipient("drop") });
+    const third = await insertQueuedMessage({ to: uniqueRecipient("d3") });
+    const { result } = await deliver([first.id, dropped.id, third.id], { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
+    expect(result.retryMessages).toEqual([first.id, dropped.id].map((id) => ({ msgId: `job-${id}` })));
+    const unacknowledged = (await loadMessage(first.id)).message;
+    expect(unacknowledged).toMatchObject({ status: "retrying", sentAt: null });
+    expect(unacknowledged.lastError).toMatch(/connection closed by the server .*possible duplicate/);
+    expect((await loadMessage(dropped.id)).message).toMatchObject({ status: "retrying", sentAt: null });
+    expect((await loadMessage(third.id)).message.status).toBe("sent");
   });
 
   it.each([

@@ -5,9 +5,9 @@
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, inject, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
-import { claimMessage, closeRetryWindow, recordRetry } from "../../src/store/attempts";
+import { closeRetryWindow } from "../../src/store/attempts";
 import { api, captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
-import { insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+import { claimMessage, insertQueuedMessage, loadMessage, recordRetry, runQueue } from "../helpers/factories";
 
 const gate = inject("smtp").gate;
 type GateState = { mode: string; connections: Record<string, number> };

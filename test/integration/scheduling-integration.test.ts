@@ -7,9 +7,8 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import worker from "../../src/index";
-import { claimMessage, recordRetry } from "../../src/store/attempts";
 import { API_KEY, api, captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
-import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
+import { claimMessage, deliver, insertQueuedMessage, loadMessage, recordRetry } from "../helpers/factories";
 
 type EmailView = { status: string; scheduled_at: string | null; sent_at: string | null; events: { type: string; detail: string | null }[]; recipients: { status: string }[] };
 const view = async (id: string) => (await api(`/v1/emails/${id}`)).json<EmailView>();

@@ -116,13 +116,13 @@ describe("delivery over SMTP", () => {
     const session = opened.value;
     try {
       const late = uniqueRecipient("late");
-      expect(await session.send({ from: FROM, recipients: [late] }, MIME, { deadline: Date.now() - 1 })).toEqual({
+      expect(await session.send({ envelope: { from: FROM, recipients: [late] }, data: MIME, deadline: Date.now() - 1 })).toEqual({
         recipients: [],
         end: { ok: false, failure: { kind: "timeout", stage: "mail", command: "MAIL FROM", message: "the attempt's time was up before its transaction began" } },
       });
       expect(session.isBroken).toBe(false);
       const onTime = uniqueRecipient("ontime");
-      expect((await session.send({ from: FROM, recipients: [onTime] }, MIME, { deadline: Date.now() + 10_000 })).end.ok).toBe(true);
+      expect((await session.send({ envelope: { from: FROM, recipients: [onTime] }, data: MIME, deadline: Date.now() + 10_000 })).end.ok).toBe(true);
       expect(await inboxMessages(onTime)).toHaveLength(1);
       expect(await inboxMessages(late)).toHaveLength(0);
     } finally {
@@ -136,7 +136,7 @@ describe("delivery over SMTP", () => {
     const session = opened.value;
     const started = Date.now();
     // This relay answers the end of the message after 1 s; the attempt may wait 600 ms, the reply up to 10 minutes.
-    const transaction = await session.send({ from: FROM, recipients: [uniqueRecipient("slow")] }, MIME, { deadline: started + 600 });
+    const transaction = await session.send({ envelope: { from: FROM, recipients: [uniqueRecipient("slow")] }, data: MIME, deadline: started + 600 });
     const elapsed = Date.now() - started;
     const broken = session.isBroken;
     await session.close();

@@ -10,10 +10,9 @@ import { getConfig } from "../../src/config";
 import { sweep } from "../../src/delivery/sweeper";
 import mailroom from "../../src/index";
 import { createLogger } from "../../src/log";
-import { claimMessage, recordRetry } from "../../src/store/attempts";
 import { findOverdue } from "../../src/store/overdue";
 import { inboxMessages } from "../helpers/api";
-import { insertQueuedMessage, loadMessage } from "../helpers/factories";
+import { claimMessage, insertQueuedMessage, loadMessage, recordRetry } from "../helpers/factories";
 
 const inYear2000 = (minute: number) => new Date(Date.UTC(2000, 0, 1, 0, minute)).toISOString();
 
