@@ -7,7 +7,7 @@ import { connect, createServer } from "node:net";
 import { SMTPServer } from "smtp-server";
 
 const rttMs = Number(process.argv[2] ?? 10);
-const stats = { connections: 0, roundTrips: 0, mails: 0, recipients: 0, lastMailAt: 0 };
+const stats = { connections: 0, roundTrips: 0, mails: 0, recipients: 0, firstMailAt: 0, lastMailAt: 0 };
 
 const sink = new SMTPServer({
   authOptional: true,
@@ -21,11 +21,16 @@ const sink = new SMTPServer({
       stats.mails += 1;
       stats.recipients += session.envelope.rcptTo.length;
       stats.lastMailAt = Date.now();
+      stats.firstMailAt ||= stats.lastMailAt;
       callback(null, "queued");
     });
   },
 });
 sink.on("error", () => {});
+// No Nagle anywhere on the relay's side: its small replies go out at once, so the only delay a client sees
+// is the round trip the proxy adds (with Nagle, a reply written in pieces waits for the peer's delayed ACK,
+// ~40 ms, which would swamp the 10 ms under test and hit pooled and pipelined clients hardest).
+sink.server.on("connection", (socket) => socket.setNoDelay(true));
 await new Promise((resolve) => sink.listen(0, "127.0.0.1", resolve));
 
 const oneWay = rttMs / 2;
@@ -33,6 +38,8 @@ const later = (fn) => (oneWay > 0 ? setTimeout(fn, oneWay) : setImmediate(fn));
 const proxy = createServer((client) => {
   stats.connections += 1;
   const server = connect(sink.server.address().port, "127.0.0.1");
+  client.setNoDelay(true);
+  server.setNoDelay(true);
   let serverSpokeLast = true; // the greeting comes first
   client.on("data", (chunk) => {
     if (serverSpokeLast) stats.roundTrips += 1;
@@ -50,7 +57,7 @@ const proxy = createServer((client) => {
 await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
 
 process.on("message", (message) => {
-  if (message === "reset") Object.assign(stats, { connections: 0, roundTrips: 0, mails: 0, recipients: 0, lastMailAt: 0 });
+  if (message === "reset") Object.assign(stats, { connections: 0, roundTrips: 0, mails: 0, recipients: 0, firstMailAt: 0, lastMailAt: 0 });
   process.send({ ...stats, cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000 });
 });
 process.on("disconnect", () => process.exit(0));

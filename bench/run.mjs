@@ -2,9 +2,10 @@
 // this machine. A relay process adds a fixed round-trip time in front of an SMTP sink (bench/relay.mjs);
 // through it go (1) one connection per mail with unbounded concurrency (the FastAPI BackgroundTasks +
 // aiosmtplib service's pattern), (2) nodemailer's pooled transport with 5 connections, and (3) the real
-// Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay. It prints delivered mails per
-// second and the ratios, round trips per message (counted at the proxy), accept requests per second and
-// p50/p99 against /healthz in the same wrangler dev, and CPU ms per delivered mail.
+// Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay, posted as it goes and then as
+// a scheduled backlog (no API traffic beside the consumer). It prints delivered mails per second and the
+// ratios, round trips per message (counted at the proxy), accept requests per second and p50/p99 against
+// /healthz (and an invalid POST) in the same wrangler dev, and CPU ms per delivered mail, by process.
 //   node bench/run.mjs [--messages=1000] [--rtt=10] [--concurrency=8]
 import { fork } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
@@ -31,19 +32,26 @@ const mail = (i) => ({ from: "Bench <bench@mailroom.test>", to: `user${i}@exampl
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 const clientCpuMs = () => (process.cpuUsage().user + process.cpuUsage().system) / 1000;
 
-/** CPU ms used so far by every process of a group (wrangler → node → workerd). */
+/** CPU ms used so far by the processes of a group (wrangler → node → workerd), by process name. */
 function groupCpuMs(pgid) {
-  let ticks = 0;
+  const byName = {};
   for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12]);
+      if (Number(fields[2]) === pgid) byName[name] = (byName[name] ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
     } catch {
       // exited meanwhile
     }
   }
-  return (ticks * 1000) / TICKS_PER_SECOND;
+  return byName;
+}
+
+/** CPU ms per mail between two groupCpuMs() readings: in all, and by process name. */
+function cpuPerMail(before, after) {
+  const byName = Object.fromEntries(Object.entries(after).map(([name, ms]) => [name, (ms - (before[name] ?? 0)) / MESSAGES]));
+  return { total: Object.values(byName).reduce((a, b) => a + b, 0), byName };
 }
 
 async function waitForMails(count, timeoutMs) {
@@ -104,11 +112,11 @@ async function mailroom() {
     },
   });
   try {
-    const post = (i) =>
+    const post = (i, fields = {}) =>
       fetch(`${wrangler.url}/v1/emails`, {
         method: "POST",
         headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ ...mail(i), from: undefined }),
+        body: JSON.stringify({ ...mail(i), from: undefined, ...fields }),
       }).then(async (res) => {
         if (res.status !== 202) throw new Error(`POST answered ${res.status}: ${await res.text()}`);
       });
@@ -120,16 +128,41 @@ async function mailroom() {
     const health = await load(Math.min(MESSAGES, 500), CONCURRENCY, () => fetch(`${wrangler.url}/healthz`).then((res) => res.arrayBuffer()));
     const healthSeconds = (performance.now() - healthStarted) / 1000;
 
+    // The same POST with a body that fails validation: authentication, parsing and validation, no writes.
+    const refusedStarted = performance.now();
+    const refused = await load(Math.min(MESSAGES, 500), CONCURRENCY, () =>
+      fetch(`${wrangler.url}/v1/emails`, { method: "POST", headers: { Authorization: `Bearer ${apiKey}`, "Content-Type": "application/json" }, body: JSON.stringify({ to: "not an address", subject: "x", text: "x" }) }).then(async (res) => {
+        if (res.status !== 422) throw new Error(`invalid POST answered ${res.status}`);
+        await res.arrayBuffer();
+      }),
+    );
+    const refusedSeconds = (performance.now() - refusedStarted) / 1000;
+
     await relayStats("reset");
     const cpu = groupCpuMs(wrangler.pid);
     const started = Date.now();
     const accepts = await load(MESSAGES, CONCURRENCY, post);
     const acceptSeconds = (Date.now() - started) / 1000;
     const stats = await waitForMails(MESSAGES, 1_800_000);
+    const delivery = { name: "Mailroom (wrangler dev), posted as it goes", perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(cpu, groupCpuMs(wrangler.pid))) };
+
+    // A backlog: the same number of mails, all scheduled for one moment after every one of them has been
+    // accepted, so the consumer works through them with no API traffic beside it (the delivery engine's
+    // own rate, as after an outage of the relay, or for a scheduled send to many).
+    await relayStats("reset");
+    const dueAt = Math.ceil((Date.now() + acceptSeconds * 1500 + 3000) / 1000) * 1000;
+    await load(MESSAGES, CONCURRENCY, (i) => post(i, { scheduled_at: new Date(dueAt).toISOString() }));
+    if (Date.now() >= dueAt) throw new Error("posting the backlog took longer than planned; its figures would include the API traffic");
+    await delay(dueAt - Date.now());
+    const backlogCpu = groupCpuMs(wrangler.pid);
+    const backlogStats = await waitForMails(MESSAGES, 1_800_000);
+    const backlog = { name: "Mailroom (wrangler dev), a scheduled backlog", perSecond: MESSAGES / ((backlogStats.lastMailAt - dueAt) / 1000), roundTrips: backlogStats.roundTrips / MESSAGES, connections: backlogStats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(backlogCpu, groupCpuMs(wrangler.pid))) };
     return {
-      delivery: { name: "Mailroom (wrangler dev)", perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, cpuMs: (groupCpuMs(wrangler.pid) - cpu) / MESSAGES },
+      delivery,
+      backlog,
       accept: { perSecond: MESSAGES / acceptSeconds, p50: percentile(accepts, 50), p99: percentile(accepts, 99) },
       health: { perSecond: health.length / healthSeconds, p50: percentile(health, 50), p99: percentile(health, 99) },
+      refused: { perSecond: refused.length / refusedSeconds, p50: percentile(refused, 50), p99: percentile(refused, 99) },
     };
   } finally {
     await wrangler.stop();
@@ -145,14 +178,17 @@ try {
   const ours = await mailroom();
   console.log("| path | delivered/s | × per-mail | × nodemailer pool | round trips/msg | connections | CPU ms/mail |");
   console.log("|---|---|---|---|---|---|---|");
-  for (const row of [perMail, pooled, ours.delivery]) {
+  for (const row of [perMail, pooled, ours.delivery, ours.backlog]) {
     console.log(`| ${row.name} | ${fixed(row.perSecond)} | ${fixed(row.perSecond / perMail.perSecond, 2)} | ${fixed(row.perSecond / pooled.perSecond, 2)} | ${fixed(row.roundTrips, 2)} | ${row.connections} | ${fixed(row.cpuMs, 2)} |`);
   }
   console.log(`\n| wrangler dev | requests/s | p50 ms | p99 ms |\n|---|---|---|---|`);
   console.log(`| GET /healthz | ${fixed(ours.health.perSecond)} | ${fixed(ours.health.p50)} | ${fixed(ours.health.p99)} |`);
-  console.log(`| POST /v1/emails | ${fixed(ours.accept.perSecond)} | ${fixed(ours.accept.p50)} | ${fixed(ours.accept.p99)} |`);
+  console.log(`| POST /v1/emails, invalid (422: no writes) | ${fixed(ours.refused.perSecond)} | ${fixed(ours.refused.p50)} | ${fixed(ours.refused.p99)} |`);
+  console.log(`| POST /v1/emails (202, while delivering) | ${fixed(ours.accept.perSecond)} | ${fixed(ours.accept.p50)} | ${fixed(ours.accept.p99)} |`);
   console.log(`\naccept requests/s ÷ /healthz's: ${fixed(ours.accept.perSecond / ours.health.perSecond, 2)}`);
   console.log("(CPU ms/mail: the client process for the baselines, the whole wrangler dev process group for Mailroom.)");
+  const split = (row) => Object.entries(row.cpuByName).filter(([, ms]) => ms >= 0.05).map(([name, ms]) => `${name} ${fixed(ms, 2)}`).join(", ");
+  console.log(`Mailroom's CPU ms/mail by process: posted as it goes: ${split(ours.delivery)}; the backlog: ${split(ours.backlog)}`);
 } finally {
   relay.disconnect();
 }

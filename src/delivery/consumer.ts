@@ -118,7 +118,7 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
   try {
     for (let current = await feed.next(); current; ) {
       if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
-        await handBack(run, [current, ...feed.rest()]);
+        await handBack(run, [current, ...(await feed.rest())]);
         break;
       }
       const mail = current.mail!;
@@ -139,19 +139,34 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
   }
 }
 
-/** The lane's messages for the relay: from its chunk, or from the next chunk it claims; none once the batch is done. */
-function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest(): Attempt[] } {
+/**
+ * The lane's messages for the relay: from its chunk, or from the next chunk it claims; none once the batch
+ * is done. Once a session is up, the next chunk is claimed while the last message in hand is being sent.
+ */
+function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest(): Promise<Attempt[]> } {
   let ready: Attempt[] = [];
+  let claiming: Promise<Attempt[]> | undefined;
+  const claimNext = () => {
+    const jobs = takeChunk(run);
+    return jobs && claimChunk(run, jobs);
+  };
   return {
     async next() {
       while (ready.length === 0) {
-        const jobs = takeChunk(run);
-        if (!jobs) return undefined;
-        ready = await claimChunk(run, jobs);
+        const pending = claiming ?? claimNext();
+        claiming = undefined;
+        if (!pending) return undefined;
+        ready = await pending;
       }
-      return ready.shift();
+      const attempt = ready.shift();
+      if (ready.length === 0 && run.sessionUp) claiming = claimNext();
+      return attempt;
     },
-    rest: () => ready.splice(0),
+    async rest() {
+      const more = (await claiming) ?? [];
+      claiming = undefined;
+      return [...ready.splice(0), ...more];
+    },
   };
 }
 
