@@ -5,8 +5,16 @@ import { defineConfig } from "vitest/config";
 
 const migrations = await readD1Migrations(new URL("./migrations", import.meta.url).pathname);
 
-/** name:SHA-256 of "test-key", the API key the integration tests send (test/helpers/api.ts). */
-const TEST_API_KEYS = "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef";
+/**
+ * name:SHA-256 of the API keys the integration tests send (test/helpers/api.ts): "test-key", the one most
+ * tests use; "other-key", another client; "scoped-key", which may send only from mailroom.test and
+ * example.org.
+ */
+const TEST_API_KEYS = [
+  "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef",
+  "other:580843d03d2216ff1a275d0991bad66e4d1af871171d929e9de604b7959f9bca",
+  "scoped:5cebef33ff96c82119865fdc964ee6aa7b3df8d7c22936614b210fb454ea2188:mailroom.test|Example.ORG",
+].join(",");
 
 export default defineConfig({
   test: {

@@ -10,6 +10,8 @@ export interface ApiKeyEntry {
   name: string;
   /** SHA-256 of the key, as 32 bytes. */
   digest: Uint8Array;
+  /** The domains the key may send from (lower case); undefined: any. */
+  senderDomains?: string[];
 }
 
 export interface Config {
@@ -61,17 +63,30 @@ const intInRange = (min: number, max: number) =>
     z.number().int(`must be a whole number`).min(min, `must be at least ${min}`).max(max, `must be at most ${max}`).optional(),
   );
 
+/** A domain name in ASCII (IDNs as punycode): dot-separated labels of letters, digits and inner hyphens. */
+const DOMAIN = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/** API_KEYS: comma-separated `name:sha256hex`, or `name:sha256hex:example.com|example.org` for a key that may send only from those domains. */
 const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
   const entries: ApiKeyEntry[] = [];
   for (const [index, raw] of value.split(",").map((s) => s.trim()).filter(Boolean).entries()) {
-    const match = /^([A-Za-z0-9_.-]{1,64}):([0-9a-fA-F]{64})$/.exec(raw);
+    const match = /^([A-Za-z0-9_.-]{1,64}):([0-9a-fA-F]{64})(?::(.*))?$/.exec(raw);
     if (!match) {
       // Never echo the entry: it might be a plain key pasted by mistake.
-      ctx.addIssue({ code: "custom", message: `entry ${index + 1} is not name:sha256hex (64 hex digits)` });
+      ctx.addIssue({ code: "custom", message: `entry ${index + 1} is not name:sha256hex (64 hex digits) or name:sha256hex:domain|domain` });
       continue;
     }
-    const hex = match[2]!;
-    entries.push({ name: match[1]!, digest: Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)) });
+    const [, name, hex, domainList] = match as unknown as [string, string, string, string | undefined];
+    const senderDomains = domainList?.split("|").map((d) => d.trim().toLowerCase());
+    if (senderDomains && !senderDomains.every((d) => DOMAIN.test(d))) {
+      ctx.addIssue({ code: "custom", message: `entry ${index + 1} (${name}): its sender domains must be domain names separated by |` });
+      continue;
+    }
+    if (entries.some((e) => e.name === name)) {
+      ctx.addIssue({ code: "custom", message: `entry ${index + 1} repeats the name ${name}; each key needs its own` });
+      continue;
+    }
+    entries.push({ name, digest: Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)), ...(senderDomains ? { senderDomains } : {}) });
   }
   if (entries.length === 0 && ctx.issues.length === 0) ctx.addIssue({ code: "custom", message: "no API keys configured" });
   return entries;

@@ -35,8 +35,13 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * `error` is Mailroom's shape; `statusCode`, `name` (the code) and `message` (naming every field at fault)
+ * are where the Resend SDKs look, so their error objects say what went wrong.
+ */
 export function errorBody(code: ErrorCode, message: string, issues?: FieldIssue[]) {
-  return { error: { code, message, ...(issues ? { issues } : {}) } };
+  const detail = issues?.length ? `${message}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}` : message;
+  return { statusCode: ERROR_STATUS[code], name: code, message: detail, error: { code, message, ...(issues ? { issues } : {}) } };
 }
 
 export function toErrorResponse(error: ApiError): Response {

@@ -19,7 +19,8 @@ export function isSettled(status: MessageStatus): boolean {
 
 export interface NewMessage extends OutgoingMessage {
   id: string;
-  apiKeyName?: string;
+  /** The API key that sent it: the only key that may read or change it. */
+  apiKeyName: string;
   createdAt: string;
   /** The envelope recipients, each of which gets an outcome of its own. */
   recipients: string[];
@@ -27,7 +28,9 @@ export interface NewMessage extends OutgoingMessage {
   scheduledAt?: string;
 }
 
-export interface MessageRecord extends Omit<NewMessage, "recipients" | "scheduledAt"> {
+export interface MessageRecord extends Omit<NewMessage, "recipients" | "scheduledAt" | "apiKeyName"> {
+  /** Null for a row stored before messages were kept per key: no key sees it. */
+  apiKeyName: string | null;
   status: MessageStatus;
   bcc: Mailbox[];
   template: string | null;
@@ -84,7 +87,7 @@ export function toRecord(row: MessageRow): MessageRecord {
     id: row.id,
     status: row.status,
     messageId: row.message_id,
-    apiKeyName: row.api_key_name ?? undefined,
+    apiKeyName: row.api_key_name,
     from: JSON.parse(row.from_json),
     to: JSON.parse(row.to_json),
     cc: JSON.parse(row.cc_json),
@@ -133,7 +136,7 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
-        ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName ?? null, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
+        ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db

@@ -70,6 +70,12 @@ describe("the resend SDK against Mailroom", () => {
     expect(other.error).toMatchObject({ error: { code: "validation_error" } });
   });
 
+  it("an invalid address comes back as an SDK error whose message names the field", async () => {
+    const sent = await resend.emails.send({ from: "noreply@mailroom.test", to: ["ok@example.com", "not an address"], subject: "x", text: "x" });
+    expect(sent.data).toBeNull();
+    expect(sent.error).toMatchObject({ name: "validation_error", statusCode: 422, message: expect.stringContaining("to.1: ") });
+  });
+
   it("schedules, moves with emails.update, stops with emails.cancel: never sent", async () => {
     const to = recipient("sdk-scheduled");
     const inAnHour = new Date(Date.now() + 3600_000).toISOString();

@@ -4,6 +4,10 @@ import { inject, vi } from "vitest";
 import type { InboxMessage, InboxStats } from "../../scripts/inbox.mjs";
 
 export const API_KEY = "test-key";
+/** Another client's key. */
+export const OTHER_KEY = "other-key";
+/** A key that may send only from mailroom.test and example.org. */
+export const SCOPED_KEY = "scoped-key";
 
 export function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
   const { json, key = API_KEY, ...rest } = init;

@@ -16,6 +16,7 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
   const recipients = [fields.to ?? uniqueRecipient()].flat();
   await insertMessage(env.DB, {
     id,
+    apiKeyName: "tests", // the key test/helpers/api.ts sends
     createdAt: fields.createdAt ?? new Date().toISOString(),
     messageId: createMessageId(id, from),
     from,

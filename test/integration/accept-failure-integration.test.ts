@@ -69,7 +69,7 @@ describe("accepting when the queue misbehaves", () => {
     try {
       const res = await post(to, outbox);
       expect(res.status).toBe(500);
-      expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
+      expect(await res.json()).toEqual({ statusCode: 500, name: "internal_error", message: "internal error", error: { code: "internal_error", message: "internal error" } });
     } finally {
       logs.restore();
     }
@@ -86,7 +86,7 @@ describe("accepting when the queue misbehaves", () => {
       const text = await res.text();
       expect(text).not.toContain("D1_ERROR");
       expect(text).not.toContain("api_key_digest");
-      expect(JSON.parse(text)).toEqual({ error: { code: "internal_error", message: "internal error" } });
+      expect(JSON.parse(text)).toEqual({ statusCode: 500, name: "internal_error", message: "internal error", error: { code: "internal_error", message: "internal error" } });
     } finally {
       logs.restore();
     }
@@ -133,7 +133,7 @@ describe("accepting when the queue misbehaves", () => {
     }
     expect(calls).toBe(2);
     expect(res.status).toBe(500);
-    expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
+    expect(await res.json()).toEqual({ statusCode: 500, name: "internal_error", message: "internal error", error: { code: "internal_error", message: "internal error" } });
   });
 
   it("withdraws a row whose insert committed although D1 reported an error, and answers 500", async () => {

@@ -20,7 +20,7 @@ async function send(body: string, headers: Record<string, string> = {}) {
     ctx,
   );
   await waitOnExecutionContext(ctx);
-  return { res, body: await res.json<{ error: { code: string; message: string; issues?: { path: string; message: string }[] } }>(), enqueued };
+  return { res, body: await res.json<{ statusCode: number; name: string; message: string; error: { code: string; message: string; issues?: { path: string; message: string }[] } }>(), enqueued };
 }
 
 const valid = (to: string) => ({ to, subject: "Hello", text: "Hi" });
@@ -54,7 +54,11 @@ describe("bad input changes nothing", () => {
     expect(result.res.status).toBe(status);
     expect(result.body.error.code).toBe(code);
     expect(result.body.error.message).toEqual(expect.any(String));
-    if (issuePath) expect(result.body.error.issues?.map((i) => i.path)).toContain(issuePath);
+    if (issuePath) {
+      expect(result.body.error.issues?.map((i) => i.path)).toContain(issuePath);
+      // Where the Resend SDKs look: the top-level message names the field.
+      expect(result.body).toMatchObject({ statusCode: status, name: code, message: expect.stringContaining(`${issuePath}: `) });
+    }
     expect(result.enqueued).toBe(0);
     expect(await messageRowsFor(to)).toBe(0);
   });
@@ -68,17 +72,27 @@ describe("bad input changes nothing", () => {
   });
 });
 
+/** The one 401 every missing, malformed or wrong key gets. */
+const UNAUTHORIZED = {
+  statusCode: 401,
+  name: "unauthorized",
+  message: "a valid API key is required: Authorization: Bearer <key>",
+  error: { code: "unauthorized", message: "a valid API key is required: Authorization: Bearer <key>" },
+};
+
 describe("auth and routing errors", () => {
   it.each([
     ["no Authorization header", null],
     ["a wrong key", "not-the-key"],
     ["a malformed header", "has spaces in it"],
+    ["an empty key", ""],
     // The configured value is the key's SHA-256: presenting the digest itself must not authenticate.
     ["the configured digest instead of the key", "62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef"],
   ])("401 unauthorized for %s", async (_name, key) => {
     const res = await api("/v1/emails", { method: "POST", key, json: valid(uniqueRecipient()) });
     expect(res.status).toBe(401);
-    expect(await res.json()).toEqual({ error: { code: "unauthorized", message: expect.any(String) } });
+    expect(res.headers.get("WWW-Authenticate")).toBe("Bearer");
+    expect(await res.json()).toEqual(UNAUTHORIZED);
   });
 
   it("does not need a key for /healthz", async () => {
@@ -91,7 +105,7 @@ describe("auth and routing errors", () => {
     for (const path of [`/v1/emails/${crypto.randomUUID()}`, "/v1/emails/not-an-id", "/v1/nothing-here"]) {
       const res = await api(path);
       expect(res.status).toBe(404);
-      expect(await res.json()).toEqual({ error: { code: "not_found", message: expect.any(String) } });
+      expect(await res.json()).toEqual({ statusCode: 404, name: "not_found", message: expect.any(String), error: { code: "not_found", message: expect.any(String) } });
     }
   });
 });

@@ -6,15 +6,10 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import worker from "../../src/index";
-import { API_KEY, api, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { API_KEY, OTHER_KEY, api, captureLogs, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
 import { completeKey, releaseKey, reserveKey } from "../../src/store/idempotency";
 
 /** A second API key for the tests ("other-key"), next to the default one. */
-const OTHER_KEY = "other-key";
-const withOtherKey = async () => {
-  const digest = [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(OTHER_KEY)))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return { ...env, API_KEYS: `${env.API_KEYS},other:${digest}` } as Env;
-};
 
 async function post(json: unknown, { key, apiKey = API_KEY, environment = env }: { key?: string; apiKey?: string; environment?: Env } = {}) {
   const ctx = createExecutionContext();
@@ -117,7 +112,7 @@ describe("Idempotency-Key", () => {
     const to = uniqueRecipient("idemkeys");
     const key = crypto.randomUUID();
     const mine = await (await post({ to, subject: "Hi", text: "x" }, { key })).json<{ id: string }>();
-    const theirs = await post({ to, subject: "Hi", text: "x" }, { key, apiKey: OTHER_KEY, environment: await withOtherKey() });
+    const theirs = await post({ to, subject: "Hi", text: "x" }, { key, apiKey: OTHER_KEY });
     expect(theirs.status).toBe(202);
     expect((await theirs.json<{ id: string }>()).id).not.toBe(mine.id);
     expect(await messageRowsFor(to)).toBe(2);

@@ -58,7 +58,7 @@ describe("misconfiguration", () => {
       logs.restore();
     }
     expect(res.status).toBe(500);
-    expect(await res.json()).toEqual({ error: { code: "internal_error", message: "internal error" } });
+    expect(await res.json()).toEqual({ statusCode: 500, name: "internal_error", message: "internal error", error: { code: "internal_error", message: "internal error" } });
     const entry = JSON.parse(logs.lines.find((l) => l.includes("misconfigured"))!);
     expect(entry.error.message).toContain("MAIL_FROM: required");
   });

@@ -79,4 +79,29 @@ describe("parseConfig", () => {
   it("needs at least one API key", () => {
     expect(problems({ ...base, API_KEYS: " , " })).toEqual(["API_KEYS: no API keys configured"]);
   });
+
+  it("reads API keys with and without sender domains (lower-cased)", () => {
+    const { apiKeys } = parseConfig({ ...base, API_KEYS: ` web:${KEY_HASH} , shop:${"AB".repeat(32)}:Shop.Example|xn--bcher-kva.example ` });
+    expect(apiKeys.map((k) => [k.name, k.senderDomains])).toEqual([
+      ["web", undefined],
+      ["shop", ["shop.example", "xn--bcher-kva.example"]],
+    ]);
+    expect([...apiKeys[1]!.digest]).toEqual(Array(32).fill(0xab));
+  });
+
+  it.each([
+    ["an empty domain list", `shop:${KEY_HASH}:`],
+    ["an empty domain in the list", `shop:${KEY_HASH}:shop.example|`],
+    ["a domain without a dot", `shop:${KEY_HASH}:localhost`],
+    ["a label over 63 characters", `shop:${KEY_HASH}:${"a".repeat(64)}.example`],
+    ["a label starting with a hyphen", `shop:${KEY_HASH}:-shop.example`],
+    ["an address instead of a domain", `shop:${KEY_HASH}:ops@shop.example`],
+    ["a non-ASCII domain (IDNs go as punycode)", `shop:${KEY_HASH}:bücher.example`],
+  ])("refuses sender domains with %s", (_name, entry) => {
+    expect(problems({ ...base, API_KEYS: entry })).toEqual(["API_KEYS: entry 1 (shop): its sender domains must be domain names separated by |"]);
+  });
+
+  it("refuses two keys with one name, which would share their messages", () => {
+    expect(problems({ ...base, API_KEYS: `web:${KEY_HASH},web:${"ab".repeat(32)}` })).toEqual(["API_KEYS: entry 2 repeats the name web; each key needs its own"]);
+  });
 });

@@ -1,11 +1,14 @@
 // /v1/emails: accept a message (at once or scheduled, idempotently under an Idempotency-Key), read its
 // status and history back, move a scheduled send, cancel what has not reached the relay. Paths, fields and
-// answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged.
+// answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged. A key
+// sends only from its sender domains, and sees and changes only the messages it sent: another key's
+// message is a 404, exactly like one that does not exist.
 import { Hono, type Context } from "hono";
 import { acceptEmail, type Accepted } from "../../accept";
 import { getConfig } from "../../config";
 import { formatMailbox } from "../../core/address";
 import { fingerprintBody, parseIdempotencyKey } from "../../core/idempotency-key";
+import { maySendFrom } from "../../core/key-scope";
 import { resolveSchedule } from "../../core/schedule";
 import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
 import { requeue } from "../../delivery/outbox";
@@ -28,8 +31,12 @@ export const emailRoutes = new Hono<AppEnv>()
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
     const schedule = resolveSchedule(validated.value.scheduledAt, new Date());
     if (!schedule.ok) throw new ApiError("validation_error", "the request is not a valid email", [{ path: "scheduled_at", message: schedule.message }]);
+    const { senderDomains } = c.var.apiKey;
+    if (!maySendFrom(senderDomains, (validated.value.from ?? getConfig(c.env).mailFrom).address)) {
+      throw new ApiError("forbidden", `this API key may send only from ${senderDomains!.join(", ")}${validated.value.from ? "" : " (from defaults to MAIL_FROM)"}`);
+    }
 
-    const origin = { apiKeyName: c.var.apiKeyName, requestId: c.var.requestId };
+    const origin = { apiKeyName: c.var.apiKey.name, requestId: c.var.requestId };
     const accept = (id?: string) => acceptEmail(c.env, getConfig(c.env), { ...validated.value, scheduledAt: schedule.at }, { ...origin, id });
     const result: IdempotentAccept = key
       ? await acceptOnce(c.env.DB, { apiKeyName: origin.apiKeyName, key: key.key, fingerprint: await fingerprintBody(body), log: c.var.log }, accept)
@@ -56,7 +63,7 @@ export const emailRoutes = new Hono<AppEnv>()
   .get("/:id", async (c) => {
     const id = c.req.param("id");
     const history = ID_PATTERN.test(id) ? await getMessageWithHistory(c.env.DB, id) : null;
-    if (!history) throw notFound(id);
+    if (!history || history.message.apiKeyName !== c.var.apiKey.name) throw notFound(id);
     return c.json(toEmailView(history));
   })
   .patch("/:id", async (c) => {
@@ -67,7 +74,7 @@ export const emailRoutes = new Hono<AppEnv>()
     const schedule = resolveSchedule(validated.value.scheduledAt, now);
     if (!schedule.ok) throw new ApiError("validation_error", "the request is not a valid reschedule", [{ path: "scheduled_at", message: schedule.message }]);
     const scheduledAt = (schedule.at ?? now).toISOString();
-    const change = ID_PATTERN.test(id) ? await rescheduleMessage(c.env.DB, { id, at: now.toISOString(), scheduledAt, sendNow: schedule.at === null }) : ({ kind: "unknown" } as const);
+    const change = ID_PATTERN.test(id) ? await rescheduleMessage(c.env.DB, { id, apiKeyName: c.var.apiKey.name, at: now.toISOString(), scheduledAt, sendNow: schedule.at === null }) : ({ kind: "unknown" } as const);
     refuseUnchanged(change, id, "only a scheduled email can be rescheduled");
     // A job for the new time; the one for the old time, if it comes first, finds the message not due.
     await requeue(c.env.OUTBOX, { id, request_id: c.var.requestId }, scheduledAt).catch((error) =>
@@ -78,7 +85,7 @@ export const emailRoutes = new Hono<AppEnv>()
   })
   .post("/:id/cancel", async (c) => {
     const id = c.req.param("id");
-    const change = ID_PATTERN.test(id) ? await cancelMessage(c.env.DB, { id, at: new Date().toISOString() }) : ({ kind: "unknown" } as const);
+    const change = ID_PATTERN.test(id) ? await cancelMessage(c.env.DB, { id, apiKeyName: c.var.apiKey.name, at: new Date().toISOString() }) : ({ kind: "unknown" } as const);
     refuseUnchanged(change, id, "only an email not yet handed to the relay can be canceled");
     c.var.log.info("email canceled", { email_id: id });
     return c.json({ object: "email" as const, id, status: "canceled" as const });
