@@ -131,7 +131,11 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
       }
       // Only now, with a session up, does the lane claim more than the message in hand.
       const following = await feed.next();
-      finish(run, current, run.unreachable ?? (await session!.send(mail, { next: following?.mail ?? "quit" })));
+      if (session && !session.isBroken) {
+        // A message the time budget will hand back gets no envelope sent ahead for it: QUIT instead.
+        const next = following && Date.now() < run.budget.startsNoneAfter ? following.mail : "quit";
+        finish(run, current, await session.send(mail, { next }));
+      } else finish(run, current, run.unreachable!);
       current = following;
     }
   } finally {

@@ -63,8 +63,14 @@ export interface SmtpMail {
 /** What comes after a mail on the session: the next mail (its envelope goes out behind the final dot) or QUIT. */
 export type SmtpNext = SmtpMail | "quit";
 
-/** A mail whose MAIL FROM … DATA went out behind the previous mail's final dot, and how they were answered. */
-type Ahead = { mail: SmtpMail; replies: SmtpReply[] } | { mail: SmtpMail; failure: SmtpFailure };
+/** A mail whose MAIL FROM … DATA went out behind the previous mail's final dot, and their replies. */
+interface Ahead {
+  mail: SmtpMail;
+  replies: SmtpReply[];
+}
+
+/** How long the reply to a QUIT sent behind the last final dot is waited for; nothing depends on it. */
+const QUIT_REPLY_WAIT_MS = 5000;
 
 export class SmtpSession {
   /** Whether the relay offered PIPELINING (RFC 2920). */
@@ -73,6 +79,8 @@ export class SmtpSession {
   private ahead: Ahead | undefined;
   /** A refused envelope left a transaction open: the next group starts with RSET. */
   private resetFirst = false;
+  /** The relay answered DATA with 354 and waits for content: nothing but content may be written. */
+  private dataOpen = false;
 
   private constructor(
     private readonly connection: SmtpConnection,
@@ -106,8 +114,10 @@ export class SmtpSession {
    * transaction ended. No wait lasts past the mail's deadline.
    *
    * With PIPELINING, `next` goes out in the same write as this mail's content and final dot: the next
-   * mail's MAIL FROM … DATA (its replies are read here and kept for its own send(), which must come next),
-   * or QUIT when this is the session's last mail. Without PIPELINING, `next` is ignored.
+   * mail's MAIL FROM … DATA (their replies are read here and kept for its own send(), which must come
+   * next), or QUIT when this is the session's last mail. The first reply after the final dot is this
+   * mail's verdict, whatever follows it (RFC 2920 §3.1): a failure in the next mail's group ends the
+   * session and leaves that mail unsent, to be sent again on another. Without PIPELINING, `next` is ignored.
    */
   async send(mail: SmtpMail, { next }: { next?: SmtpNext } = {}): Promise<SmtpTransaction> {
     const { envelope, data, deadline = Infinity } = mail;
@@ -117,14 +127,16 @@ export class SmtpSession {
     this.ahead = undefined;
     const abandon = (failure: SmtpFailure): SmtpTransaction => {
       // A DATA already answered 354 would take whatever comes next as content: the session ends here.
-      if (ahead) this.connection.close();
+      if (this.dataOpen) this.connection.close();
       return ended(failure);
     };
     if (ahead && ahead.mail !== mail) {
       return abandon({ kind: "protocol", stage: "mail", command: "MAIL FROM", message: "mails were sent out of the order their envelopes went out in; closing the session" });
     }
-    if (ahead && "failure" in ahead) return ended(ahead.failure);
     if (this.isBroken) return ended({ kind: "connection", stage: "mail", command: "MAIL FROM", message: "session is closed" });
+    if (envelope.recipients.length === 0) {
+      return abandon({ kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient to send to" });
+    }
     if (!data.endsWith(END_OF_DATA)) {
       return abandon({ kind: "protocol", stage: "message", command: "(message content)", message: "the message does not end in CRLF.CRLF; not sending it" });
     }
@@ -133,23 +145,13 @@ export class SmtpSession {
     }
     this.connection.limitWaitsTo(deadline);
     let messageSent = false;
-    let following: SmtpMail | undefined;
     try {
-      let content = data;
       if (this.pipelining) {
-        const replies = ahead && "replies" in ahead ? ahead.replies : await this.pipelineEnvelope(envelope);
+        const replies = ahead?.replies ?? (await this.pipelineEnvelope(envelope));
         const refusal = this.judgeEnvelope(envelope, replies, recipients);
         if (refusal) {
-          // A DATA accepted although nothing can be sent gets an empty message, which ends it.
-          if (replies.at(-1)!.code !== 354) {
-            this.resetFirst = true;
-            throw new SmtpFailed(refusal);
-          }
-          content = ".\r\n";
-          following = this.followingMail(next);
-          await this.connection.write(content + this.trailer(next, following), "data", "(empty message)");
-          await this.connection.readReply("data", "(empty message)");
-          await this.readFollowing(next, following);
+          if (this.dataOpen) await this.endEmptyMessage(next);
+          else this.resetFirst = true; // MAIL FROM may have been accepted: the next group starts with RSET
           throw new SmtpFailed(refusal);
         }
       } else await this.lockStepEnvelope(envelope, recipients);
@@ -158,27 +160,45 @@ export class SmtpSession {
         // unfinished transaction and the next attempt cannot duplicate it (RFC 5321 §4.1.1.4).
         this.connection.fail({ kind: "timeout", stage: "message", command: "(message content)", message: "too little of the attempt's time was left to wait for the reply to the message; stopped before sending it" });
       }
-      following = this.pipelining ? this.followingMail(next) : undefined;
-      await this.connection.write(content + (this.pipelining ? this.trailer(next, following) : ""), "message", "(message content)");
+      const following = this.followingMail(next);
+      await this.connection.write(data + this.trailer(next, following), "message", "(message content)");
+      this.dataOpen = false;
       messageSent = true;
       const reply = await this.connection.readReply("message", "(end of data)", Math.max(this.options.timeoutMs, DATA_END_TIMEOUT_MS));
-      if (this.pipelining) await this.readFollowing(next, following);
-      if (this.connection.hasUnreadData) this.failOutOfStep();
+      if (following || (this.pipelining && next === "quit")) await this.readFollowing(following);
+      else if (this.connection.hasUnreadData) {
+        // Nothing was sent behind the dot, so anything more is a second answer to it: which one counts?
+        this.connection.fail({ kind: "protocol", stage: "message", command: "(end of data)", message: "the relay sent more than one reply to the end of the message" });
+      }
       if (reply.code !== 250) throw new SmtpFailed(replyFailure(reply, "message", "(end of data)"));
       return { recipients, end: { ok: true, value: { code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text } } };
     } catch (error) {
       let failure = toFailure(error, "mail", "MAIL FROM");
-      if (following && !this.ahead) {
-        this.ahead = { mail: following, failure: { kind: "connection", stage: "mail", command: "MAIL FROM", message: `the session ended before this mail's turn (${failure.message})` } };
-      }
       if (messageSent && failure.kind !== "reply") {
         // No clear answer after the whole message went out: the one case SMTP cannot tell apart (RFC 1047).
         failure = { ...failure, message: `${failure.message}; the relay may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)` };
       }
-      // 421: the relay is closing the channel (RFC 5321 §3.8); anything else leaves it usable.
-      if (failure.code === 421) this.connection.close();
+      // 421: the relay is closing the channel (RFC 5321 §3.8). A DATA of this mail's still open would take
+      // any command as content (one open for the mail sent ahead waits for that mail's content).
+      if (failure.code === 421 || (this.dataOpen && !this.ahead)) this.connection.close();
       if (!this.pipelining && failure.kind === "reply" && failure.stage !== "message" && !this.isBroken) await this.reset();
       return ended(failure);
+    }
+  }
+
+  /**
+   * A DATA the relay accepted although it took no recipient gets an empty message, which ends it (RFC 2920
+   * §3.1), with `next` behind it. The transaction's outcome is its refusal, whatever the relay says to this.
+   */
+  private async endEmptyMessage(next: SmtpNext | undefined): Promise<void> {
+    const following = this.followingMail(next);
+    try {
+      await this.connection.write(".\r\n" + this.trailer(next, following), "data", "(empty message)");
+      this.dataOpen = false;
+      await this.connection.readReply("data", "(empty message)");
+      if (following || next === "quit") await this.readFollowing(following);
+    } catch {
+      this.connection.close();
     }
   }
 
@@ -187,52 +207,38 @@ export class SmtpSession {
    * own send() writes its envelope, and refuses it there).
    */
   private followingMail(next: SmtpNext | undefined): SmtpMail | undefined {
-    if (!next || next === "quit" || !next.data.endsWith(END_OF_DATA)) return undefined;
+    if (!this.pipelining || !next || next === "quit" || !next.data.endsWith(END_OF_DATA) || next.envelope.recipients.length === 0) return undefined;
     return [next.envelope.from, ...next.envelope.recipients].some((address) => /[\r\n]/.test(address)) ? undefined : next;
   }
 
   /** What goes out behind the final dot: the following mail's envelope, or QUIT after the last one. */
   private trailer(next: SmtpNext | undefined, following: SmtpMail | undefined): string {
     if (following) return this.envelopeLines(following.envelope).map((line) => `${line}\r\n`).join("");
-    return next === "quit" ? "QUIT\r\n" : "";
+    return this.pipelining && next === "quit" ? "QUIT\r\n" : "";
   }
 
   /**
-   * The replies to what followed the final dot. For the following mail they are kept for its send(); a
-   * failure there is that mail's, not this one's. A reply that cannot belong where it arrived (a DATA
-   * answered 2xx, a QUIT answered anything but 221) means the relay answered the dot more than once.
+   * The replies to what followed the final dot, once the dot's own reply is read; never throws. The
+   * following mail's replies are kept for its send(); if they cannot be read, or no longer line up with
+   * its commands (a DATA answered 2xx, a reply left over), the session ends and that mail was not sent.
+   * QUIT's reply is waited for briefly and changes nothing.
    */
-  private async readFollowing(next: SmtpNext | undefined, following: SmtpMail | undefined): Promise<void> {
-    if (following) {
-      let replies: SmtpReply[];
-      try {
-        replies = await this.readEnvelopeReplies(following.envelope);
-      } catch (error) {
-        // The following mail's transaction is in an unknown state: it gets this failure, and the session ends.
+  private async readFollowing(following: SmtpMail | undefined): Promise<void> {
+    try {
+      if (!following) {
+        await this.connection.readReply("mail", "QUIT", Math.min(this.options.timeoutMs, QUIT_REPLY_WAIT_MS));
         this.connection.close();
-        this.ahead = { mail: following, failure: toFailure(error, "mail", "MAIL FROM") };
         return;
       }
-      this.ahead = { mail: following, replies };
-      if (replies.at(-1)!.code < 300) this.failOutOfStep();
-    } else if (next === "quit") {
-      let reply: SmtpReply | undefined;
-      try {
-        reply = await this.connection.readReply("mail", "QUIT");
-      } catch {
-        // A relay that hangs up without answering QUIT has answered the final dot all the same.
+      const replies = await this.readEnvelopeReplies(following.envelope);
+      if (replies.at(-1)!.code < 300 || this.connection.hasUnreadData) {
+        this.connection.fail({ kind: "protocol", stage: "mail", command: "MAIL FROM … DATA (pipelined)", message: "the relay's replies no longer matched the commands" });
       }
-      if (reply && reply.code !== 221) this.failOutOfStep();
+      this.ahead = { mail: following, replies };
+      this.dataOpen = replies.at(-1)!.code === 354;
+    } catch {
       this.connection.close();
     }
-  }
-
-  /** Replies and commands no longer line up: what answered the final dot cannot be told. */
-  private failOutOfStep(): never {
-    if (this.ahead && "replies" in this.ahead) {
-      this.ahead = { mail: this.ahead.mail, failure: { kind: "protocol", stage: "mail", command: "MAIL FROM", message: "the relay's replies no longer matched the commands; closing the session" } };
-    }
-    this.connection.fail({ kind: "protocol", stage: "message", command: "(end of data)", message: "the relay sent more than one reply to the end of the message" });
   }
 
   /** MAIL FROM, then RCPT TO one by one, then DATA: each command waits for the reply to the one before. */
@@ -248,6 +254,7 @@ export class SmtpSession {
     }
     this.throwUnlessSomeoneAccepted(recipients);
     await this.expect("DATA", 354, "data");
+    this.dataOpen = true;
   }
 
   /** RFC 2920: (RSET,) MAIL FROM, every RCPT TO and DATA as one group. */
@@ -260,7 +267,9 @@ export class SmtpSession {
   /** Writes the envelope group and reads its replies. */
   private async pipelineEnvelope(envelope: Envelope): Promise<SmtpReply[]> {
     await this.connection.writeLines(this.envelopeLines(envelope), "mail", "MAIL FROM … DATA (pipelined)");
-    return this.readEnvelopeReplies(envelope);
+    const replies = await this.readEnvelopeReplies(envelope);
+    this.dataOpen = replies.at(-1)!.code === 354;
+    return replies;
   }
 
   /**
@@ -271,7 +280,8 @@ export class SmtpSession {
     if (this.resetFirst) {
       this.resetFirst = false;
       const reset = await this.readInGroup("mail", "RSET");
-      if (reset.code !== 250) this.connection.fail(replyFailure(reset, "mail", "RSET"));
+      // Not a verdict on the mail it leads: the session is out of order, and the mail goes again on another.
+      if (reset.code !== 250) this.connection.fail({ ...replyFailure(reset, "mail", "RSET"), kind: "protocol" });
     }
     const replies = [await this.readInGroup("mail", `MAIL FROM:<${envelope.from}>`)];
     for (const recipient of envelope.recipients) replies.push(await this.readInGroup("rcpt", `RCPT TO:<${recipient}>`));
@@ -313,7 +323,7 @@ export class SmtpSession {
 
   /** Says QUIT (unless a DATA is left open: then the relay discards it) and closes; never throws. */
   async close(): Promise<void> {
-    if (!this.isBroken && !this.ahead) {
+    if (!this.isBroken && !this.dataOpen) {
       try {
         await this.expect("QUIT", 221, "mail");
       } catch {

@@ -4,7 +4,8 @@
 // before its next command would wait forever; "strict-lockstep" does not offer PIPELINING and answers
 // every command after 50 ms, ending the session with 554 if the next command arrives before that. Both
 // take every message (recipients whose local part starts with "refuse-" get 550; at a "drop-" one the
-// connection is cut; a message whose first recipient is "rejectmsg-…" is refused at its final dot with
+// connection is cut; a "refusedrop-" one gets 550 and the connection is cut at the end of the message
+// that follows; at a "closedown-" one the relay answers 421 to everything but RSET and QUIT; a message whose first recipient is "rejectmsg-…" is refused at its final dot with
 // 554) and record what they received: the commands, each message's recipients, and per session the
 // messages taken and the round trips (each time the client wrote again after the relay had spoken).
 import { createServer, type Socket } from "node:net";
@@ -54,6 +55,10 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
   let held: string[] = []; // pipelining-only: replies waiting for DATA
   let answering: ReturnType<typeof setTimeout> | undefined; // strict-lockstep: a reply on its way
   let recipients: string[] = [];
+  // After a "closedown-" recipient: 421 to it and to every later command but RSET and QUIT, as Exim's
+  // smtp_closedown() answers whatever a client pipelined behind the command it shut down at.
+  let closing = false;
+  let dropAtEnd = false;
 
   const reply = (text: string) => {
     if (mode === "pipelining-only") return void held.push(text);
@@ -78,6 +83,7 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
         if (end < 0) return;
         buffer = buffer.slice(end + 5);
         inData = false;
+        if (dropAtEnd) return void socket.destroy();
         const rejected = recipients[0]?.startsWith("rejectmsg-");
         if (!rejected) {
           relay.messages.push(recipients);
@@ -93,6 +99,11 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
       buffer = buffer.slice(newline + 2);
       relay.commands.push(line);
       const verb = line.split(/[ :]/)[0]!.toUpperCase();
+      if (closing && verb !== "RSET" && verb !== "QUIT") {
+        reply("421 4.3.2 Service shutting down\r\n");
+        if (verb === "DATA" && mode === "pipelining-only") flush();
+        continue;
+      }
       if (verb === "EHLO") {
         const ehlo = mode === "pipelining-only" ? "250-pipelining.test\r\n250 PIPELINING\r\n" : "250-strict.test\r\n250 8BITMIME\r\n";
         if (mode === "pipelining-only") socket.write(ehlo);
@@ -100,7 +111,13 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
       } else if (verb === "RCPT") {
         const address = /<([^>]*)>/.exec(line)?.[1] ?? "";
         if (address.startsWith("drop-")) return void socket.destroy();
-        if (address.startsWith("refuse-")) reply("550 5.1.1 No such user\r\n");
+        if (address.startsWith("closedown-")) {
+          closing = true;
+          reply("421 4.3.2 Service shutting down\r\n");
+          continue;
+        }
+        if (address.startsWith("refusedrop-")) dropAtEnd = true;
+        if (address.startsWith("refuse")) reply("550 5.1.1 No such user\r\n");
         else {
           recipients.push(address);
           reply("250 2.1.5 Ok\r\n");

@@ -130,6 +130,26 @@ describe("pipelining", () => {
     expect((await loadMessage(third.id)).message.status).toBe("sent");
   });
 
+  it("fails a message every recipient refused for good, even when the relay drops the empty message ending its DATA", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("refusedrop") });
+    const { result } = await deliver([id], { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect((await loadMessage(id)).message).toMatchObject({ status: "failed", lastError: expect.stringMatching(/answered 550 5\.1\.1 No such user$/) });
+  });
+
+  it("keeps a mail whose final dot was answered 250 when the relay shuts down at the envelope pipelined behind it", async () => {
+    // The relay takes the first mail, then answers the second one's RCPT with 421 and, like Exim's
+    // smtp_closedown(), also its DATA: both 421s arrive in one segment behind MAIL's 250.
+    const taken = await insertQueuedMessage({ to: uniqueRecipient("taken") });
+    const refused = await insertQueuedMessage({ to: uniqueRecipient("closedown") });
+    const { result } = await deliver([taken.id, refused.id], { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
+    expect((await received("pipelining-only")).messages).toContainEqual([taken.to]);
+    // The relay has the first mail: recording it as not sent means it goes out again on the retry.
+    expect((await loadMessage(taken.id)).message).toMatchObject({ status: "sent", lastError: null });
+    expect(result.explicitAcks).toContain(`job-${taken.id}`);
+    expect((await loadMessage(refused.id)).message.status).toBe("retrying");
+  });
+
   it.each([
     [3, 6],
     [1, 2],
