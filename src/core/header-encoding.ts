@@ -55,11 +55,32 @@ function fold(tokens: Token[], firstLineUsed: number): string {
 
 const spaced = (texts: string[]): Token[] => texts.map((text) => [" ", text]);
 
-/** An unstructured header value (Subject): plain when it is short printable ASCII, else encoded-words. */
+/**
+ * Printable ASCII folded losslessly (RFC 5322 §2.2.3): a fold goes before a word, keeping every space of
+ * the run in front of it, so unfolding (removing the CRLFs) restores the value, and no line is only
+ * whitespace. Leading and trailing spaces stay on their lines.
+ */
+function foldAscii(value: string, firstLineUsed: number): string {
+  const words = [...value.matchAll(/( *)([^ ]+)/g)].map(([, spaces, word]) => [spaces!, word!] as Token);
+  const trailing = /( *)$/.exec(value)![1]!;
+  let out = "";
+  let lineLength = firstLineUsed;
+  words.forEach(([spaces, word], index) => {
+    const fits = lineLength + spaces.length + word.length <= MAX_LINE;
+    out += index > 0 && !fits ? `\r\n${spaces}${word}` : spaces + word;
+    lineLength = index > 0 && !fits ? spaces.length + word.length : lineLength + spaces.length + word.length;
+  });
+  return out + trailing;
+}
+
+/**
+ * An unstructured header value (Subject): as is when short printable ASCII, folded at spaces when longer,
+ * else (non-ASCII, or a run of 77 characters that no fold could shorten) encoded-words.
+ */
 export function encodeUnstructured(name: string, value: string): string {
   const used = name.length + 2;
   if (PRINTABLE_ASCII.test(value) && used + value.length <= MAX_LINE) return value;
-  if (PRINTABLE_ASCII.test(value) && !/\S{77,}/.test(value)) return fold(spaced(value.split(" ")), used);
+  if (PRINTABLE_ASCII.test(value) && !/[^ ]{77,}| {77,}/.test(value)) return foldAscii(value, used);
   return fold(spaced(encodeWords(value)), used);
 }
 

@@ -24,6 +24,28 @@ describe("header encoding", () => {
     expect(`Subject: ${value}`.split("\r\n").every((line) => line.length <= 78)).toBe(true);
   });
 
+  it.each([
+    ["a long run of spaces", `Your order ${" ".repeat(70)} has shipped and is on its way to you now`],
+    ["runs of spaces around folds", Array.from({ length: 30 }, (_, i) => `w${i}${" ".repeat(i % 4)}`).join(" ")],
+    ["leading and trailing spaces", `   ${"spaced out ".repeat(12)}   `],
+  ])("folds %s with no whitespace-only line, keeping every space (unfolding restores it)", (_name, subject) => {
+    const value = encodeUnstructured("Subject", subject);
+    const lines = `Subject: ${value}`.split("\r\n");
+    expect(lines.length).toBeGreaterThan(1);
+    for (const line of lines) {
+      expect(line.trim()).not.toBe("");
+      expect(line.length).toBeLessThanOrEqual(78 + 4); // a fold keeps its run of up to 4 spaces
+    }
+    expect(value.replace(/\r\n(?=[ \t])/g, "")).toBe(subject);
+  });
+
+  it("encodes a run of 77 or more spaces, which no fold could shorten, as encoded-words", () => {
+    const subject = `a${" ".repeat(200)}b`;
+    const value = encodeUnstructured("Subject", subject);
+    expect(`Subject: ${value}`.split("\r\n").every((line) => line.trim() !== "" && line.length <= 78)).toBe(true);
+    expect(decodeWords(value)).toBe(subject);
+  });
+
   it("encodes non-ASCII as UTF-8 encoded-words that never split a character", () => {
     const subject = "Grüße aus Köln 🎉 ".repeat(8).trim();
     const value = encodeUnstructured("Subject", subject);
