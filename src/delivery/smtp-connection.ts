@@ -40,6 +40,12 @@ export class SmtpConnection {
   private lines = new LineSplitter();
   private pendingLines: string[] = [];
   private closed = false;
+  /**
+   * Between the start of TLS (connecting with implicit TLS, or STARTTLS) and the first bytes read over it:
+   * a socket error then is the handshake failing, as it does for a certificate that is not trusted or
+   * names another host (the runtime reports those only as an "internal error").
+   */
+  private handshaking = false;
   /** Epoch ms after which no wait may last: the deadline of the attempt using the connection. */
   private attemptDeadline = Infinity;
 
@@ -57,6 +63,7 @@ export class SmtpConnection {
   static async open(options: { host: string; port: number; security: SmtpSecurity; timeoutMs: number }, deadline = Infinity): Promise<SmtpConnection> {
     const secureTransport = options.security === "tls" ? "on" : options.security === "starttls" ? "starttls" : "off";
     const connection = new SmtpConnection(connect({ hostname: options.host, port: options.port }, { secureTransport, allowHalfOpen: false }), options.timeoutMs);
+    connection.handshaking = secureTransport === "on";
     connection.limitWaitsTo(deadline);
     await connection.withDeadline(connection.socket.opened, "connect", `CONNECT ${options.host}:${options.port}`);
     return connection;
@@ -119,6 +126,7 @@ export class SmtpConnection {
         continue;
       }
       const chunk = await this.withDeadline(this.reader.read(), stage, command, deadline - Date.now(), timeoutMs);
+      this.handshaking = false;
       if (chunk.done) this.fail({ kind: "connection", stage, command, message: `connection closed by the server while waiting for the reply to ${command}` });
       bytes += chunk.value.byteLength;
       if (bytes > MAX_REPLY_BYTES) this.fail({ kind: "protocol", stage, command, message: "reply too long" });
@@ -135,6 +143,7 @@ export class SmtpConnection {
     this.reader.releaseLock();
     this.writer.releaseLock();
     this.socket = this.socket.startTls();
+    this.handshaking = true;
     this.attachStreams();
     this.decoder = new TextDecoder();
     this.lines = new LineSplitter();
@@ -166,7 +175,8 @@ export class SmtpConnection {
       return await Promise.race([promise, deadline]);
     } catch (error) {
       this.close();
-      throw error instanceof SmtpFailed ? error : new SmtpFailed(socketFailure(error, stage, command));
+      if (error instanceof SmtpFailed) throw error;
+      throw new SmtpFailed(this.handshaking ? tlsHandshakeFailure(error, stage, command) : socketFailure(error, stage, command));
     } finally {
       clearTimeout(timer);
     }
@@ -194,6 +204,16 @@ function socketFailure(error: unknown, stage: SmtpStage, command: string): SmtpF
   const message = error instanceof Error ? error.message : String(error);
   const tls = /tls|ssl|certificate|handshake/i.test(message);
   return { kind: tls ? "tls" : "connection", stage, command, message: `${tls ? "TLS" : "connection"} error: ${message}` };
+}
+
+function tlsHandshakeFailure(error: unknown, stage: SmtpStage, command: string): SmtpFailure {
+  const message = error instanceof Error ? error.message : String(error);
+  return {
+    kind: "tls",
+    stage,
+    command,
+    message: `TLS error: the TLS handshake with the relay failed, so nothing was sent (is its certificate trusted, and does it name SMTP_HOST?): ${message}`,
+  };
 }
 
 /** Any error from below as an SmtpFailure: ours as they are, the runtime's as connection/TLS errors. */

@@ -11,6 +11,8 @@ import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
 
 const tlsDir = new URL("../fixtures/tls/", import.meta.url);
 const tls = { key: readFileSync(new URL("server-key.pem", tlsDir)), cert: readFileSync(new URL("server.pem", tlsDir)) };
+/** Self-signed, so nothing trusts it (test/fixtures/tls/README.md). */
+const untrusted = { key: readFileSync(new URL("untrusted-key.pem", tlsDir)), cert: readFileSync(new URL("untrusted.pem", tlsDir)) };
 const users = { [SMTP_USER]: SMTP_PASS };
 
 export default async function setup(project: TestProject) {
@@ -18,6 +20,12 @@ export default async function setup(project: TestProject) {
   const starttls = await startInbox({ security: "starttls", tls, users });
   const implicitTls = await startInbox({ security: "tls", tls, users });
   const noStarttls = await startInbox({ security: "none", users, offerStartTls: false });
+  // Relays whose certificate must stop delivery: one nobody trusts, and a trusted one for 127.0.0.1 and
+  // localhost presented at 127.0.0.2 (Linux answers on all of 127/8).
+  const untrustedTls = await startInbox({ security: "tls", tls: untrusted, users });
+  const untrustedStarttls = await startInbox({ security: "starttls", tls: untrusted, users });
+  const wrongHostTls = await startInbox({ host: "127.0.0.2", security: "tls", tls, users });
+  const wrongHostStarttls = await startInbox({ host: "127.0.0.2", security: "starttls", tls, users });
   const drop = await startMisbehavingSmtp("drop-mid-data");
   const silent = await startMisbehavingSmtp("silent");
   const injection = await startMisbehavingSmtp("starttls-injection");
@@ -57,6 +65,10 @@ export default async function setup(project: TestProject) {
     starttls: { smtpPort: starttls.smtpPort, httpPort: starttls.httpPort! },
     tls: { smtpPort: implicitTls.smtpPort, httpPort: implicitTls.httpPort! },
     noStarttls: { smtpPort: noStarttls.smtpPort, httpPort: noStarttls.httpPort! },
+    untrustedTls: { smtpPort: untrustedTls.smtpPort, httpPort: untrustedTls.httpPort! },
+    untrustedStarttls: { smtpPort: untrustedStarttls.smtpPort, httpPort: untrustedStarttls.httpPort! },
+    wrongHostTls: { smtpPort: wrongHostTls.smtpPort, httpPort: wrongHostTls.httpPort! },
+    wrongHostStarttls: { smtpPort: wrongHostStarttls.smtpPort, httpPort: wrongHostStarttls.httpPort! },
     drop: { smtpPort: drop.port, controlPort: controlAddress.port },
     silent: { smtpPort: silent.port },
     injection: { smtpPort: injection.port },
@@ -74,6 +86,6 @@ export default async function setup(project: TestProject) {
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close()]);
   };
 }

@@ -14,6 +14,12 @@ export interface SmtpFixtures {
   starttls: InboxPorts;
   tls: InboxPorts;
   noStarttls: InboxPorts;
+  /** Self-signed certificates, implicit TLS and STARTTLS. */
+  untrustedTls: InboxPorts;
+  untrustedStarttls: InboxPorts;
+  /** The trusted certificate (127.0.0.1, localhost), served at 127.0.0.2. */
+  wrongHostTls: InboxPorts;
+  wrongHostStarttls: InboxPorts;
   drop: { smtpPort: number; controlPort: number };
   silent: { smtpPort: number };
   /** Shares drop.controlPort: GET /injection/commands lists what it received. */

@@ -32,6 +32,27 @@ describe("delivery over SMTP", () => {
     expect(stats.authAttempts.every((a) => a.secure && a.ok)).toBe(true);
   });
 
+  it.each([
+    ["an untrusted certificate, implicit TLS", "127.0.0.1", "tls", smtp.untrustedTls],
+    ["an untrusted certificate, STARTTLS", "127.0.0.1", "starttls", smtp.untrustedStarttls],
+    ["a certificate for another host, implicit TLS", "127.0.0.2", "tls", smtp.wrongHostTls],
+    ["a certificate for another host, STARTTLS", "127.0.0.2", "starttls", smtp.wrongHostStarttls],
+  ])("stops at %s: no credentials, no mail, a transient TLS failure that says so", async (_name, host, security, relay) => {
+    const { id, to } = await insertQueuedMessage();
+    const stats = async () => (await fetch(`http://${host}:${relay.httpPort}/api/stats`)).json<Awaited<ReturnType<typeof inboxStats>>>();
+    const before = await stats();
+    const { result } = await deliver([id], { SMTP_HOST: host, SMTP_PORT: String(relay.smtpPort), SMTP_SECURITY: security, ...withAuth });
+    expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
+    const after = await stats();
+    expect(after.authAttempts).toEqual(before.authAttempts);
+    expect(after.mailFrom).toBe(before.mailFrom);
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(message.lastError).toMatch(/^TLS error: the TLS handshake with the relay failed, so nothing was sent \(is its certificate trusted, and does it name SMTP_HOST\?\)/);
+    expect(events.at(-1)).toMatchObject({ type: "deferred", attempt: 1 });
+    expect((await (await fetch(`http://${host}:${relay.httpPort}/api/messages?to=${encodeURIComponent(to)}`)).json<unknown[]>())).toHaveLength(0);
+  });
+
   it("retries (not fails) when the relay rejects the credentials, and says so", async () => {
     const { id } = await insertQueuedMessage();
     const { result } = await deliver([id], { SMTP_PORT: String(smtp.tls.smtpPort), SMTP_SECURITY: "tls", SMTP_USER, SMTP_PASS: "wrong" });
