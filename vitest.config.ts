@@ -2,18 +2,20 @@
 // Queues, real SMTP servers from the global setup); "e2e" runs in Node and drives a real `wrangler dev`.
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
 import { defineConfig } from "vitest/config";
+import { TEST_SEND_RATE_LIMIT } from "./test/helpers/limits";
 
 const migrations = await readD1Migrations(new URL("./migrations", import.meta.url).pathname);
 
 /**
  * name:SHA-256 of the API keys the integration tests send (test/helpers/api.ts): "test-key", the one most
  * tests use; "other-key", another client; "scoped-key", which may send only from mailroom.test and
- * example.org.
+ * example.org; "limited-key", which the rate-limit test uses up.
  */
 const TEST_API_KEYS = [
   "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef",
   "other:580843d03d2216ff1a275d0991bad66e4d1af871171d929e9de604b7959f9bca",
   "scoped:5cebef33ff96c82119865fdc964ee6aa7b3df8d7c22936614b210fb454ea2188:mailroom.test|Example.ORG",
+  "limited:f33b2500796d61f96eeef0f5331ddc40c17e434aff139f4d9e00bfe75170d87a",
 ].join(",");
 
 export default defineConfig({
@@ -39,6 +41,8 @@ export default defineConfig({
                 RETRY_BASE_DELAY_SECONDS: "0",
                 SMTP_TIMEOUT_MS: "5000",
               },
+              // wrangler.toml's window (10 s), with a higher limit for the suite's main key (test/helpers/limits.ts).
+              ratelimits: { SEND_RATE_LIMIT: { simple: { limit: TEST_SEND_RATE_LIMIT, period: 10 } } },
               queueConsumers: {
                 "mailroom-outbox": { maxBatchTimeout: 0, maxRetries: 2, deadLetterQueue: "mailroom-dead-letter" },
                 "mailroom-dead-letter": { maxBatchTimeout: 0 },

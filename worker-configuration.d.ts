@@ -8,6 +8,7 @@ declare namespace Cloudflare {
 	interface Env {
 		DB: D1Database;
 		OUTBOX: Queue;
+		SEND_RATE_LIMIT: RateLimit;
 		SMTP_HOST: string;
 		SMTP_PORT: string;
 		SMTP_SECURITY: string;

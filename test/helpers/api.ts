@@ -8,6 +8,8 @@ export const API_KEY = "test-key";
 export const OTHER_KEY = "other-key";
 /** A key that may send only from mailroom.test and example.org. */
 export const SCOPED_KEY = "scoped-key";
+/** A key only the rate-limit test uses, so that it alone runs out. */
+export const LIMITED_KEY = "limited-key";
 
 export function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
   const { json, key = API_KEY, ...rest } = init;

@@ -17,12 +17,13 @@ import { cancelMessage, rescheduleMessage, type Change } from "../../store/clien
 import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
+import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
 
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const emailRoutes = new Hono<AppEnv>()
-  .post("/", async (c) => {
+  .post("/", sendRateLimit(), async (c) => {
     const header = c.req.header("Idempotency-Key");
     const key = header === undefined ? undefined : parseIdempotencyKey(header);
     if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);
