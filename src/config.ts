@@ -40,6 +40,8 @@ export interface Config {
   smtpSessions: number;
   /** The sweeper requeues a pending message once it is overdue by this long (and again after as long). */
   sweepGraceSeconds: number;
+  /** Message bodies are deleted this many days after acceptance, once the message is settled. */
+  retentionDays: number;
 }
 
 /** Backoff when the settings themselves cannot be read, so no configured policy exists. */
@@ -108,6 +110,7 @@ const envSchema = z.object({
   DELIVERY_LEASE_SECONDS: intInRange(5, 43_200),
   SMTP_SESSIONS: intInRange(1, 6),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
+  RETENTION_DAYS: intInRange(1, 3650),
 });
 
 export function parseConfig(env: Record<string, unknown>): Config {
@@ -144,6 +147,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     leaseSeconds: e.DELIVERY_LEASE_SECONDS ?? 900,
     smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
+    retentionDays: e.RETENTION_DAYS ?? 30,
   };
 }
 

@@ -8,6 +8,7 @@ import { handleDeadLetters } from "./delivery/dead-letter";
 import type { OutboxJob } from "./delivery/outbox";
 import { sweep } from "./delivery/sweeper";
 import { createLogger, type Logger } from "./log";
+import { applyRetention } from "./retention";
 import { purgeExpiredKeys } from "./store/idempotency";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
@@ -42,7 +43,10 @@ export default {
   async scheduled(_controller, env) {
     const log = createLogger({ task: "sweep" });
     const config = readConfig(env, log);
-    if (config) await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
+    if (config) {
+      await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
+      await applyRetention({ db: env.DB, config, log });
+    }
     await purgeExpiredKeys(env.DB, new Date());
   },
 } satisfies ExportedHandler<Env, OutboxJob>;
