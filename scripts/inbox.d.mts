@@ -9,6 +9,9 @@ export interface InboxMessage {
   from: string;
   to: string;
   cc: string;
+  /** The To and Cc headers as a mail client reads them: one entry per mailbox. */
+  toMailboxes: { name: string; address: string }[];
+  ccMailboxes: { name: string; address: string }[];
   subject: string;
   text: string;
   html: string;

@@ -114,6 +114,8 @@ export async function startInbox(options = {}) {
             from: parsed.from?.text ?? "",
             to: parsed.to ? [].concat(parsed.to).map((a) => a.text).join(", ") : "",
             cc: parsed.cc ? [].concat(parsed.cc).map((a) => a.text).join(", ") : "",
+            toMailboxes: mailboxesOf(parsed.to),
+            ccMailboxes: mailboxesOf(parsed.cc),
             subject: parsed.subject ?? "",
             text: parsed.text ?? "",
             html: typeof parsed.html === "string" ? parsed.html : "",
@@ -222,4 +224,10 @@ function serveInbox(req, res, messages, stats) {
     return send(200, "text/html; charset=utf-8", page(message.subject, `<p><a href="/">← inbox</a></p><h1>${escapeHtml(message.subject)}</h1><dl>${meta}</dl>${html}${text}<h2>Source</h2><pre>${escapeHtml(message.raw)}</pre>`));
   }
   return json(404, { error: "not found" });
+}
+
+/** mailparser's address objects as plain mailboxes (groups flattened). */
+function mailboxesOf(field) {
+  if (!field) return [];
+  return [].concat(field).flatMap((a) => a.value).flatMap((m) => (m.group ? m.group : [m])).map((m) => ({ name: m.name ?? "", address: m.address ?? "" }));
 }

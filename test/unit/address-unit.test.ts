@@ -11,6 +11,9 @@ describe("parseMailbox", () => {
     ["<jane@example.com>", { address: "jane@example.com" }],
     ["Zoë <zoe@bücher.example>", { name: "Zoë", address: "zoe@xn--bcher-kva.example" }],
     ["o'brien+tag@mail.example.co.uk", { address: "o'brien+tag@mail.example.co.uk" }],
+    [`${"a".repeat(64)}@example.com`, { address: `${"a".repeat(64)}@example.com` }],
+    [`a@${"b".repeat(63)}.example`, { address: `a@${"b".repeat(63)}.example` }],
+    [`${"a".repeat(64)}@${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(53)}.example`, { address: `${"a".repeat(64)}@${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(53)}.example` }],
   ])("accepts %j", (input, mailbox) => {
     expect(parseMailbox(input)).toEqual({ ok: true, mailbox });
   });
@@ -35,6 +38,9 @@ describe("parseMailbox", () => {
     ["Eve\r\nBcc: x@evil.example <eve@example.com>", "line break"],
     ["Ev\u2028e <eve@example.com>", "line break"],
     [`${"a".repeat(65)}@example.com`, "invalid local part"],
+    [`a@${"b".repeat(64)}.example`, "invalid domain"],
+    ["jürgen@example.com", "invalid local part"],
+    [`${"a".repeat(64)}@${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(54)}.example`, "longer than 254"],
     [`N <${"a".repeat(60)}@${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(63)}.example>`, "longer than 254"],
     [`${"N".repeat(201)} <n@example.com>`, "longer than 200"],
   ])("rejects %j", (input, error) => {
