@@ -27,6 +27,7 @@ export async function acceptEmail(
   const scheduledAt = request.scheduledAt?.toISOString();
   const from = request.from ?? config.mailFrom;
   const cc = request.cc ?? [];
+  const bcc = request.bcc ?? [];
   const stored = insertMessage(env.DB, {
     id,
     apiKeyName,
@@ -35,7 +36,11 @@ export async function acceptEmail(
     from,
     to: request.to,
     cc,
-    recipients: envelopeRecipients({ to: request.to, cc }),
+    bcc,
+    replyTo: request.replyTo ?? [],
+    headers: request.headers ?? {},
+    tags: request.tags ?? [],
+    recipients: envelopeRecipients({ to: request.to, cc, bcc }),
     subject: request.subject,
     text: request.text,
     html: request.html,

@@ -1,6 +1,6 @@
 // Turns a stored message into what goes on the wire: the SMTP envelope and the RFC 5322 message.
 // worker-mailer's Email composes the MIME body (multipart, quoted-printable, dot-stuffing); the
-// address and subject headers are encoded here, and Bcc never reaches it (it would print a header).
+// address, subject and client headers are encoded here, and Bcc never reaches it (it would print a header).
 import { Email } from "worker-mailer";
 import type { Mailbox } from "./address";
 import { encodeAddressList, encodeUnstructured } from "./header-encoding";
@@ -11,6 +11,11 @@ export interface OutgoingMessage {
   from: Mailbox;
   to: Mailbox[];
   cc: Mailbox[];
+  /** Envelope only: never in a header. */
+  bcc: Mailbox[];
+  replyTo: Mailbox[];
+  /** The client's own headers (validated: X-* and a short allowlist), written after Mailroom's. */
+  headers: Record<string, string>;
   subject: string;
   text?: string;
   html?: string;
@@ -21,9 +26,9 @@ export interface Envelope {
   recipients: string[];
 }
 
-/** Who the message goes to, each address once: the recipients that get an outcome of their own. */
-export function envelopeRecipients(message: Pick<OutgoingMessage, "to" | "cc">): string[] {
-  return [...new Set([...message.to, ...message.cc].map((m) => m.address))];
+/** Who the message goes to, each address once (to, cc and bcc alike): the recipients that get an outcome of their own. */
+export function envelopeRecipients(message: Pick<OutgoingMessage, "to" | "cc" | "bcc">): string[] {
+  return [...new Set([...message.to, ...message.cc, ...message.bcc].map((m) => m.address))];
 }
 
 /** The DATA payload: dot-stuffed and terminated with CRLF.CRLF, ready for the SMTP session. */
@@ -36,6 +41,8 @@ export function buildMime(message: OutgoingMessage, date: Date = new Date()): st
     "Message-ID": message.messageId,
   };
   if (message.cc.length) headers.Cc = encodeAddressList("Cc", message.cc);
+  if (message.replyTo.length) headers["Reply-To"] = encodeAddressList("Reply-To", message.replyTo);
+  for (const [name, value] of Object.entries(message.headers)) headers[name] = encodeUnstructured(name, value);
   const email = new Email({
     from: message.from.address,
     to: message.to.map((m) => m.address),

@@ -33,26 +33,66 @@ const subject = z
 
 const body = z.string().min(1, "must not be empty").max(MAX_BODY_CHARS, `must be at most ${MAX_BODY_CHARS} characters`);
 
+/** Control characters (CR, LF and NUL among them) and the Unicode line separators: never in a header. */
+const NOT_IN_A_HEADER = /[\u0000-\u001f\u007f\u2028\u2029]/;
+export const MAX_HEADERS = 20;
+/** A header line may be 998 octets (RFC 5322 §2.1.1); values longer than this are folded, never cut. */
+export const MAX_HEADER_VALUE_CHARS = 900;
+/**
+ * Headers a client may set: its own X-* ones, and these few that need no part of Mailroom's. Every other
+ * name — From, To, Cc, Bcc, Subject, Date, Message-ID, MIME-Version, Content-*, Return-Path,
+ * DKIM-Signature, Received, Reply-To (use reply_to) and the rest — is Mailroom's to write.
+ */
+export const CLIENT_HEADERS = ["List-Unsubscribe", "List-Unsubscribe-Post", "References", "In-Reply-To"];
+const CLIENT_HEADER_NAMES = new Set(CLIENT_HEADERS.map((name) => name.toLowerCase()));
+
+const headers = z
+  .record(
+    z
+      .string()
+      // RFC 5322 §3.6.8: printable ASCII but the colon.
+      .regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, "header names are 1–76 printable ASCII characters, no colon or space")
+      .refine((name) => /^x-/i.test(name) || CLIENT_HEADER_NAMES.has(name.toLowerCase()), {
+        message: `only X-* headers and ${CLIENT_HEADERS.join(", ")} may be set; the others are Mailroom's to write`,
+      }),
+    z
+      .string()
+      .min(1, "must not be empty")
+      .max(MAX_HEADER_VALUE_CHARS, `must be at most ${MAX_HEADER_VALUE_CHARS} characters`)
+      .refine((value) => !NOT_IN_A_HEADER.test(value), "must not contain line breaks or control characters"),
+  )
+  .refine((all) => Object.keys(all).length <= MAX_HEADERS, `at most ${MAX_HEADERS} headers`)
+  .refine((all) => new Set(Object.keys(all).map((name) => name.toLowerCase())).size === Object.keys(all).length, "each header name once (names are compared without regard to case)");
+
+/** Resend's tags: stored and returned, never sent to the relay. */
+const TAG_PART = z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, "1–256 ASCII letters, digits, _ or -");
+export const MAX_TAGS = 20;
+const tags = z.array(z.strictObject({ name: TAG_PART, value: TAG_PART }), { error: "must be an array of {name, value}" }).max(MAX_TAGS, `at most ${MAX_TAGS} tags`);
+
 export const sendEmailSchema = z
   .strictObject({
     from: mailboxSchema.optional(),
     to: mailboxList.refine((list) => list.length > 0, "at least one recipient is required"),
     cc: mailboxList.optional(),
+    bcc: mailboxList.optional(),
+    reply_to: mailboxList.optional(),
     subject,
     text: body.optional(),
     html: body.optional(),
+    headers: headers.optional(),
+    tags: tags.optional(),
     scheduled_at: scheduledAtSchema.optional(),
   })
   .refine((m) => m.text !== undefined || m.html !== undefined, {
     message: "provide text or html (or both)",
     path: ["text"],
   })
-  .refine((m) => m.to.length + (m.cc?.length ?? 0) <= MAX_RECIPIENTS, {
-    message: `at most ${MAX_RECIPIENTS} recipients in to and cc together`,
-    path: ["cc"],
+  .refine((m) => new Set([...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].map((r) => r.address)).size <= MAX_RECIPIENTS, {
+    message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together (each address counted once)`,
+    path: ["to"],
   })
   // snake_case is the API's; inside, names are camelCase.
-  .transform(({ scheduled_at, ...message }) => ({ ...message, scheduledAt: scheduled_at }));
+  .transform(({ scheduled_at, reply_to, ...message }) => ({ ...message, replyTo: reply_to, scheduledAt: scheduled_at }));
 
 export type SendEmailRequest = z.output<typeof sendEmailSchema>;
 

@@ -1,6 +1,5 @@
 // The messages table and its history: storing an accepted message, reading it back. Rows are mapped to
 // domain types here and nowhere else; delivery attempts (claims, outcomes) are in attempts.ts.
-import type { Mailbox } from "../core/address";
 import type { OutgoingMessage } from "../core/message";
 import type { RecipientStatus } from "../core/outcome";
 
@@ -17,8 +16,15 @@ export function isSettled(status: MessageStatus): boolean {
   return status === "sent" || status === "failed" || status === "canceled";
 }
 
+export interface Tag {
+  name: string;
+  value: string;
+}
+
 export interface NewMessage extends OutgoingMessage {
   id: string;
+  /** Stored and returned, never sent. */
+  tags: Tag[];
   /** The API key that sent it: the only key that may read or change it. */
   apiKeyName: string;
   createdAt: string;
@@ -32,9 +38,6 @@ export interface MessageRecord extends Omit<NewMessage, "recipients" | "schedule
   /** Null for a row stored before messages were kept per key: no key sees it. */
   apiKeyName: string | null;
   status: MessageStatus;
-  bcc: Mailbox[];
-  template: string | null;
-  tags: string[];
   attempts: number;
   lastError: string | null;
   updatedAt: string;
@@ -68,10 +71,11 @@ export interface MessageRow {
   to_json: string;
   cc_json: string;
   bcc_json: string;
+  reply_to_json: string;
+  headers_json: string;
   subject: string;
   text_body: string | null;
   html_body: string | null;
-  template: string | null;
   tags_json: string;
   attempts: number;
   last_error: string | null;
@@ -92,10 +96,11 @@ export function toRecord(row: MessageRow): MessageRecord {
     to: JSON.parse(row.to_json),
     cc: JSON.parse(row.cc_json),
     bcc: JSON.parse(row.bcc_json),
+    replyTo: JSON.parse(row.reply_to_json),
+    headers: JSON.parse(row.headers_json),
     subject: row.subject,
     text: row.text_body ?? undefined,
     html: row.html_body ?? undefined,
-    template: row.template,
     tags: JSON.parse(row.tags_json),
     attempts: row.attempts,
     lastError: row.last_error,
@@ -132,11 +137,13 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
   await db.batch([
     db
       .prepare(
-        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
+                              subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
         ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
+        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags)],
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db

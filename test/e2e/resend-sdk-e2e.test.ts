@@ -61,6 +61,34 @@ describe("the resend SDK against Mailroom", () => {
     expect(received(to)).toHaveLength(1);
   });
 
+  it("emails.send with cc, bcc, replyTo, headers and tags: sent, bcc only in the envelope; emails.get returns it", async () => {
+    const [to, cc, bcc] = [recipient("sdk-to"), recipient("sdk-cc"), recipient("sdk-bcc")];
+    const sent = await resend.emails.send({
+      from: "Acme <noreply@mailroom.test>",
+      to,
+      cc,
+      bcc,
+      replyTo: ["Support <support@mailroom.test>"],
+      headers: { "X-Entity-Ref-ID": "order-123" },
+      tags: [{ name: "category", value: "receipt" }],
+      subject: "Your receipt",
+      text: "Thanks",
+    });
+    expect(sent.error).toBeNull();
+    const id = sent.data!.id;
+    await waitForStatus(id, "sent");
+    const got = await resend.emails.get(id);
+    expect(got.error).toBeNull();
+    expect(got.data).toMatchObject({ id, to: [to], cc: [cc], bcc: [bcc], reply_to: ["Support <support@mailroom.test>"], tags: [{ name: "category", value: "receipt" }] });
+    const [mail, ...more] = received(bcc);
+    expect(more).toHaveLength(0);
+    expect([...mail!.envelope.to].sort()).toEqual([to, cc, bcc].sort());
+    const head = mail!.raw.slice(0, mail!.raw.indexOf("\r\n\r\n"));
+    expect(head).not.toContain(bcc);
+    expect(head).toMatch(/^X-Entity-Ref-ID: order-123$/m);
+    expect(head).toMatch(/^Reply-To: Support <support@mailroom\.test>$/m);
+  });
+
   it("emails.send with the same key and another body gets a validation error, and nothing is sent", async () => {
     const to = recipient("sdk-idem-diff");
     const idempotencyKey = randomUUID();

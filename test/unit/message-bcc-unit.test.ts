@@ -1,17 +1,18 @@
 import { describe, expect, it } from "vitest";
 import { buildMime, type OutgoingMessage } from "../../src/core/message";
-import type { MessageRecord } from "../../src/store/messages";
 
 // The consumer hands buildMime a whole stored record, bcc included: nothing of it may reach the wire.
-const record = {
+const record: OutgoingMessage = {
   messageId: "<abc@mailroom.test>",
   from: { address: "noreply@mailroom.test" },
   to: [{ address: "jane@example.com" }],
   cc: [],
   bcc: [{ name: "Hidden", address: "hidden@example.com" }],
+  replyTo: [],
+  headers: {},
   subject: "Hello",
   text: "Hi",
-} satisfies OutgoingMessage & Pick<MessageRecord, "bcc">;
+};
 
 describe("bcc on a stored record", () => {
   it("never appears in the MIME message", () => {

@@ -53,7 +53,7 @@ export const emailRoutes = new Hono<AppEnv>()
         c.header("Idempotent-Replayed", "true");
         return answerAccepted(c, result);
       case "accepted":
-        c.var.log.info("email accepted", { email_id: result.accepted.id, status: result.accepted.status, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) });
+        c.var.log.info("email accepted", { email_id: result.accepted.id, status: result.accepted.status, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) + (validated.value.bcc?.length ?? 0), tags: validated.value.tags });
         return answerAccepted(c, result.accepted);
       default: {
         const unreachable: never = result;
@@ -120,8 +120,8 @@ function toEmailView({ message: m, events, recipients }: MessageHistory) {
     to: m.to.map(formatMailbox),
     cc: m.cc.map(formatMailbox),
     bcc: m.bcc.map(formatMailbox),
+    reply_to: m.replyTo.map(formatMailbox),
     subject: m.subject,
-    template: m.template,
     tags: m.tags,
     created_at: m.createdAt,
     updated_at: m.updatedAt,
