@@ -1,8 +1,9 @@
 // What the service writes to its logs during a real accept and delivery: structured JSON lines with
 // the documented fields, and no recipient, subject, body or key in any of them.
-import { describe, expect, it, vi } from "vitest";
+import { describe, expect, inject, it, vi } from "vitest";
 import { API_KEY, api, captureLogs, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
+import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
 
 describe("logs", () => {
   it("carry request and delivery fields but no content, recipients or keys", async () => {
@@ -33,6 +34,35 @@ describe("logs", () => {
       expect(deliveryLine.request_id).toBe(requestId);
       const all = lines.join("\n");
       for (const secret of [to, to.split("@")[0]!, "secret", API_KEY]) expect(all).not.toContain(secret);
+    } finally {
+      restore();
+    }
+  });
+
+  it("hold no secret on the paths that handle one: wrong keys, SMTP AUTH (accepted and refused), TLS failures, headers and bcc", async () => {
+    const smtp = inject("smtp");
+    const { lines, restore } = captureLogs();
+    const [to, hidden] = [uniqueRecipient("logsecret"), uniqueRecipient("logbcc")];
+    const secrets = [to, to.split("@")[0]!, hidden, hidden.split("@")[0]!, "Confidential subject", "Confidential body", "confidential-header-value", SMTP_PASS, "wrong-password", API_KEY, "a-wrong-api-key"];
+    try {
+      expect((await api("/v1/emails", { method: "POST", key: "a-wrong-api-key", json: { to, subject: "x", text: "x" } })).status).toBe(401);
+      const bad = await api("/v1/emails", { method: "POST", json: { to, subject: "Confidential subject", text: "Confidential body", headers: { From: "confidential-header-value" } } });
+      expect(bad.status).toBe(422);
+      const ok = await api("/v1/emails", {
+        method: "POST",
+        json: { to, bcc: hidden, subject: "Confidential subject", text: "Confidential body", headers: { "X-Note": "confidential-header-value" }, scheduled_at: new Date(Date.now() + 3600_000).toISOString() },
+      });
+      expect(ok.status).toBe(202);
+      const starttls = { SMTP_PORT: String(smtp.starttls.smtpPort), SMTP_SECURITY: "starttls", SMTP_USER };
+      for (const [relay, pass] of [[starttls, SMTP_PASS], [starttls, "wrong-password"], [{ SMTP_PORT: String(smtp.untrustedTls.smtpPort), SMTP_SECURITY: "tls", SMTP_USER }, SMTP_PASS]] as const) {
+        const { id } = await insertQueuedMessage({ to: [to, hidden], subject: "Confidential subject", text: "Confidential body" });
+        await deliver([id], { ...relay, SMTP_PASS: pass });
+      }
+      const entries = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(entries.map((e) => e.outcome)).toEqual(expect.arrayContaining(["sent", "retry"]));
+      const all = lines.join("\n");
+      for (const secret of secrets) expect(all).not.toContain(secret);
+      expect(all).not.toContain(btoa(`\0${SMTP_USER}\0${SMTP_PASS}`)); // the AUTH PLAIN exchange
     } finally {
       restore();
     }
