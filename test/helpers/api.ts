@@ -1,6 +1,8 @@
 // Calls the real worker's fetch handler the way a client would, plus small readers for the results.
+import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { inject, vi } from "vitest";
+import worker from "../../src/index";
 import type { InboxMessage, InboxStats } from "../../scripts/inbox.mjs";
 
 export const API_KEY = "test-key";
@@ -47,4 +49,33 @@ export function captureLogs() {
   const lines: string[] = [];
   const spy = vi.spyOn(console, "log").mockImplementation((line: string) => void lines.push(line));
   return { lines, restore: () => spy.mockRestore() };
+}
+
+/**
+ * POST /v1/emails straight into the Worker's fetch handler, counting the jobs it queues (the real queue
+ * binding, wrapped), so a test can show that a refused request queued nothing.
+ */
+export async function postCounted(body: string, { key = API_KEY, headers = {}, environment = {} }: { key?: string; headers?: Record<string, string>; environment?: Partial<Env> } = {}) {
+  let enqueued = 0;
+  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(
+    new Request("https://mailroom.test/v1/emails", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers }, body }),
+    { ...env, OUTBOX: outbox, ...environment } as Env,
+    ctx,
+  );
+  await waitOnExecutionContext(ctx);
+  return { res, body: await res.json<Record<string, any>>(), enqueued };
+}
+
+/** The mails the inbox got for `to`, once there is at least one. */
+export function waitForMail(to: string, httpPort?: number): Promise<InboxMessage[]> {
+  return vi.waitFor(
+    async () => {
+      const mails = await inboxMessages(to, httpPort);
+      if (mails.length === 0) throw new Error(`nothing for ${to} yet`);
+      return mails;
+    },
+    { timeout: 10_000, interval: 50 },
+  );
 }

@@ -2,21 +2,15 @@
 // boundary between 202 and 422, IDNs travel as punycode, a non-ASCII local part is refused (no SMTPUTF8),
 // and display names full of quotes, commas, semicolons or non-ASCII letters arrive as exactly one
 // mailbox each, as a mail client parses the headers. A refused address stores, queues and sends nothing.
-import { describe, expect, it, vi } from "vitest";
-import { api, inboxMessages, messageRowsFor } from "../helpers/api";
+import { describe, expect, it } from "vitest";
+import { api, messageRowsFor, waitForMail } from "../helpers/api";
 
 const unique = () => crypto.randomUUID().slice(0, 8);
 
 async function delivered(to: string) {
-  return vi.waitFor(
-    async () => {
-      const [mail, ...more] = await inboxMessages(to);
-      if (!mail) throw new Error(`nothing for ${to} yet`);
-      expect(more).toHaveLength(0);
-      return mail;
-    },
-    { timeout: 10_000, interval: 50 },
-  );
+  const [mail, ...more] = await waitForMail(to);
+  expect(more).toHaveLength(0);
+  return mail!;
 }
 
 describe("addresses", () => {

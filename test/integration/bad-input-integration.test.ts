@@ -1,27 +1,9 @@
 // Bad requests get the documented status and error shape, and change nothing: no row, no queue
 // message (the real queue binding is wrapped to count sends), no mail.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import worker from "../../src/index";
-import { API_KEY, api, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { api, messageRowsFor, postCounted, uniqueRecipient } from "../helpers/api";
 
-async function send(body: string, headers: Record<string, string> = {}) {
-  let enqueued = 0;
-  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
-    new Request("https://mailroom.test/v1/emails", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json", ...headers },
-      body,
-    }),
-    { ...env, OUTBOX: outbox } as Env,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return { res, body: await res.json<{ statusCode: number; name: string; message: string; error: { code: string; message: string; issues?: { path: string; message: string }[] } }>(), enqueued };
-}
+const send = (body: string, headers: Record<string, string> = {}) => postCounted(body, { headers });
 
 const valid = (to: string) => ({ to, subject: "Hello", text: "Hi" });
 
@@ -55,7 +37,7 @@ describe("bad input changes nothing", () => {
     expect(result.body.error.code).toBe(code);
     expect(result.body.error.message).toEqual(expect.any(String));
     if (issuePath) {
-      expect(result.body.error.issues?.map((i) => i.path)).toContain(issuePath);
+      expect(result.body.error.issues?.map((i: { path: string }) => i.path)).toContain(issuePath);
       // Where the Resend SDKs look: the top-level message names the field.
       expect(result.body).toMatchObject({ statusCode: status, name: code, message: expect.stringContaining(`${issuePath}: `) });
     }

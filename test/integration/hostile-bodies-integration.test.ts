@@ -1,18 +1,8 @@
 // Hostile bodies through the real API, queue and SMTP server: lone dots, bare CR and LF, and the SMTP
 // smuggling sequences (<LF>.<CR><LF>, <CR>.<CR>, <LF>.<LF> followed by a second transaction) arrive as one
 // message, with only CRLF line ends on the wire and the text intact (its line ends as CRLF).
-import { describe, expect, it, vi } from "vitest";
-import { api, inboxMessages, uniqueRecipient } from "../helpers/api";
-
-const arrived = (to: string) =>
-  vi.waitFor(
-    async () => {
-      const mails = await inboxMessages(to);
-      if (mails.length === 0) throw new Error(`nothing for ${to} yet`);
-      return mails;
-    },
-    { timeout: 10_000, interval: 50 },
-  );
+import { describe, expect, it } from "vitest";
+import { api, inboxMessages, uniqueRecipient, waitForMail } from "../helpers/api";
 
 const smuggled = (victim: string) => `MAIL FROM:<ceo@mailroom.test>\r\nRCPT TO:<${victim}>\r\nDATA\r\nSubject: Smuggled\r\n\r\nwire the money\r\n`;
 
@@ -30,7 +20,7 @@ describe("hostile bodies", () => {
     const html = `<pre>${make(victim)}</pre>`;
     const res = await api("/v1/emails", { method: "POST", json: { to, subject: "Hostile", text, html } });
     expect(res.status).toBe(202);
-    const [mail, ...more] = await arrived(to);
+    const [mail, ...more] = await waitForMail(to);
     expect(more).toHaveLength(0);
     expect(mail!.envelope.to).toEqual([to]);
     expect(mail!.raw.replace(/\r\n/g, "")).not.toMatch(/[\r\n]/); // no bare CR or LF on the wire

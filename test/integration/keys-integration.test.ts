@@ -1,29 +1,10 @@
 // API keys as tenants: a key reads, moves and cancels only the messages it sent (another key's message is a
 // 404 exactly like an unknown one), a key with sender domains sends only from them (403 otherwise, nothing
 // stored, queued or sent), and a key is taken only from the Authorization header.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import worker from "../../src/index";
-import { API_KEY, OTHER_KEY, SCOPED_KEY, api, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { API_KEY, OTHER_KEY, SCOPED_KEY, api, inboxMessages, messageRowsFor, postCounted, uniqueRecipient } from "../helpers/api";
 
-/** POST /v1/emails with `key`, counting the jobs it queues (the real queue binding, wrapped). */
-async function send(key: string, json: Record<string, unknown>, environment: Partial<Env> = {}) {
-  let enqueued = 0;
-  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
-    new Request("https://mailroom.test/v1/emails", {
-      method: "POST",
-      headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
-      body: JSON.stringify(json),
-    }),
-    { ...env, OUTBOX: outbox, ...environment } as Env,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return { res, body: await res.json<Record<string, unknown>>(), enqueued };
-}
+const send = (key: string, json: Record<string, unknown>, environment: Partial<Env> = {}) => postCounted(JSON.stringify(json), { key, environment });
 
 const inAnHour = () => new Date(Date.now() + 3600_000).toISOString();
 

@@ -2,34 +2,10 @@
 // reply_to, the client's own headers (X-* and a short allowlist; any name Mailroom writes is refused in
 // any letter case), tags stored and returned but never sent, recipients counted once across to, cc and
 // bcc. Every refusal is a 422 naming the field, and stores, queues and sends nothing.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { env } from "cloudflare:workers";
-import { describe, expect, it, vi } from "vitest";
-import worker from "../../src/index";
-import { API_KEY, api, inboxMessages, messageRowsFor, uniqueRecipient } from "../helpers/api";
+import { describe, expect, it } from "vitest";
+import { api, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
 
-async function post(json: Record<string, unknown>) {
-  let enqueued = 0;
-  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
-    new Request("https://mailroom.test/v1/emails", { method: "POST", headers: { Authorization: `Bearer ${API_KEY}`, "Content-Type": "application/json" }, body: JSON.stringify(json) }),
-    { ...env, OUTBOX: outbox } as Env,
-    ctx,
-  );
-  await waitOnExecutionContext(ctx);
-  return { res, body: await res.json<Record<string, any>>(), enqueued };
-}
-
-const arrived = (to: string) =>
-  vi.waitFor(
-    async () => {
-      const mails = await inboxMessages(to);
-      if (mails.length === 0) throw new Error(`nothing for ${to} yet`);
-      return mails;
-    },
-    { timeout: 10_000, interval: 50 },
-  );
+const post = (json: Record<string, unknown>) => postCounted(JSON.stringify(json));
 
 const headerBlock = (raw: string) => raw.slice(0, raw.indexOf("\r\n\r\n"));
 
@@ -48,8 +24,8 @@ describe("the message surface", () => {
     });
     expect(res.status).toBe(202);
 
-    const [copy] = await arrived(hidden);
-    const [toCopy, ...more] = await arrived(to);
+    const [copy] = await waitForMail(hidden);
+    const [toCopy, ...more] = await waitForMail(to);
     expect(more).toHaveLength(0);
     expect(toCopy!.id).toBe(copy!.id); // one message to all three
     expect([...copy!.envelope.to].sort()).toEqual([to, cc, hidden].sort());
