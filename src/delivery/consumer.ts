@@ -119,6 +119,7 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
     for (let current = await feed.next(); current; ) {
       if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
         await handBack(run, [current, ...(await feed.rest())]);
+        handBackUnclaimed(run); // and what no lane has taken yet
         break;
       }
       const mail = current.mail!;
@@ -178,14 +179,19 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
 function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
   if (run.waiting.length === 0) return undefined;
   if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
-    const rest = run.waiting.splice(0);
-    for (const msg of rest) msg.retry(); // never claimed, nothing counted: the next invocation takes it at once
-    run.handedBack += rest.length;
+    handBackUnclaimed(run);
     return undefined;
   }
   // Until a session is up, one message: a relay that cannot be reached holds no more claims than that.
   const share = run.sessionUp ? Math.ceil(run.waiting.length / run.context.config.smtpSessions) : 1;
   return run.waiting.splice(0, Math.min(CHUNK_MAX, share));
+}
+
+/** The jobs no lane has taken: never claimed, nothing counted, so the next invocation takes them at once. */
+function handBackUnclaimed(run: BatchRun): void {
+  const rest = run.waiting.splice(0);
+  for (const msg of rest) msg.retry();
+  run.handedBack += rest.length;
 }
 
 /** Claimed messages whose transactions the time budget leaves no room for: released, and their jobs back on the queue at once. */

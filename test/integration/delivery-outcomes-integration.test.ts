@@ -192,6 +192,20 @@ describe("delivery outcomes", () => {
     expect(result.explicitAcks.length + result.retryMessages.length).toBe(3);
   });
 
+  it("hands back every job of the batch when the budget is used up, also those no lane has taken yet", { timeout: 15_000 }, async () => {
+    // A 5 s lease gives a budget of 0.67 s; this relay takes 1 s to accept each message. One session: the
+    // first message is claimed alone, the next ten together; the last two are still waiting.
+    const batch = [];
+    for (let i = 0; i < 13; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient("slow") }));
+    const { result } = await deliver(
+      batch.map((m) => m.id),
+      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000", SMTP_SESSIONS: "1" },
+    );
+    expect(result.explicitAcks).toEqual([`job-${batch[0]!.id}`]);
+    expect(result.retryMessages).toEqual(batch.slice(1).map((m) => ({ msgId: `job-${m.id}` })));
+    for (const { id } of batch.slice(1)) expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+  });
+
   it("stops before the end of the message when too little time is left to wait for the relay's verdict", async () => {
     // A 5 s lease leaves an attempt 4 s, less than the 5 s a reply may take: the final dot is never sent.
     const { id, to } = await insertQueuedMessage();
