@@ -116,6 +116,23 @@ describe("claims on the store", () => {
     expect(events.map((e) => e.type)).toEqual(["accepted", "interrupted"]);
   });
 
+  it("keeps the interruption a claim recorded when that claim, no longer its attempt's own, is released", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: minutesAgo(30) });
+    await claimMessage(env.DB, id, { now: new Date(Date.now() - 20 * 60_000), ...lease }); // attempt 1 died
+    // Attempt 2 took the expired claim (recording attempt 1's interruption) and died too; attempt 3 took over.
+    const second = (await claimMessages(env.DB, [id], { now: new Date(Date.now() - 10 * 60_000), ...lease })).get(id) as Extract<Claim, { kind: "claimed" }>;
+    expect(second).toMatchObject({ kind: "claimed", attempt: 2, interrupted: true });
+    await claimMessage(env.DB, id, { now: new Date(), ...lease });
+    await releaseClaims(env.DB, [second]);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sending", attempts: 3 });
+    expect(events.map((e) => [e.type, e.attempt])).toEqual([
+      ["accepted", null],
+      ["interrupted", 1],
+      ["interrupted", 2],
+    ]);
+  });
+
   it("knows no message for an unknown id", async () => {
     expect(await claimMessage(env.DB, crypto.randomUUID(), { now: t(1), ...lease })).toEqual({ kind: "unknown" });
   });
@@ -139,6 +156,36 @@ describe("claims in delivery", () => {
     expect(result.explicitAcks).toHaveLength(2); // the second job went back on the queue for when the claim ends
     expect(await inboxMessages(to)).toHaveLength(1);
     expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
+  });
+
+  it("sends one mail when the same job comes twice in one chunk", async () => {
+    // The first job is claimed alone (no session is up yet); the two jobs of the same message together, as one chunk.
+    const first = await insertQueuedMessage();
+    const { id, to } = await insertQueuedMessage();
+    const { result } = await runQueue("mailroom-outbox", [first.id, id, id], { SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks).toHaveLength(3); // the second job of the message went back on the queue for when the claim ends
+    expect(await inboxMessages(to)).toHaveLength(1);
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "sent", attempts: 1 });
+    expect(events.map((e) => e.type)).toEqual(["accepted", "sent"]);
+  });
+
+  it("claims one message until a session is up, then chunks of at most ten", async () => {
+    const batch = [];
+    for (let i = 0; i < 12; i++) batch.push(await insertQueuedMessage());
+    const writes: number[] = [];
+    const countingDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        if (statements.length !== 4) writes.push(statements.length / 3); // a claim is 4 statements; an outcome, 3
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const { result } = await runQueue("mailroom-outbox", batch.map((m) => m.id), { DB: countingDb, SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks).toEqual(batch.map((m) => `job-${m.id}`));
+    // Each chunk's outcomes are written together once its last message is done.
+    expect(writes).toEqual([1, 10, 1]);
+    for (const { id } of batch) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
   });
 
   it("does not send while another attempt holds a live claim", async () => {
@@ -202,6 +249,35 @@ describe("claims in delivery", () => {
     expect(await inboxMessages(to)).toHaveLength(1);
   });
 
+  it("keeps recording a chunk while D1 fails when only some of its mails were delivered", async () => {
+    // The first message is claimed alone (no session is up yet); the next two together, as one chunk.
+    const first = await insertQueuedMessage();
+    const delivered = await insertQueuedMessage();
+    const deferred = await insertQueuedMessage({ to: uniqueRecipient("tempfail") }); // 451 from this relay
+    let chunkWrites = 0;
+    const flakyDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: (statements: D1PreparedStatement[]) => {
+        // The chunk's first write fails before it commits: one mail of it went out, so it is written again.
+        if (statements.length === 6 && ++chunkWrites === 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let result;
+    try {
+      ({ result } = await runQueue("mailroom-outbox", [first.id, delivered.id, deferred.id], { DB: flakyDb, SMTP_SESSIONS: "1" }));
+    } finally {
+      logs.restore();
+    }
+    expect(chunkWrites).toBe(2);
+    expect(result.explicitAcks).toEqual([`job-${first.id}`, `job-${delivered.id}`]);
+    expect(result.retryMessages).toEqual([{ msgId: `job-${deferred.id}` }]);
+    expect((await loadMessage(delivered.id)).message).toMatchObject({ status: "sent", attempts: 1 });
+    expect((await loadMessage(deferred.id)).message).toMatchObject({ status: "retrying", attempts: 1 });
+    expect(await inboxMessages(delivered.to)).toHaveLength(1);
+  });
+
   it("gives up recording a delivered mail just before its claim ends, and acks the job rather than send it again", { timeout: 15_000 }, async () => {
     const { id, to } = await insertQueuedMessage();
     let calls = 0;
@@ -252,6 +328,36 @@ describe("claims in delivery", () => {
     expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sending", attempts: 2 });
+    expect(events.map((e) => e.type)).toEqual(["accepted"]);
+  });
+
+  it("does not take another attempt's recorded outcome for its own after a failed write of a delivered mail", async () => {
+    const { id } = await insertQueuedMessage();
+    let calls = 0;
+    const overtakenDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        // 2: recording "sent" fails without committing; meanwhile another attempt has taken the claim and
+        // recorded its own outcome, so the write that follows applies to nothing.
+        if ((calls += 1) === 2) {
+          await env.DB.prepare("UPDATE messages SET attempts = attempts + 1, status = 'retrying' WHERE id = ?").bind(id).run();
+          throw new Error("D1_ERROR: Network connection lost.");
+        }
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const logs = captureLogs();
+    let result: Awaited<ReturnType<typeof runQueue>>["result"];
+    try {
+      ({ result } = await runQueue("mailroom-outbox", [id], { DB: overtakenDb }));
+    } finally {
+      logs.restore();
+    }
+    expect(calls).toBe(3);
+    expect(result.explicitAcks).toEqual([`job-${id}`]);
+    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
+    const { message, events } = await loadMessage(id);
+    expect(message).toMatchObject({ status: "retrying", attempts: 2 });
     expect(events.map((e) => e.type)).toEqual(["accepted"]);
   });
 

@@ -192,6 +192,47 @@ describe("delivery outcomes", () => {
     expect(result.explicitAcks.length + result.retryMessages.length).toBe(3);
   });
 
+  it("records the part of a chunk that went out when the time budget is used up in its middle, and releases the rest and the chunk claimed behind it", { timeout: 15_000 }, async () => {
+    // A 6 s lease gives a budget of 0.8 s. One session: the first message is claimed alone, the next ten
+    // together; the next chunk (the last two) is claimed while the tenth message goes out. That one takes
+    // the relay 1 s to accept, so the eleventh and the chunk behind it are never started.
+    const batch = [];
+    for (let i = 0; i < 13; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient(i === 9 ? "slow" : "quick") }));
+    const { result } = await deliver(
+      batch.map((m) => m.id),
+      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "6", SMTP_TIMEOUT_MS: "2000", SMTP_SESSIONS: "1" },
+    );
+    const [sent, handedBack] = [batch.slice(0, 10), batch.slice(10)];
+    expect(result.explicitAcks).toEqual(sent.map((m) => `job-${m.id}`));
+    expect(result.retryMessages).toEqual(handedBack.map((m) => ({ msgId: `job-${m.id}` })));
+    for (const { id } of sent) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
+    for (const { id } of handedBack) expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+  });
+
+  it("hands back the jobs no lane has taken yet, unclaimed, once the time budget is used up", { timeout: 15_000 }, async () => {
+    // A 5 s lease gives a budget of 0.67 s; the first claim takes D1 1 s. Its message cannot be built, so it
+    // is settled without the relay, and by then no further job may be claimed.
+    const broken = await insertQueuedMessage();
+    await env.DB.prepare("UPDATE messages SET from_json = '{}' WHERE id = ?").bind(broken.id).run();
+    const waiting = [await insertQueuedMessage(), await insertQueuedMessage()];
+    let calls = 0;
+    const slowDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if ((calls += 1) === 1) await new Promise((resolve) => setTimeout(resolve, 1000));
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5" });
+    expect(result.explicitAcks).toEqual([`job-${broken.id}`]);
+    expect((await loadMessage(broken.id)).message.status).toBe("failed");
+    expect(result.retryMessages).toEqual(waiting.map((m) => ({ msgId: `job-${m.id}` })));
+    for (const { id, to } of waiting) {
+      expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+      expect(await inboxMessages(to)).toHaveLength(0);
+    }
+  });
+
   it("hands back every job of the batch when the budget is used up, also those no lane has taken yet", { timeout: 15_000 }, async () => {
     // A 5 s lease gives a budget of 0.67 s; this relay takes 1 s to accept each message. One session: the
     // first message is claimed alone, the next ten together; the last two are still waiting.
