@@ -7,7 +7,11 @@
 // connection is cut; a "refusedrop-" one gets 550 and the connection is cut at the end of the message
 // that follows; at a "closedown-" one the relay answers 421 to everything but RSET and QUIT; a message whose first recipient is "rejectmsg-…" is refused at its final dot with
 // 554) and record what they received: the commands, each message's recipients, and per session the
-// messages taken and the round trips (each time the client wrote again after the relay had spoken).
+// messages taken, the commands, what was written into a DATA left open when the connection closed, and
+// the round trips (each time the client wrote again after the relay had spoken). A message whose first recipient is "double-…" has its final dot answered twice (and, by
+// pipelining-only, what was said behind that dot answered one reply every 100 ms, so the client has no
+// unread reply to go by); pipelining-only holds the reply to a "slow-…" one's final dot, and the replies
+// behind it, for 1 s.
 import { createServer, type Socket } from "node:net";
 
 export type PipeliningMode = "pipelining-only" | "strict-lockstep";
@@ -18,8 +22,8 @@ export interface PipeliningRelay {
   commands: string[];
   /** The accepted recipients of each message taken, in order. */
   messages: string[][];
-  /** Each connection: the accepted recipients of the messages it took, and its round trips. */
-  sessions: { messages: string[][]; roundTrips: number }[];
+  /** Each connection: the accepted recipients of the messages it took, its commands and its round trips. */
+  sessions: { messages: string[][]; commands: string[]; unterminated: string[]; roundTrips: number }[];
   close(): Promise<void>;
 }
 
@@ -44,7 +48,7 @@ export async function startPipeliningRelay(mode: PipeliningMode): Promise<Pipeli
 }
 
 function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): void {
-  const session = { messages: [] as string[][], roundTrips: 0 };
+  const session = { messages: [] as string[][], commands: [] as string[], unterminated: [] as string[], roundTrips: 0 };
   relay.sessions.push(session);
   let spokeLast = false;
   const write = socket.write.bind(socket);
@@ -59,6 +63,12 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
   // smtp_closedown() answers whatever a client pipelined behind the command it shut down at.
   let closing = false;
   let dropAtEnd = false;
+  let holdFlush = false; // pipelining-only: the held replies include a "slow-" message's final dot
+  let trickleFrom: number | undefined; // pipelining-only: the held replies after a doubled one go out 100 ms apart
+  // Content of a message whose DATA was still open when the connection closed (what the client wrote into it).
+  socket.on("close", () => {
+    if (inData) session.unterminated.push(buffer);
+  });
 
   const reply = (text: string) => {
     if (mode === "pipelining-only") return void held.push(text);
@@ -68,9 +78,19 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
       socket.write(text);
     }, 50);
   };
-  const flush = () => {
-    socket.write(held.join(""));
+  /** Writes the held replies; returns how long until the last of them is written. */
+  const flush = (): number => {
+    const [now, later] = trickleFrom === undefined ? [held, []] : [held.slice(0, trickleFrom), held.slice(trickleFrom)];
+    const delay = holdFlush ? 1000 : 0;
     held = [];
+    trickleFrom = undefined;
+    holdFlush = false;
+    const text = now.join("");
+    if (delay === 0) socket.write(text);
+    else setTimeout(() => socket.write(text), delay);
+    // One reply at a time, so that the client has read what came before when the next one arrives.
+    later.forEach((line, i) => setTimeout(() => socket.write(line), delay + 100 * (i + 1)));
+    return delay + 100 * later.length;
   };
 
   socket.on("data", (chunk) => {
@@ -89,8 +109,11 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
           relay.messages.push(recipients);
           session.messages.push(recipients);
         }
+        const [double, slow] = [recipients[0]?.startsWith("double-"), recipients[0]?.startsWith("slow-")];
         recipients = [];
-        reply(rejected ? "554 5.6.0 Message content rejected\r\n" : "250 2.0.0 Ok: queued\r\n");
+        if (slow && mode === "pipelining-only") holdFlush = true;
+        reply(rejected ? "554 5.6.0 Message content rejected\r\n" : double ? "250 2.0.0 Ok: queued\r\n250 2.0.0 Ok: queued again\r\n" : "250 2.0.0 Ok: queued\r\n");
+        if (double && mode === "pipelining-only") trickleFrom = held.length;
         continue;
       }
       const newline = buffer.indexOf("\r\n");
@@ -98,6 +121,7 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
       const line = buffer.slice(0, newline);
       buffer = buffer.slice(newline + 2);
       relay.commands.push(line);
+      session.commands.push(line);
       const verb = line.split(/[ :]/)[0]!.toUpperCase();
       if (closing && verb !== "RSET" && verb !== "QUIT") {
         reply("421 4.3.2 Service shutting down\r\n");
@@ -132,8 +156,10 @@ function serve(socket: Socket, mode: PipeliningMode, relay: PipeliningRelay): vo
       } else if (verb === "QUIT") {
         if (mode === "pipelining-only") {
           held.push("221 Bye\r\n");
-          flush();
-        } else socket.write("221 Bye\r\n");
+          const last = flush();
+          return void (last === 0 ? socket.end() : setTimeout(() => socket.end(), last));
+        }
+        socket.write("221 Bye\r\n");
         return void socket.end();
       } else reply("250 Ok\r\n");
     }

@@ -2,13 +2,14 @@
 // the replies are matched to the commands strictly in order; with one that does not, lock-step. Checked
 // against relays only the right kind of client gets through (test/helpers/pipelining-relays.ts). And a
 // batch spread over several sessions at once, never more than configured.
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, vi } from "vitest";
+import { SmtpSession, type SmtpMail } from "../../src/delivery/smtp";
 import { uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 
 const smtp = inject("smtp");
 const onRelay = (relay: "pipeliningOnly" | "strictLockstep") => ({ SMTP_PORT: String(smtp[relay].smtpPort) });
-type Received = { commands: string[]; messages: string[][]; sessions: { messages: string[][]; roundTrips: number }[] };
+type Received = { commands: string[]; messages: string[][]; sessions: { messages: string[][]; commands: string[]; unterminated: string[]; roundTrips: number }[] };
 const received = async (relay: "pipelining-only" | "strict-lockstep"): Promise<Received> =>
   (await fetch(`http://127.0.0.1:${smtp.drop.controlPort}/${relay}/received`)).json();
 
@@ -148,6 +149,89 @@ describe("pipelining", () => {
     expect((await loadMessage(taken.id)).message).toMatchObject({ status: "sent", lastError: null });
     expect(result.explicitAcks).toContain(`job-${taken.id}`);
     expect((await loadMessage(refused.id)).message.status).toBe("retrying");
+  });
+
+  it("takes the first reply after a final dot as its verdict; replies shifted by a second one are no longer the next message's", async () => {
+    // The relay answers the first message's final dot twice, then the next envelope's commands one reply
+    // at a time: a client that took the extra reply for the answer to MAIL FROM would be a reply behind.
+    const doubled = await insertQueuedMessage({ to: uniqueRecipient("double") });
+    const next = await insertQueuedMessage({ to: uniqueRecipient("x2") });
+    const third = await insertQueuedMessage({ to: uniqueRecipient("x3") });
+    const ids = [doubled, next, third].map((m) => m.id);
+    const { result } = await deliver(ids, { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks).toEqual(ids.map((id) => `job-${id}`));
+    expect((await loadMessage(doubled.id)).message).toMatchObject({ status: "sent", attempts: 1 });
+    // The session ends there (the next message's DATA, never confirmed, is discarded): the others go out
+    // on a new one, each once.
+    const { sessions } = await received("pipelining-only");
+    expect(sessions.find((s) => s.messages[0]?.[0] === doubled.to)?.messages).toEqual([[doubled.to]]);
+    expect(sessions.find((s) => s.messages[0]?.[0] === next.to)?.messages).toEqual([[next.to], [third.to]]);
+    for (const { id } of [next, third]) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
+  });
+
+  it("hands back a message whose envelope already went out behind a final dot without writing a word more into its open DATA", { timeout: 15_000 }, async () => {
+    // A 5 s lease gives a budget of 0.67 s; the first message's final dot is answered after 1 s, with the
+    // second envelope's replies behind it: the second message's DATA is open (354) when the budget is up.
+    const slow = await insertQueuedMessage({ to: uniqueRecipient("slow") });
+    const next = await insertQueuedMessage({ to: uniqueRecipient("h2") });
+    const last = await insertQueuedMessage({ to: uniqueRecipient("h3") });
+    const ids = [slow, next, last].map((m) => m.id);
+    const { result } = await deliver(ids, { ...onRelay("pipeliningOnly"), SMTP_SESSIONS: "1", DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000" });
+    expect(result.explicitAcks).toEqual([`job-${slow.id}`]);
+    expect(result.retryMessages).toEqual([next.id, last.id].map((id) => ({ msgId: `job-${id}` })));
+    expect((await loadMessage(slow.id)).message.status).toBe("sent");
+    for (const { id } of [next, last]) expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
+    // Anything said now (QUIT, RSET) would be taken as the open message's content: the session is just closed.
+    const session = (await received("pipelining-only")).sessions.find((s) => s.messages[0]?.[0] === slow.to);
+    expect(session?.messages).toEqual([[slow.to]]);
+    expect(session?.commands.at(-1)).toBe("DATA");
+    // Once the connection is closed, the relay has the open DATA's content: nothing but what DATA began with.
+    await vi.waitFor(async () => {
+      const closed = (await received("pipelining-only")).sessions.find((s) => s.messages[0]?.[0] === slow.to);
+      expect(closed?.unterminated).toEqual(["\r\n"]);
+    });
+  });
+
+  describe("a session whose next envelope went out behind a final dot", () => {
+    const MIME = "From: noreply@mailroom.test\r\nSubject: Direct\r\n\r\nHello\r\n.\r\n";
+    const mail = (to: string, deadline = Date.now() + 10_000): SmtpMail => ({ envelope: { from: "noreply@mailroom.test", recipients: [to] }, data: MIME, deadline });
+    const open = async () => {
+      const opened = await SmtpSession.open({ host: "127.0.0.1", port: smtp.pipeliningOnly.smtpPort, security: "none", heloName: "mailroom.test", timeoutMs: 2000 });
+      if (!opened.ok) throw new Error(opened.failure.message);
+      return opened.value;
+    };
+
+    it("refuses to send any other mail next, and ends the session rather than put it in that mail's transaction", async () => {
+      const session = await open();
+      const [a, b, c] = [mail(uniqueRecipient("o1")), mail(uniqueRecipient("o2")), mail(uniqueRecipient("o3"))];
+      try {
+        expect((await session.send(a, { next: b })).end.ok).toBe(true);
+        expect((await session.send(c, { next: "quit" })).end).toMatchObject({ ok: false, failure: { kind: "protocol", message: expect.stringMatching(/out of the order/) } });
+        expect(session.isBroken).toBe(true);
+      } finally {
+        await session.close();
+      }
+      const { messages } = await received("pipelining-only");
+      expect(messages).toContainEqual(a.envelope.recipients);
+      expect(messages).not.toContainEqual(b.envelope.recipients);
+      expect(messages).not.toContainEqual(c.envelope.recipients);
+    });
+
+    it("ends the session when that mail's time is up before its turn, as its DATA is open", async () => {
+      const session = await open();
+      const [a, late, c] = [mail(uniqueRecipient("t1")), mail(uniqueRecipient("t2"), Date.now() - 1), mail(uniqueRecipient("t3"))];
+      try {
+        expect((await session.send(a, { next: late })).end.ok).toBe(true);
+        expect((await session.send(late, { next: c })).end).toMatchObject({ ok: false, failure: { kind: "timeout", message: "the attempt's time was up before its transaction began" } });
+        expect(session.isBroken).toBe(true);
+        expect((await session.send(c, { next: "quit" })).end.ok).toBe(false);
+      } finally {
+        await session.close();
+      }
+      const { messages } = await received("pipelining-only");
+      expect(messages).not.toContainEqual(late.envelope.recipients);
+      expect(messages).not.toContainEqual(c.envelope.recipients);
+    });
   });
 
   it.each([
