@@ -8,6 +8,17 @@ import { insertMessage } from "../../src/store/messages";
 import { captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { claimMessage, deliver, insertQueuedMessage, loadMessage, recordFailure, recordRetry, recordSent, runQueue } from "../helpers/factories";
 
+/** Runs the outbox consumer on `ids` with `overrides`, keeping its log lines (parsed). */
+async function runCapturingLogs(ids: string[], overrides: Partial<Record<keyof Env, unknown>>) {
+  const logs = captureLogs();
+  try {
+    const { result } = await runQueue("mailroom-outbox", ids, overrides);
+    return { result, entries: logs.lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+  } finally {
+    logs.restore();
+  }
+}
+
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
 const lease = { leaseMs: 60_000 };
 const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000).toISOString();
@@ -316,16 +327,10 @@ describe("claims in delivery", () => {
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
-    const logs = captureLogs();
-    let result: Awaited<ReturnType<typeof runQueue>>["result"];
-    try {
-      ({ result } = await runQueue("mailroom-outbox", [id], { DB: overtakenDb }));
-    } finally {
-      logs.restore();
-    }
+    const { result, entries } = await runCapturingLogs([id], { DB: overtakenDb });
     expect(result.explicitAcks).toEqual([`job-${id}`]);
     expect(result.retryMessages).toEqual([]);
-    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
+    expect(entries.find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sending", attempts: 2 });
     expect(events.map((e) => e.type)).toEqual(["accepted"]);
@@ -346,16 +351,10 @@ describe("claims in delivery", () => {
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
-    const logs = captureLogs();
-    let result: Awaited<ReturnType<typeof runQueue>>["result"];
-    try {
-      ({ result } = await runQueue("mailroom-outbox", [id], { DB: overtakenDb }));
-    } finally {
-      logs.restore();
-    }
+    const { result, entries } = await runCapturingLogs([id], { DB: overtakenDb });
     expect(calls).toBe(3);
     expect(result.explicitAcks).toEqual([`job-${id}`]);
-    expect(logs.lines.map((l) => JSON.parse(l)).find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
+    expect(entries.find((l) => l.msg === "delivery attempt")).toMatchObject({ attempt: 1, outcome: "claim_lost" });
     const { message, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "retrying", attempts: 2 });
     expect(events.map((e) => e.type)).toEqual(["accepted"]);
