@@ -9,6 +9,8 @@ export interface InboxMessage {
   from: string;
   to: string;
   cc: string;
+  /** The attachments as a mail client reads them, their content as a SHA-256 (hex). */
+  attachments: { filename: string | null; contentType: string; disposition: string | null; contentId: string | null; size: number; sha256: string }[];
   /** The To and Cc headers as a mail client reads them: one entry per mailbox. */
   toMailboxes: { name: string; address: string }[];
   ccMailboxes: { name: string; address: string }[];

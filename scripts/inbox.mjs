@@ -2,6 +2,7 @@
 // page listing them and rendering each one's HTML and text. `npm start` delivers into it; the tests
 // start several (plain, STARTTLS, implicit TLS, AUTH) and read what arrived through its JSON API.
 import { createServer as createHttpServer } from "node:http";
+import { createHash } from "node:crypto";
 import { simpleParser } from "mailparser";
 import { SMTPServer } from "smtp-server";
 
@@ -114,6 +115,14 @@ export async function startInbox(options = {}) {
             from: parsed.from?.text ?? "",
             to: parsed.to ? [].concat(parsed.to).map((a) => a.text).join(", ") : "",
             cc: parsed.cc ? [].concat(parsed.cc).map((a) => a.text).join(", ") : "",
+            attachments: parsed.attachments.map((a) => ({
+              filename: a.filename ?? null,
+              contentType: a.contentType,
+              disposition: a.contentDisposition ?? null,
+              contentId: a.cid ?? null,
+              size: a.size,
+              sha256: createHash("sha256").update(a.content).digest("hex"),
+            })),
             toMailboxes: mailboxesOf(parsed.to),
             ccMailboxes: mailboxesOf(parsed.cc),
             subject: parsed.subject ?? "",

@@ -40,6 +40,7 @@ export async function acceptEmail(
     replyTo: request.replyTo ?? [],
     headers: request.headers ?? {},
     tags: request.tags ?? [],
+    attachments: request.attachments ?? [],
     recipients: envelopeRecipients({ to: request.to, cc, bcc }),
     subject: request.subject,
     text: request.text,

@@ -40,7 +40,7 @@ export interface Config {
   smtpSessions: number;
   /** The sweeper requeues a pending message once it is overdue by this long (and again after as long). */
   sweepGraceSeconds: number;
-  /** Message bodies are deleted this many days after acceptance, once the message is settled. */
+  /** Message bodies and attachments are deleted this many days after acceptance, once the message is settled. */
   retentionDays: number;
 }
 

@@ -1,5 +1,5 @@
-// Retention, run by the scheduled handler: a message's bodies are kept RETENTION_DAYS after it was
-// accepted, and then deleted once it is settled (a message still waiting to be sent keeps them until it
+// Retention, run by the scheduled handler: a message's bodies and attachments are kept RETENTION_DAYS
+// after it was accepted, and then deleted once it is settled (a message still waiting to be sent keeps them until it
 // is). What happened to it — status, events, recipients, subject — stays.
 import type { Config } from "./config";
 import type { Logger } from "./log";
@@ -17,6 +17,6 @@ export async function applyRetention({ db, config, log }: { db: D1Database; conf
     cleared += changed;
     if (changed < BATCH) break;
   }
-  if (cleared > 0) log.info("retention: deleted the bodies of old settled messages", { outcome: "bodies_deleted", messages: cleared, retention_days: config.retentionDays });
+  if (cleared > 0) log.info("retention: deleted the bodies and attachments of old settled messages", { outcome: "bodies_deleted", messages: cleared, retention_days: config.retentionDays });
   return cleared;
 }

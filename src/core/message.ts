@@ -3,6 +3,7 @@
 // address, subject and client headers are encoded here, and Bcc never reaches it (it would print a header).
 import { Email } from "worker-mailer";
 import type { Mailbox } from "./address";
+import { attachmentPart, type Attachment } from "./attachments";
 import { encodeAddressList, encodeUnstructured } from "./header-encoding";
 
 export interface OutgoingMessage {
@@ -16,6 +17,7 @@ export interface OutgoingMessage {
   replyTo: Mailbox[];
   /** The client's own headers (validated: X-* and a short allowlist), written after Mailroom's. */
   headers: Record<string, string>;
+  attachments: Attachment[];
   subject: string;
   text?: string;
   html?: string;
@@ -51,7 +53,19 @@ export function buildMime(message: OutgoingMessage, date: Date = new Date()): st
     html: message.html,
     headers,
   });
-  return email.getEmailData();
+  const data = email.getEmailData();
+  return message.attachments.length ? withAttachments(data, message.attachments) : data;
+}
+
+/**
+ * worker-mailer's message is always multipart/mixed: the attachments go in as further parts, before its
+ * closing boundary. Their lines (headers, base64) never start with a dot, so no dot-stuffing is needed.
+ */
+function withAttachments(data: string, attachments: OutgoingMessage["attachments"]): string {
+  const boundary = /^Content-Type: multipart\/mixed; boundary="([^"]+)"\r$/m.exec(data)?.[1];
+  const closing = boundary === undefined ? -1 : data.lastIndexOf(`--${boundary}--\r\n`);
+  if (boundary === undefined || closing < 0) throw new Error("the composed message has no multipart/mixed boundary to add attachments to");
+  return data.slice(0, closing) + attachments.map((a) => attachmentPart(a, boundary)).join("") + data.slice(closing);
 }
 
 export function createMessageId(id: string, from: Mailbox): string {

@@ -2,6 +2,7 @@
 // than ignored: silently dropping a field the client relies on (a bcc, an attachment) would lose mail.
 import * as z from "zod";
 import { parseMailbox, type Mailbox } from "./address";
+import { decodedSize } from "./attachments";
 import { scheduledAtSchema } from "./schedule";
 
 export const MAX_RECIPIENTS = 50;
@@ -67,6 +68,37 @@ const headers = z
 /** Resend's tags: stored and returned, never sent to the relay. */
 const TAG_PART = z.string().regex(/^[A-Za-z0-9_-]{1,256}$/, "1–256 ASCII letters, digits, _ or -");
 export const MAX_TAGS = 20;
+/** Attachments: at most this many, together at most this many bytes once decoded (in a 1 MiB request). */
+export const MAX_ATTACHMENTS = 10;
+export const MAX_ATTACHMENT_BYTES = 640 * 1024;
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const attachment = z
+  .strictObject({
+    filename: z
+      .string()
+      .min(1, "must not be empty")
+      .max(255, "must be at most 255 characters")
+      .refine((name) => !NOT_IN_A_HEADER.test(name), "must not contain line breaks or control characters"),
+    content: z.string({ error: "the file's content, base64-encoded, is required" }).regex(BASE64, "must be base64 (A–Z, a–z, 0–9, +, /, with = padding)"),
+    content_type: z
+      .string()
+      .regex(/^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,64}$/, "must be a MIME type such as application/pdf")
+      .optional(),
+    content_id: z
+      .string()
+      .regex(/^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,200}$/, "1–200 characters of A–Z, a–z, 0–9 and !#$%&'*+/=?^_`{|}~.@-")
+      .optional(),
+    // Resend's SDKs send `path` for a URL to fetch; Mailroom never fetches anything on a client's behalf.
+    path: z.undefined({ error: "Mailroom does not fetch URLs; send the file's content (base64) instead" }).optional(),
+  })
+  .transform(({ content_type, content_id, path: _path, ...rest }) => ({ ...rest, contentType: content_type, contentId: content_id }));
+
+const attachments = z
+  .array(attachment, { error: "must be an array of attachments" })
+  .max(MAX_ATTACHMENTS, `at most ${MAX_ATTACHMENTS} attachments`)
+  .refine((all) => all.reduce((sum, a) => sum + decodedSize(a.content), 0) <= MAX_ATTACHMENT_BYTES, `at most ${MAX_ATTACHMENT_BYTES / 1024} KiB of attachments in all (decoded)`);
+
 const tags = z.array(z.strictObject({ name: TAG_PART, value: TAG_PART }), { error: "must be an array of {name, value}" }).max(MAX_TAGS, `at most ${MAX_TAGS} tags`);
 
 export const sendEmailSchema = z
@@ -81,6 +113,7 @@ export const sendEmailSchema = z
     html: body.optional(),
     headers: headers.optional(),
     tags: tags.optional(),
+    attachments: attachments.optional(),
     scheduled_at: scheduledAtSchema.optional(),
   })
   .refine((m) => m.text !== undefined || m.html !== undefined, {

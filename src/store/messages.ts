@@ -73,6 +73,7 @@ export interface MessageRow {
   bcc_json: string;
   reply_to_json: string;
   headers_json: string;
+  attachments_json: string;
   subject: string;
   text_body: string | null;
   html_body: string | null;
@@ -98,6 +99,7 @@ export function toRecord(row: MessageRow): MessageRecord {
     bcc: JSON.parse(row.bcc_json),
     replyTo: JSON.parse(row.reply_to_json),
     headers: JSON.parse(row.headers_json),
+    attachments: JSON.parse(row.attachments_json),
     subject: row.subject,
     text: row.text_body ?? undefined,
     html: row.html_body ?? undefined,
@@ -138,12 +140,12 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
     db
       .prepare(
         `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
-                              subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                              attachments_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
         ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
-        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags)],
+        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments)],
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db

@@ -61,7 +61,7 @@ describe("the resend SDK against Mailroom", () => {
     expect(received(to)).toHaveLength(1);
   });
 
-  it("emails.send with cc, bcc, replyTo, headers and tags: sent, bcc only in the envelope; emails.get returns it", async () => {
+  it("emails.send with cc, bcc, replyTo, headers, tags and an attachment: sent, bcc only in the envelope; emails.get returns it", async () => {
     const [to, cc, bcc] = [recipient("sdk-to"), recipient("sdk-cc"), recipient("sdk-bcc")];
     const sent = await resend.emails.send({
       from: "Acme <noreply@mailroom.test>",
@@ -71,6 +71,7 @@ describe("the resend SDK against Mailroom", () => {
       replyTo: ["Support <support@mailroom.test>"],
       headers: { "X-Entity-Ref-ID": "order-123" },
       tags: [{ name: "category", value: "receipt" }],
+      attachments: [{ filename: "receipt – März.pdf", content: Buffer.from("%PDF-1.4 receipt\r\n.\r\n\u0000binary") }],
       subject: "Your receipt",
       text: "Thanks",
     });
@@ -87,6 +88,7 @@ describe("the resend SDK against Mailroom", () => {
     expect(head).not.toContain(bcc);
     expect(head).toMatch(/^X-Entity-Ref-ID: order-123$/m);
     expect(head).toMatch(/^Reply-To: Support <support@mailroom\.test>$/m);
+    expect(mail!.attachments).toMatchObject([{ filename: "receipt – März.pdf", contentType: "application/pdf", size: Buffer.from("%PDF-1.4 receipt\r\n.\r\n\u0000binary").length }]);
   });
 
   it("emails.send with the same key and another body gets a validation error, and nothing is sent", async () => {

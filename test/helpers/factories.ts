@@ -25,6 +25,7 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
     bcc: [],
     replyTo: [],
     headers: {},
+    attachments: [],
     tags: [],
     recipients,
     subject: fields.subject ?? "Test message",

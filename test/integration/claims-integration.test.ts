@@ -404,7 +404,7 @@ describe("claims in delivery", () => {
 
     const to = uniqueRecipient("late-row");
     const from = { address: "noreply@mailroom.test" };
-    await insertMessage(env.DB, { id, apiKeyName: "tests", createdAt: new Date().toISOString(), messageId: `<${id}@mailroom.test>`, from, to: [{ address: to }], cc: [], bcc: [], replyTo: [], headers: {}, tags: [], recipients: [to], subject: "Late", text: "x" });
+    await insertMessage(env.DB, { id, apiKeyName: "tests", createdAt: new Date().toISOString(), messageId: `<${id}@mailroom.test>`, from, to: [{ address: to }], cc: [], bcc: [], replyTo: [], headers: {}, attachments: [], tags: [], recipients: [to], subject: "Late", text: "x" });
     await runQueue("mailroom-outbox", [id]);
     expect(await inboxMessages(to)).toHaveLength(1);
 

@@ -1,4 +1,4 @@
-// Retention (run by the scheduled handler): the bodies of settled messages accepted more than
+// Retention (run by the scheduled handler): the bodies and attachments of settled messages accepted more than
 // RETENTION_DAYS ago are deleted; their status, events, recipients and subject stay, and messages that are
 // younger or still waiting to be sent keep their bodies.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
@@ -19,12 +19,14 @@ async function runScheduled(overrides: Partial<Record<keyof Env, unknown>> = {})
 }
 
 async function stored(id: string) {
-  return env.DB.prepare("SELECT status, subject, text_body, html_body FROM messages WHERE id = ?").bind(id).first<{ status: string; subject: string; text_body: string | null; html_body: string | null }>();
+  return env.DB.prepare("SELECT status, subject, text_body, html_body, attachments_json FROM messages WHERE id = ?")
+    .bind(id)
+    .first<{ status: string; subject: string; text_body: string | null; html_body: string | null; attachments_json: string }>();
 }
 
 async function settle(id: string, status: "sent" | "failed" | "canceled") {
   await env.DB.batch([
-    env.DB.prepare("UPDATE messages SET status = ?, html_body = '<p>hi</p>' WHERE id = ?").bind(status, id),
+    env.DB.prepare(`UPDATE messages SET status = ?, html_body = '<p>hi</p>', attachments_json = '[{"filename":"a.txt","content":"QUJD"}]' WHERE id = ?`).bind(status, id),
     env.DB.prepare("INSERT INTO events (message_id, at, type, attempt, detail) VALUES (?, ?, ?, 1, 'settled by the test')").bind(id, daysAgo(30), status === "canceled" ? "canceled" : status),
   ]);
 }
@@ -42,13 +44,13 @@ describe("retention", () => {
     await runScheduled();
 
     for (const [i, { id, status }] of old.entries()) {
-      expect(await stored(id)).toEqual({ status, subject: `Old ${status}`, text_body: null, html_body: null });
+      expect(await stored(id)).toEqual({ status, subject: `Old ${status}`, text_body: null, html_body: null, attachments_json: "[]" });
       const after = await loadMessage(id);
       expect(after.events).toEqual(before[i]!.events);
       expect(after.recipients).toEqual(before[i]!.recipients);
       expect((await api(`/v1/emails/${id}`)).status).toBe(200);
     }
-    expect(await stored(young.id)).toMatchObject({ text_body: "Hello from the tests", html_body: "<p>hi</p>" });
+    expect(await stored(young.id)).toMatchObject({ text_body: "Hello from the tests", html_body: "<p>hi</p>", attachments_json: '[{"filename":"a.txt","content":"QUJD"}]' });
     expect(await stored(waiting.id)).toMatchObject({ status: "queued", text_body: "Hello from the tests" });
   });
 

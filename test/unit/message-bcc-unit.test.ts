@@ -10,6 +10,7 @@ const record: OutgoingMessage = {
   bcc: [{ name: "Hidden", address: "hidden@example.com" }],
   replyTo: [],
   headers: {},
+  attachments: [],
   subject: "Hello",
   text: "Hi",
 };

@@ -9,6 +9,7 @@ const message: OutgoingMessage = {
   bcc: [],
   replyTo: [],
   headers: {},
+  attachments: [],
   subject: "Grüße",
   text: "Line one\r\n.starts with a dot\r\n",
   html: "<p>Hi</p>",
