@@ -49,6 +49,15 @@ describe("attachments", () => {
     expect(mail!.raw.replace(/\r\n/g, "")).not.toMatch(/[\r\n]/);
   });
 
+  it("delivers an attachment at the limit, 640 KiB, byte-identical", async () => {
+    const to = uniqueRecipient("bigattach");
+    const big = binary(MAX_ATTACHMENT_BYTES);
+    const { res } = await postCounted(JSON.stringify({ to, subject: "Big", text: "x", attachments: [{ filename: "big.bin", content: base64(big) }] }));
+    expect(res.status).toBe(202);
+    const [mail] = await waitForMail(to);
+    expect(mail!.attachments).toEqual([{ filename: "big.bin", contentType: "application/octet-stream", disposition: "attachment", contentId: null, size: big.length, sha256: await sha256(big) }]);
+  });
+
   it.each([
     ["a path (a URL to fetch)", { filename: "a.pdf", content: "QUJD", path: "https://example.com/a.pdf" }, "attachments.0.path"],
     ["no content", { filename: "a.pdf" }, "attachments.0.content"],
