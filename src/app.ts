@@ -10,6 +10,7 @@ import type { AppEnv } from "./http/context";
 import { ApiError, ERROR_STATUS, toErrorResponse, type ErrorCode } from "./http/errors";
 import { apiKeyAuth } from "./http/middleware/api-key-auth";
 import { requestLog } from "./http/middleware/request-log";
+import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
 import { createLogger } from "./log";
 
@@ -24,17 +25,20 @@ export function createApp() {
   app.use(requestId(), requestLog(), secureHeaders());
   app.get("/healthz", (c) => c.json({ status: "ok" }));
 
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: MAX_REQUEST_BYTES,
-      onError: () => {
-        throw new ApiError("payload_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`);
-      },
-    }),
-    apiKeyAuth(),
-  );
+  for (const path of ["/v1/*", "/send-notification"]) {
+    app.use(
+      path,
+      bodyLimit({
+        maxSize: MAX_REQUEST_BYTES,
+        onError: () => {
+          throw new ApiError("payload_too_large", `the request body is larger than ${MAX_REQUEST_BYTES} bytes`);
+        },
+      }),
+      apiKeyAuth(),
+    );
+  }
   app.route("/v1/emails", emailRoutes);
+  app.route("/send-notification", classicRoutes);
 
   app.notFound(() => toErrorResponse(new ApiError("not_found", "no such route")));
   app.onError((error, c) => {

@@ -129,6 +129,14 @@ export const sendEmailSchema = z
 
 export type SendEmailRequest = z.output<typeof sendEmailSchema>;
 
+/**
+ * POST /send-notification, the request of the FastAPI service Mailroom replaces: one recipient, a
+ * subject, and `content` sent as the plain-text body.
+ */
+export const classicNotificationSchema = z
+  .strictObject({ recipient: mailboxSchema, subject, content: body })
+  .transform(({ recipient, subject, content }): SendEmailRequest => ({ to: [recipient], subject, text: content, replyTo: undefined, scheduledAt: undefined }));
+
 /** PATCH /v1/emails/{id}: what Resend's emails.update sends. */
 export const rescheduleSchema = z.strictObject({ scheduled_at: scheduledAtSchema }).transform(({ scheduled_at }) => ({ scheduledAt: scheduled_at }));
 

@@ -52,15 +52,18 @@ export function captureLogs() {
 }
 
 /**
- * POST /v1/emails straight into the Worker's fetch handler, counting the jobs it queues (the real queue
+ * POST /v1/emails (or another sending `path`) straight into the Worker's fetch handler, counting the jobs it queues (the real queue
  * binding, wrapped), so a test can show that a refused request queued nothing.
  */
-export async function postCounted(body: string, { key = API_KEY, headers = {}, environment = {} }: { key?: string; headers?: Record<string, string>; environment?: Partial<Env> } = {}) {
+export async function postCounted(
+  body: string,
+  { key = API_KEY, headers = {}, environment = {}, path = "/v1/emails" }: { key?: string; headers?: Record<string, string>; environment?: Partial<Env>; path?: string } = {},
+) {
   let enqueued = 0;
   const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
   const ctx = createExecutionContext();
   const res = await worker.fetch(
-    new Request("https://mailroom.test/v1/emails", { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers }, body }),
+    new Request(`https://mailroom.test${path}`, { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers }, body }),
     { ...env, OUTBOX: outbox, ...environment } as Env,
     ctx,
   );

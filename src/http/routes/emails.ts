@@ -3,63 +3,30 @@
 // answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged. A key
 // sends only from its sender domains, and sees and changes only the messages it sent: another key's
 // message is a 404, exactly like one that does not exist.
-import { Hono, type Context } from "hono";
-import { acceptEmail, type Accepted } from "../../accept";
-import { getConfig } from "../../config";
+import { Hono } from "hono";
 import { formatMailbox } from "../../core/address";
-import { fingerprintBody, parseIdempotencyKey } from "../../core/idempotency-key";
-import { maySendFrom } from "../../core/key-scope";
 import { resolveSchedule } from "../../core/schedule";
 import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
 import { requeue } from "../../delivery/outbox";
-import { acceptOnce, type IdempotentAccept } from "../../idempotency";
 import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
 import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
+import { sendRequest } from "../send";
 
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const emailRoutes = new Hono<AppEnv>()
   .post("/", sendRateLimit(), async (c) => {
-    const header = c.req.header("Idempotency-Key");
-    const key = header === undefined ? undefined : parseIdempotencyKey(header);
-    if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);
     const body = await readJsonBody(c);
     const validated = validate(sendEmailSchema, body);
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
-    const schedule = resolveSchedule(validated.value.scheduledAt, new Date());
-    if (!schedule.ok) throw new ApiError("validation_error", "the request is not a valid email", [{ path: "scheduled_at", message: schedule.message }]);
-    const { senderDomains } = c.var.apiKey;
-    if (!maySendFrom(senderDomains, (validated.value.from ?? getConfig(c.env).mailFrom).address)) {
-      throw new ApiError("forbidden", `this API key may send only from ${senderDomains!.join(", ")}${validated.value.from ? "" : " (from defaults to MAIL_FROM)"}`);
-    }
-
-    const origin = { apiKeyName: c.var.apiKey.name, requestId: c.var.requestId };
-    const accept = (id?: string) => acceptEmail(c.env, getConfig(c.env), { ...validated.value, scheduledAt: schedule.at }, { ...origin, id });
-    const result: IdempotentAccept = key
-      ? await acceptOnce(c.env.DB, { apiKeyName: origin.apiKeyName, key: key.key, fingerprint: await fingerprintBody(body), log: c.var.log }, accept)
-      : { kind: "accepted", accepted: await accept() };
-    switch (result.kind) {
-      case "mismatch":
-        throw new ApiError("validation_error", "this Idempotency-Key was already used with a different request body", [
-          { path: "headers.Idempotency-Key", message: "already used with a different request body" },
-        ]);
-      case "in_flight":
-        throw new ApiError("conflict", "a request with this Idempotency-Key is still being accepted; retry it in a moment");
-      case "replay":
-        c.header("Idempotent-Replayed", "true");
-        return answerAccepted(c, result);
-      case "accepted":
-        c.var.log.info("email accepted", { email_id: result.accepted.id, status: result.accepted.status, recipient_count: validated.value.to.length + (validated.value.cc?.length ?? 0) + (validated.value.bcc?.length ?? 0), tags: validated.value.tags });
-        return answerAccepted(c, result.accepted);
-      default: {
-        const unreachable: never = result;
-        throw new Error(`unhandled result ${JSON.stringify(unreachable)}`);
-      }
-    }
+    const { accepted, replayed } = await sendRequest(c, body, validated.value);
+    if (replayed) c.header("Idempotent-Replayed", "true");
+    c.header("Location", `/v1/emails/${accepted.id}`);
+    return c.json({ id: accepted.id, status: accepted.status }, 202);
   })
   .get("/:id", async (c) => {
     const id = c.req.param("id");
@@ -91,11 +58,6 @@ export const emailRoutes = new Hono<AppEnv>()
     c.var.log.info("email canceled", { email_id: id });
     return c.json({ object: "email" as const, id, status: "canceled" as const });
   });
-
-function answerAccepted(c: Context<AppEnv>, { id, status }: Pick<Accepted, "id" | "status">) {
-  c.header("Location", `/v1/emails/${id}`);
-  return c.json({ id, status }, 202);
-}
 
 const notFound = (id: string) => new ApiError("not_found", `no email with id ${id}`);
 
