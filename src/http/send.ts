@@ -7,13 +7,29 @@ import { getConfig } from "../config";
 import { fingerprintBody, parseIdempotencyKey } from "../core/idempotency-key";
 import { maySendFrom } from "../core/key-scope";
 import { resolveSchedule } from "../core/schedule";
-import type { SendEmailRequest } from "../core/schema";
+import { validate, type SendEmailRequest } from "../core/schema";
+import type * as z from "zod";
 import { acceptOnce, type IdempotentAccept } from "../idempotency";
 import type { AppEnv } from "./context";
 import { ApiError } from "./errors";
+import { readJsonBody } from "./json-body";
+
+/**
+ * Reads the JSON body, validates it with `schema` (a 422 says it is not a valid `what`), sends it, and
+ * sets Location (and Idempotent-Replayed on a replay). The route gives the answer's body.
+ */
+export async function sendFromBody(c: Context<AppEnv>, schema: z.ZodType<SendEmailRequest>, what: string): Promise<Pick<Accepted, "id" | "status">> {
+  const body = await readJsonBody(c);
+  const validated = validate(schema, body);
+  if (!validated.ok) throw new ApiError("validation_error", `the request is not a valid ${what}`, validated.issues);
+  const { accepted, replayed } = await sendRequest(c, body, validated.value);
+  if (replayed) c.header("Idempotent-Replayed", "true");
+  c.header("Location", `/v1/emails/${accepted.id}`);
+  return accepted;
+}
 
 /** Accepts a validated request (`body` as received, for the Idempotency-Key's fingerprint); throws the API's errors. */
-export async function sendRequest(c: Context<AppEnv>, body: unknown, request: SendEmailRequest): Promise<{ accepted: Pick<Accepted, "id" | "status">; replayed: boolean }> {
+async function sendRequest(c: Context<AppEnv>, body: unknown, request: SendEmailRequest): Promise<{ accepted: Pick<Accepted, "id" | "status">; replayed: boolean }> {
   const header = c.req.header("Idempotency-Key");
   const key = header === undefined ? undefined : parseIdempotencyKey(header);
   if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);

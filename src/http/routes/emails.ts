@@ -14,18 +14,13 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
-import { sendRequest } from "../send";
+import { sendFromBody } from "../send";
 
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const emailRoutes = new Hono<AppEnv>()
   .post("/", sendRateLimit(), async (c) => {
-    const body = await readJsonBody(c);
-    const validated = validate(sendEmailSchema, body);
-    if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid email", validated.issues);
-    const { accepted, replayed } = await sendRequest(c, body, validated.value);
-    if (replayed) c.header("Idempotent-Replayed", "true");
-    c.header("Location", `/v1/emails/${accepted.id}`);
+    const accepted = await sendFromBody(c, sendEmailSchema, "email");
     return c.json({ id: accepted.id, status: accepted.status }, 202);
   })
   .get("/:id", async (c) => {
