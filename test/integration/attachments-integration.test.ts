@@ -25,7 +25,7 @@ describe("attachments", () => {
   it("delivers binary files byte-identical, with their names and types, and an inline part for a content_id", async () => {
     const to = uniqueRecipient("attach");
     const [pdf, png, csv] = [binary(40_000), binary(3_000), new TextEncoder().encode("a,b\r\n1,2\r\n.\r\n")];
-    const names = ['Bericht – März 2026 "final"; v2.pdf', `${"長い名前".repeat(30)}.png`, "data.csv"];
+    const names = ['Bericht – März 2026 "final"; v2.pdf', `x${"長い名前".repeat(30)}.png`, "data.csv"];
     const { res } = await postCounted(
       JSON.stringify({
         to,
@@ -46,6 +46,10 @@ describe("attachments", () => {
       { filename: names[2], contentType: "text/csv", disposition: "attachment", contentId: null, size: csv.length, sha256: await sha256(csv) },
     ]);
     expect(mail!.raw.split("\r\n").every((line) => line.length <= 998)).toBe(true);
+    // RFC 2231 §4.1: each continued segment is percent-encoded on its own, so none may end inside a %XX.
+    const segments = [...mail!.raw.matchAll(/filename\*\d+\*=(?:UTF-8'')?([^;\r\n]*)/g)].map((m) => m[1]!);
+    expect(segments.length).toBeGreaterThan(2);
+    for (const segment of segments) expect(segment).toMatch(/^(?:[^%]|%[0-9A-F]{2})*$/);
     expect(mail!.raw.replace(/\r\n/g, "")).not.toMatch(/[\r\n]/);
   });
 
