@@ -1,6 +1,6 @@
 // Calls the real worker's fetch handler the way a client would, plus small readers for the results.
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import { inject, vi } from "vitest";
 import worker from "../../src/index";
 import type { InboxMessage, InboxStats } from "../../scripts/inbox.mjs";
@@ -13,14 +13,19 @@ export const SCOPED_KEY = "scoped-key";
 /** A key only the rate-limit test uses, so that it alone runs out. */
 export const LIMITED_KEY = "limited-key";
 
-export function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
+/**
+ * One request to the Worker's fetch handler. It returns once the work the request deferred (its log line,
+ * through waitUntil) is done too, so nothing of one test runs on into the next.
+ */
+export async function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
   const { json, key = API_KEY, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (key !== null && !headers.has("Authorization")) headers.set("Authorization", `Bearer ${key}`);
   if (json !== undefined && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
-  return exports.default.fetch(
-    new Request(`https://mailroom.test${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) }),
-  );
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(new Request(`https://mailroom.test${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) }), env, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
 }
 
 /** A recipient nobody else uses, so tests sharing an inbox never see each other's mail. */
