@@ -26,16 +26,17 @@ const mailboxList = z.preprocess(
   z.array(mailboxSchema, { error: "must be an address or an array of addresses" }).max(MAX_RECIPIENTS, `at most ${MAX_RECIPIENTS} addresses`),
 );
 
+/** Control characters (CR, LF and NUL among them) and the Unicode line separators: never in a header. */
+const NOT_IN_A_HEADER = /[\u0000-\u001f\u007f\u2028\u2029]/;
+
 const subject = z
   .string()
   .min(1, "must not be empty")
   .max(MAX_SUBJECT_LENGTH, `must be at most ${MAX_SUBJECT_LENGTH} characters`)
-  .refine((s) => !/[\u0000-\u001f\u007f\u2028\u2029]/.test(s), "must not contain line breaks or control characters");
+  .refine((s) => !NOT_IN_A_HEADER.test(s), "must not contain line breaks or control characters");
 
 const body = z.string().min(1, "must not be empty").max(MAX_BODY_CHARS, `must be at most ${MAX_BODY_CHARS} characters`);
 
-/** Control characters (CR, LF and NUL among them) and the Unicode line separators: never in a header. */
-const NOT_IN_A_HEADER = /[\u0000-\u001f\u007f\u2028\u2029]/;
 export const MAX_HEADERS = 20;
 /** A header line may be 998 octets (RFC 5322 §2.1.1); values longer than this are folded, never cut. */
 export const MAX_HEADER_VALUE_CHARS = 900;

@@ -14,18 +14,24 @@ export const SCOPED_KEY = "scoped-key";
 export const LIMITED_KEY = "limited-key";
 
 /**
- * One request to the Worker's fetch handler. It returns once the work the request deferred (its log line,
- * through waitUntil) is done too, so nothing of one test runs on into the next.
+ * One request to the Worker's fetch handler, in an execution context of its own. It returns once the work
+ * the request deferred (its log line, through waitUntil) is done too, so nothing of one test runs on into
+ * the next.
  */
+async function fetchWorker(request: Request, environment: Env = env): Promise<Response> {
+  const ctx = createExecutionContext();
+  const res = await worker.fetch(request, environment, ctx);
+  await waitOnExecutionContext(ctx);
+  return res;
+}
+
+/** A client's request to the Worker: `json` as the body, `key` (null: none) as the Bearer key. */
 export async function api(path: string, init: RequestInit & { json?: unknown; key?: string | null } = {}): Promise<Response> {
   const { json, key = API_KEY, ...rest } = init;
   const headers = new Headers(rest.headers);
   if (key !== null && !headers.has("Authorization")) headers.set("Authorization", `Bearer ${key}`);
   if (json !== undefined && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(new Request(`https://mailroom.test${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) }), env, ctx);
-  await waitOnExecutionContext(ctx);
-  return res;
+  return fetchWorker(new Request(`https://mailroom.test${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) }));
 }
 
 /** A recipient nobody else uses, so tests sharing an inbox never see each other's mail. */
@@ -66,13 +72,10 @@ export async function postCounted(
 ) {
   let enqueued = 0;
   const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
-  const ctx = createExecutionContext();
-  const res = await worker.fetch(
+  const res = await fetchWorker(
     new Request(`https://mailroom.test${path}`, { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers }, body }),
     { ...env, OUTBOX: outbox, ...environment } as Env,
-    ctx,
   );
-  await waitOnExecutionContext(ctx);
   return { res, body: await res.json<Record<string, any>>(), enqueued };
 }
 
