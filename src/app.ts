@@ -14,8 +14,8 @@ import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
 import { createLogger } from "./log";
 
-/** Largest request body accepted, in bytes. */
-export const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Largest request body accepted, in bytes: room for 5 MiB of attachments in base64 and both bodies. */
+export const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
 
 const CODE_FOR_STATUS = new Map<number, ErrorCode>(Object.entries(ERROR_STATUS).map(([code, status]) => [status, code as ErrorCode]));
 

@@ -38,14 +38,14 @@ export default {
       batch.retryAll({ delaySeconds: backoffSeconds(attempts, DEFAULT_RETRY) });
       return;
     }
-    return deliverBatch(batch, { db: env.DB, outbox: env.OUTBOX, config, log });
+    return deliverBatch(batch, { db: env.DB, outbox: env.OUTBOX, attachments: env.ATTACHMENTS, config, log });
   },
   async scheduled(_controller, env) {
     const log = createLogger({ task: "sweep" });
     const config = readConfig(env, log);
     if (config) {
       await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
-      await applyRetention({ db: env.DB, config, log });
+      await applyRetention({ db: env.DB, attachments: env.ATTACHMENTS, config, log });
     }
     await purgeExpiredKeys(env.DB, new Date());
   },

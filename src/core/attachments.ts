@@ -70,6 +70,14 @@ export function attachmentPart(attachment: Attachment, boundary: string): string
   return lines.join("\r\n") + "\r\n";
 }
 
+/**
+ * Whether `text` is base64 with its padding (RFC 4648 §4), no line breaks. A test over the whole string
+ * and its length, not a repeated group: a backtracking regex runs out of stack on megabytes.
+ */
+export function isBase64(text: string): boolean {
+  return text.length % 4 === 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(text);
+}
+
 /** How many bytes base64 text decodes to (it has been validated as base64). */
 export function decodedSize(base64: string): number {
   const padding = base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0;

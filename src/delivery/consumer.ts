@@ -5,13 +5,15 @@
 // job is never re-queued. Each session (a lane) claims a few messages at a time in one D1 round trip,
 // pipelines them (the next mail's envelope goes out behind the previous mail's final dot, QUIT behind the
 // last one) and records each chunk's outcomes in one D1 transaction while it sends the next. Late in its
-// time budget the invocation claims nothing more and hands the rest back to the queue.
+// time budget the invocation claims nothing more and hands the rest back to the queue. A message whose
+// attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
 import type { Config } from "../config";
 import { buildMime, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
+import { getAttachments } from "../store/attachment-objects";
 import { claimMessages, recordAttempts, recordedBy, releaseClaims, type AttemptRecord, type Claim } from "../store/attempts";
 import { requeue, type OutboxJob } from "./outbox";
 import { SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
@@ -19,6 +21,7 @@ import { SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } fr
 export interface DeliveryContext {
   db: D1Database;
   outbox: Queue<OutboxJob>;
+  attachments: R2Bucket;
   config: Config;
   log: Logger;
 }
@@ -88,6 +91,7 @@ interface Attempt {
   /** The recipients still waiting: one the relay accepted before never gets the mail again. */
   attempted: string[];
   chunk: Chunk;
+  /** What goes to the relay; built at the claim, or (attachments in R2) when the lane comes to it. */
   mail?: SmtpMail;
   outcome?: DeliveryOutcome;
 }
@@ -97,6 +101,8 @@ interface Chunk {
   attempts: Attempt[];
   /** Until when a delivered mail's outcome may still be written: just before the claims end. */
   recordBy: number;
+  /** When its attempts must be over. */
+  deadline: number;
   recording?: boolean;
 }
 
@@ -116,7 +122,7 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
   let session = opened;
   const feed = laneFeed(run);
   try {
-    for (let current = await feed.next(); current; ) {
+    for (let current = await nextBuilt(run, feed); current; ) {
       if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
         await handBack(run, [current, ...(await feed.rest())]);
         handBackUnclaimed(run); // and what no lane has taken yet
@@ -131,12 +137,13 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
         } else run.unreachable = { recipients: [], end: reopened }; // the rest need not wait for it too
       }
       // Only now, with a session up, does the lane claim more than the message in hand.
-      const following = await feed.next();
+      const following = await nextBuilt(run, feed);
       if (session && !session.isBroken) {
         // A message the time budget will hand back gets no envelope sent ahead for it: QUIT instead.
         const next = following && Date.now() < run.budget.startsNoneAfter ? following.mail : "quit";
         finish(run, current, await session.send(mail, { next }));
       } else finish(run, current, run.unreachable!);
+      current.mail = undefined; // its chunk waits for the others; the content need not
       current = following;
     }
   } finally {
@@ -174,6 +181,34 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
     },
   };
 }
+
+/** The lane's next message with its content built; those whose content cannot be are settled on the way. */
+async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Promise<Attempt | undefined> {
+  for (let attempt = await feed.next(); attempt; attempt = await feed.next()) {
+    if (attempt.mail) return attempt;
+    const transaction = await buildWithStoredAttachments(run.context.attachments, attempt);
+    if (typeof transaction === "string") {
+      attempt.mail = mailFor(attempt, transaction);
+      return attempt;
+    }
+    finish(run, attempt, transaction);
+  }
+  return undefined;
+}
+
+/** The message with its attachments read from R2, or why it cannot be sent: gone for good, or not readable now. */
+async function buildWithStoredAttachments(bucket: R2Bucket, { claim: { message } }: Attempt): Promise<string | SmtpTransaction> {
+  const stage = { stage: "message", command: "(reading the attachments)" } as const;
+  try {
+    const attachments = await getAttachments(bucket, message.attachmentsKey!);
+    if (attachments) return buildContent({ ...message, attachments });
+    return ended({ kind: "content", ...stage, message: "the message's attachments are no longer stored (the R2 object is gone)" });
+  } catch (error) {
+    return ended({ kind: "storage", ...stage, message: `the attachments could not be read from R2: ${String(error)}`.slice(0, 1000) });
+  }
+}
+
+const mailFor = ({ claim, attempted, chunk }: Attempt, data: string): SmtpMail => ({ envelope: { from: claim.message.from.address, recipients: attempted }, data, deadline: chunk.deadline });
 
 /** The next few waiting jobs, so that every session gets a share; none once the time budget is used up. */
 function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
@@ -228,7 +263,7 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
     for (const msg of jobs) backOff(msg, config, logFor(msg), error);
     return [];
   }
-  const chunk: Chunk = { attempts: [], recordBy: run.budget.recordBy(claimedAt) };
+  const chunk: Chunk = { attempts: [], recordBy: run.budget.recordBy(claimedAt), deadline: run.budget.attemptDeadline(claimedAt) };
   const unclaimed: Promise<void>[] = [];
   for (const msg of jobs) {
     const id = msg.body?.id;
@@ -257,10 +292,11 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
       continue;
     }
     if (claim.interrupted) attempt.log.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
-    const built = attempt.attempted.length === 0 ? NOBODY_LEFT : buildContent(claim.message);
-    if (typeof built !== "string") settled.push([attempt, built]);
+    // Attachments in R2 are read when the lane comes to the message (nextBuilt).
+    const built = attempt.attempted.length === 0 ? NOBODY_LEFT : claim.message.attachmentsKey ? undefined : buildContent(claim.message);
+    if (typeof built === "object") settled.push([attempt, built]);
     else {
-      attempt.mail = { envelope: { from: claim.message.from.address, recipients: attempt.attempted }, data: built, deadline: run.budget.attemptDeadline(claimedAt) };
+      if (built !== undefined) attempt.mail = mailFor(attempt, built);
       forRelay.push(attempt);
     }
   }

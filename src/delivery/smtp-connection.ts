@@ -9,8 +9,11 @@ import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from ".
 /** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
 export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
 
-/** "content": the message itself cannot be put on the wire, which no retry changes. */
-export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content";
+/**
+ * "content": the message itself cannot be put on the wire, which no retry changes. "storage": a part of
+ * it kept outside the row (attachments in R2) could not be read this time.
+ */
+export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content" | "storage";
 
 export interface SmtpFailure {
   kind: SmtpFailureKind;

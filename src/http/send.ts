@@ -41,7 +41,7 @@ async function sendRequest(c: Context<AppEnv>, body: unknown, request: SendEmail
   }
 
   const origin = { apiKeyName: c.var.apiKey.name, requestId: c.var.requestId };
-  const accept = (id?: string) => acceptEmail(c.env, getConfig(c.env), { ...request, scheduledAt: schedule.at }, { ...origin, id });
+  const accept = (id?: string) => acceptEmail(c.env, getConfig(c.env), { ...request, scheduledAt: schedule.at }, { ...origin, id, log: c.var.log });
   const result: IdempotentAccept = key
     ? await acceptOnce(c.env.DB, { apiKeyName: origin.apiKeyName, key: key.key, fingerprint: await fingerprintBody(body), log: c.var.log }, accept)
     : { kind: "accepted", accepted: await accept() };

@@ -32,6 +32,8 @@ export interface NewMessage extends OutgoingMessage {
   recipients: string[];
   /** When to send; absent: now. */
   scheduledAt?: string;
+  /** Where the attachments are in R2 when they are too large for the row (`attachments` is then empty). */
+  attachmentsKey?: string;
 }
 
 export interface MessageRecord extends Omit<NewMessage, "recipients" | "scheduledAt" | "apiKeyName"> {
@@ -74,6 +76,7 @@ export interface MessageRow {
   reply_to_json: string;
   headers_json: string;
   attachments_json: string;
+  attachments_key: string | null;
   subject: string;
   text_body: string | null;
   html_body: string | null;
@@ -100,6 +103,7 @@ export function toRecord(row: MessageRow): MessageRecord {
     replyTo: JSON.parse(row.reply_to_json),
     headers: JSON.parse(row.headers_json),
     attachments: JSON.parse(row.attachments_json),
+    ...(row.attachments_key ? { attachmentsKey: row.attachments_key } : {}),
     subject: row.subject,
     text: row.text_body ?? undefined,
     html: row.html_body ?? undefined,
@@ -140,12 +144,12 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
     db
       .prepare(
         `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
-                              attachments_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                              attachments_json, attachments_key, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
         ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
-        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments)],
+        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null],
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db

@@ -1,7 +1,7 @@
 // The official `resend` npm SDK, unchanged, against a real `wrangler dev`: only RESEND_BASE_URL points
 // at Mailroom's /v1. emails.send with an idempotencyKey twice sends one mail; scheduled sends are
 // moved with emails.update and stopped with emails.cancel; a send too far ahead is refused.
-import { randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { Resend } from "resend";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -89,6 +89,18 @@ describe("the resend SDK against Mailroom", () => {
     expect(head).toMatch(/^X-Entity-Ref-ID: order-123$/m);
     expect(head).toMatch(/^Reply-To: Support <support@mailroom\.test>$/m);
     expect(mail!.attachments).toMatchObject([{ filename: "receipt – März.pdf", contentType: "application/pdf", size: Buffer.from("%PDF-1.4 receipt\r\n.\r\n\u0000binary").length }]);
+  });
+
+  it("emails.send with 3 MiB of attachments (kept in R2 under wrangler dev): they arrive byte-identical", async () => {
+    const to = recipient("sdk-large");
+    const file = randomBytes(3 * 1024 * 1024);
+    const sent = await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "Scans", text: "Attached.", attachments: [{ filename: "scan.tiff", content: file, contentType: "image/tiff" }] });
+    expect(sent.error).toBeNull();
+    await waitForStatus(sent.data!.id, "sent");
+    const [mail] = received(to);
+    expect(mail!.attachments).toEqual([
+      { filename: "scan.tiff", contentType: "image/tiff", disposition: "attachment", contentId: null, size: file.length, sha256: createHash("sha256").update(file).digest("hex") },
+    ]);
   });
 
   it("emails.send with the same key and another body gets a validation error, and nothing is sent", async () => {

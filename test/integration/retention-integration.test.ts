@@ -1,12 +1,12 @@
 // Retention (run by the scheduled handler): the bodies and attachments of settled messages accepted more than
 // RETENTION_DAYS ago are deleted; their status, events, recipients and subject stay, and messages that are
-// younger or still waiting to be sent keep their bodies.
+// younger or still waiting to be sent keep their bodies. Attachments in R2 are deleted before the row forgets them.
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import mailroom from "../../src/index";
-import { api } from "../helpers/api";
+import { api, captureLogs } from "../helpers/api";
 import { insertQueuedMessage, loadMessage } from "../helpers/factories";
 
 const daysAgo = (days: number) => new Date(Date.now() - days * 86_400_000).toISOString();
@@ -19,9 +19,9 @@ async function runScheduled(overrides: Partial<Record<keyof Env, unknown>> = {})
 }
 
 async function stored(id: string) {
-  return env.DB.prepare("SELECT status, subject, text_body, html_body, attachments_json FROM messages WHERE id = ?")
+  return env.DB.prepare("SELECT status, subject, text_body, html_body, attachments_json, attachments_key FROM messages WHERE id = ?")
     .bind(id)
-    .first<{ status: string; subject: string; text_body: string | null; html_body: string | null; attachments_json: string }>();
+    .first<{ status: string; subject: string; text_body: string | null; html_body: string | null; attachments_json: string; attachments_key: string | null }>();
 }
 
 async function settle(id: string, status: "sent" | "failed" | "canceled") {
@@ -44,7 +44,7 @@ describe("retention", () => {
     await runScheduled();
 
     for (const [i, { id, status }] of old.entries()) {
-      expect(await stored(id)).toEqual({ status, subject: `Old ${status}`, text_body: null, html_body: null, attachments_json: "[]" });
+      expect(await stored(id)).toEqual({ status, subject: `Old ${status}`, text_body: null, html_body: null, attachments_json: "[]", attachments_key: null });
       const after = await loadMessage(id);
       expect(after.events).toEqual(before[i]!.events);
       expect(after.recipients).toEqual(before[i]!.recipients);
@@ -61,5 +61,27 @@ describe("retention", () => {
     expect(await stored(id)).toMatchObject({ text_body: "Hello from the tests" });
     await runScheduled({ RETENTION_DAYS: "2" });
     expect(await stored(id)).toMatchObject({ text_body: null, html_body: null });
+  });
+
+  it("deletes the R2 object of old large attachments before it clears the row, and tries again next run when R2 refuses", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: daysAgo(31) });
+    const key = `attachments/${id}`;
+    await env.ATTACHMENTS.put(key, '[{"filename":"big.bin","content":"QUJD"}]');
+    await settle(id, "sent");
+    await env.DB.prepare("UPDATE messages SET attachments_json = '[]', attachments_key = ? WHERE id = ?").bind(key, id).run();
+
+    const refusing = { delete: async () => Promise.reject(new Error("delete: We encountered an internal error. Please try again. (10001)")) } as unknown as R2Bucket;
+    const logs = captureLogs();
+    try {
+      await expect(runScheduled({ ATTACHMENTS: refusing })).rejects.toThrow(/internal error/);
+    } finally {
+      logs.restore();
+    }
+    expect(await env.ATTACHMENTS.head(key)).not.toBeNull();
+    expect(await stored(id)).toMatchObject({ text_body: "Hello from the tests", attachments_key: key });
+
+    await runScheduled();
+    expect(await env.ATTACHMENTS.head(key)).toBeNull();
+    expect(await stored(id)).toMatchObject({ text_body: null, html_body: null, attachments_json: "[]", attachments_key: null });
   });
 });
