@@ -2,6 +2,7 @@
 // message (the real queue binding is wrapped to count sends), no mail.
 import { describe, expect, it } from "vitest";
 import { api, messageRowsFor, postCounted, uniqueRecipient } from "../helpers/api";
+import { MAX_REQUEST_BYTES } from "../../src/app";
 
 const send = (body: string, headers: Record<string, string> = {}) => postCounted(body, { headers });
 
@@ -26,7 +27,7 @@ describe("bad input changes nothing", () => {
     // Tomorrow, so that only the missing offset (not the 30-day limit) can refuse it.
     ["a scheduled_at without an offset", (to) => [JSON.stringify({ ...valid(to), scheduled_at: new Date(Date.now() + 86_400_000).toISOString().slice(0, 19) }), {}], 422, "validation_error", "scheduled_at"],
     ["a scheduled_at more than 30 days ahead", (to) => [JSON.stringify({ ...valid(to), scheduled_at: new Date(Date.now() + 30 * 86_400_000 + 60_000).toISOString() }), {}], 422, "validation_error", "scheduled_at"],
-    ["a body over 1 MiB", (to) => [JSON.stringify({ ...valid(to), text: "x".repeat(1024 * 1024) })], 413, "payload_too_large"],
+    ["a body over 8 MiB", (to) => [JSON.stringify({ ...valid(to), text: "x".repeat(MAX_REQUEST_BYTES) })], 413, "payload_too_large"],
   ];
 
   it.each(cases)("%s", async (_name, build, status, code, issuePath) => {
