@@ -1,9 +1,10 @@
 // `npm start`: a working Mailroom with no configuration — local D1 migrated, a development inbox to deliver
 // into, `wrangler dev` wired to it, and a key plus curl commands to try it. Your .dev.vars or shell settings win.
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, watch, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseEnv } from "node:util";
+import { buildTemplates } from "./build-templates.mjs";
 import { startInbox } from "./inbox.mjs";
 import { applyMigrations, findFreePort, startWranglerDev } from "./wrangler-dev.mjs";
 
@@ -88,6 +89,11 @@ try {
     apiKey = loadDevApiKey();
     vars.API_KEYS = `dev:${createHash("sha256").update(apiKey).digest("hex")}`;
   }
+
+  // A template added or removed goes into src/templates/files.generated.ts at once; wrangler dev reloads
+  // on that file, and on every template file it imports when one is edited.
+  buildTemplates();
+  watch(path.join(ROOT, "templates"), { recursive: true }, () => buildTemplates());
 
   console.log("mailroom: starting wrangler dev…");
   wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: forward, sweepEveryMs: SWEEP_EVERY_MS });

@@ -5,7 +5,7 @@
 import type { Config } from "./config";
 import { decodedSize } from "./core/attachments";
 import { createMessageId, envelopeRecipients } from "./core/message";
-import type { SendEmailRequest } from "./core/schema";
+import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
@@ -24,7 +24,7 @@ export interface Accepted {
 export async function acceptEmail(
   env: { DB: D1Database; OUTBOX: Queue; ATTACHMENTS: R2Bucket },
   config: Config,
-  request: Omit<SendEmailRequest, "scheduledAt"> & { scheduledAt: Date | null },
+  request: Omit<ResolvedEmail, "scheduledAt"> & { scheduledAt: Date | null },
   { id = crypto.randomUUID(), apiKeyName, requestId, log }: { id?: string; apiKeyName: string; requestId: string; log: Logger },
 ): Promise<Accepted> {
   const createdAt = new Date().toISOString();
@@ -52,6 +52,7 @@ export async function acceptEmail(
     attachmentsKey,
     recipients: envelopeRecipients({ to: request.to, cc, bcc }),
     subject: request.subject,
+    template: request.template,
     text: request.text,
     html: request.html,
     scheduledAt,

@@ -12,6 +12,7 @@ import { apiKeyAuth } from "./http/middleware/api-key-auth";
 import { requestLog } from "./http/middleware/request-log";
 import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
+import { templateRoutes } from "./http/routes/templates";
 import { createLogger } from "./log";
 
 /** Largest request body accepted, in bytes: room for 5 MiB of attachments in base64 and both bodies. */
@@ -38,6 +39,7 @@ export function createApp() {
     );
   }
   app.route("/v1/emails", emailRoutes);
+  app.route("/v1/templates", templateRoutes);
   app.route("/send-notification", classicRoutes);
 
   app.notFound(() => toErrorResponse(new ApiError("not_found", "no such route")));

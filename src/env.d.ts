@@ -11,3 +11,9 @@ declare namespace Cloudflare {
     mainModule: typeof import("./index");
   }
 }
+
+// Template files, bundled as strings by wrangler's Text rule (see scripts/build-templates.mjs).
+declare module "*.mustache" {
+  const text: string;
+  export default text;
+}

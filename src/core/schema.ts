@@ -4,6 +4,7 @@ import * as z from "zod";
 import { parseMailbox, type Mailbox } from "./address";
 import { decodedSize, isBase64 } from "./attachments";
 import { scheduledAtSchema } from "./schedule";
+import { LOCALE, TEMPLATE_NAME } from "./templates";
 
 export const MAX_RECIPIENTS = 50;
 export const MAX_SUBJECT_LENGTH = 998;
@@ -27,7 +28,7 @@ const mailboxList = z.preprocess(
 );
 
 /** Control characters (CR, LF and NUL among them) and the Unicode line separators: never in a header. */
-const NOT_IN_A_HEADER = /[\u0000-\u001f\u007f\u2028\u2029]/;
+export const NOT_IN_A_HEADER = /[\u0000-\u001f\u007f\u2028\u2029]/;
 
 const subject = z
   .string()
@@ -104,6 +105,16 @@ const attachments = z
 
 const tags = z.array(z.strictObject({ name: TAG_PART, value: TAG_PART }), { error: "must be an array of {name, value}" }).max(MAX_TAGS, `at most ${MAX_TAGS} tags`);
 
+/** A template and its data (Resend's `template` field), with the locale Mailroom adds. */
+export const templateSchema = z.strictObject({
+  id: z.string().regex(TEMPLATE_NAME, "a template name: lower-case letters, digits, _ and -, at most 64"),
+  variables: z.record(z.string(), z.unknown(), { error: "must be an object of the template's variables" }).default({}),
+  locale: z.string().regex(LOCALE, "a language tag such as en, zh or zh-CN").optional(),
+});
+
+/** POST /v1/templates/{name}/render. */
+export const renderTemplateSchema = templateSchema.omit({ id: true });
+
 export const sendEmailSchema = z
   .strictObject({
     from: mailboxSchema.optional(),
@@ -111,18 +122,24 @@ export const sendEmailSchema = z
     cc: mailboxList.optional(),
     bcc: mailboxList.optional(),
     reply_to: mailboxList.optional(),
-    subject,
+    subject: subject.optional(),
     text: body.optional(),
     html: body.optional(),
+    template: templateSchema.optional(),
     headers: headers.optional(),
     tags: tags.optional(),
     attachments: attachments.optional(),
     scheduled_at: scheduledAtSchema.optional(),
   })
-  .refine((m) => m.text !== undefined || m.html !== undefined, {
-    message: "provide text or html (or both)",
+  .refine((m) => m.text !== undefined || m.html !== undefined || m.template !== undefined, {
+    message: "provide text or html (or both), or a template",
     path: ["text"],
   })
+  .refine((m) => m.template === undefined || (m.text === undefined && m.html === undefined), {
+    message: "a template makes the html and text: send either a template or html/text, not both",
+    path: ["template"],
+  })
+  .refine((m) => m.subject !== undefined || m.template !== undefined, { message: "is required (unless a template gives it)", path: ["subject"] })
   .refine((m) => new Set([...m.to, ...(m.cc ?? []), ...(m.bcc ?? [])].map((r) => r.address)).size <= MAX_RECIPIENTS, {
     message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together (each address counted once)`,
     path: ["to"],

@@ -8,6 +8,8 @@ import { fingerprintBody, parseIdempotencyKey } from "../core/idempotency-key";
 import { maySendFrom } from "../core/key-scope";
 import { resolveSchedule } from "../core/schedule";
 import { validate, type SendEmailRequest } from "../core/schema";
+import { resolveEmail, type ResolvedEmail } from "../core/template-request";
+import { templateCatalog } from "../templates/catalog";
 import type * as z from "zod";
 import { acceptOnce, type IdempotentAccept } from "../idempotency";
 import type { AppEnv } from "./context";
@@ -22,14 +24,16 @@ export async function sendFromBody(c: Context<AppEnv>, schema: z.ZodType<SendEma
   const body = await readJsonBody(c);
   const validated = validate(schema, body);
   if (!validated.ok) throw new ApiError("validation_error", `the request is not a valid ${what}`, validated.issues);
-  const { accepted, replayed } = await sendRequest(c, body, validated.value);
+  const resolved = resolveEmail(templateCatalog(), validated.value);
+  if (!resolved.ok) throw new ApiError("validation_error", `the request is not a valid ${what}`, resolved.issues);
+  const { accepted, replayed } = await sendRequest(c, body, resolved.value);
   if (replayed) c.header("Idempotent-Replayed", "true");
   c.header("Location", `/v1/emails/${accepted.id}`);
   return accepted;
 }
 
 /** Accepts a validated request (`body` as received, for the Idempotency-Key's fingerprint); throws the API's errors. */
-async function sendRequest(c: Context<AppEnv>, body: unknown, request: SendEmailRequest): Promise<{ accepted: Pick<Accepted, "id" | "status">; replayed: boolean }> {
+async function sendRequest(c: Context<AppEnv>, body: unknown, request: ResolvedEmail): Promise<{ accepted: Pick<Accepted, "id" | "status">; replayed: boolean }> {
   const header = c.req.header("Idempotency-Key");
   const key = header === undefined ? undefined : parseIdempotencyKey(header);
   if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);

@@ -34,6 +34,14 @@ export interface NewMessage extends OutgoingMessage {
   scheduledAt?: string;
   /** Where the attachments are in R2 when they are too large for the row (`attachments` is then empty). */
   attachmentsKey?: string;
+  /** The template it was rendered from. */
+  template?: TemplateUsed;
+}
+
+export interface TemplateUsed {
+  id: string;
+  /** The locale variant used; null: the default. */
+  locale: string | null;
 }
 
 export interface MessageRecord extends Omit<NewMessage, "recipients" | "scheduledAt" | "apiKeyName"> {
@@ -77,6 +85,7 @@ export interface MessageRow {
   headers_json: string;
   attachments_json: string;
   attachments_key: string | null;
+  template_json: string | null;
   subject: string;
   text_body: string | null;
   html_body: string | null;
@@ -104,6 +113,7 @@ export function toRecord(row: MessageRow): MessageRecord {
     headers: JSON.parse(row.headers_json),
     attachments: JSON.parse(row.attachments_json),
     ...(row.attachments_key ? { attachmentsKey: row.attachments_key } : {}),
+    ...(row.template_json ? { template: JSON.parse(row.template_json) } : {}),
     subject: row.subject,
     text: row.text_body ?? undefined,
     html: row.html_body ?? undefined,
@@ -144,12 +154,12 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
     db
       .prepare(
         `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
-                              attachments_json, attachments_key, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                              attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .bind(
         ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
-        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null],
+        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null, m.template ? JSON.stringify(m.template) : null],
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db

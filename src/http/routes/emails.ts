@@ -79,6 +79,7 @@ function toEmailView({ message: m, events, recipients }: MessageHistory) {
     bcc: m.bcc.map(formatMailbox),
     reply_to: m.replyTo.map(formatMailbox),
     subject: m.subject,
+    template: m.template ?? null,
     tags: m.tags,
     created_at: m.createdAt,
     updated_at: m.updatedAt,

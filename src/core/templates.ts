@@ -1,0 +1,194 @@
+// Templates: the files under templates/ read into a catalog (each template's default variant and its
+// locale variants, each with subject, html, optional text and sample data; the shared layout and
+// partials), the variables a variant uses (from its parsed tokens, partials and layout included), and
+// strict rendering: a variable the template uses but the data lacks is reported, never rendered as a
+// blank. HTML is escaped in html only. Pure: the files come in as a map from path to text.
+import Mustache from "mustache";
+import { htmlToText } from "./html-to-text";
+
+export interface TemplateVariant {
+  /** The locale folder's name, as on disk; null for the template's own (default) files. */
+  locale: string | null;
+  subject: string;
+  html: string;
+  /** Absent: the text part is derived from the rendered HTML. */
+  text?: string;
+  sample: Record<string, unknown>;
+}
+
+export interface Template {
+  name: string;
+  /** By lower-cased locale; "" is the default. */
+  variants: Map<string, TemplateVariant>;
+}
+
+export interface TemplateCatalog {
+  templates: Map<string, Template>;
+  layout: string;
+  partials: Record<string, string>;
+}
+
+export interface RenderedTemplate {
+  subject: string;
+  html: string;
+  text: string;
+  /** The variant used: the locale asked for, a more general one, or null for the default. */
+  locale: string | null;
+}
+
+export const TEMPLATE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export const LOCALE = /^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8}){0,3}$/;
+const PART = /^([^/]+)\/(?:([^/]+)\/)?(subject|html|text)\.mustache$/;
+
+/** Reads the catalog; a file that fits no rule, or a variant without subject or html, is an error. */
+export function readCatalog(files: Record<string, string>, samples: Record<string, unknown>): TemplateCatalog {
+  const templates = new Map<string, Template>();
+  const partials: Record<string, string> = {};
+  const parts = new Map<string, Partial<Record<"subject" | "html" | "text", string>> & { name: string; locale: string | null }>();
+  for (const [path, text] of Object.entries(files)) {
+    if (path === "layout.html.mustache") continue;
+    const partial = /^partials\/([^/]+)\.mustache$/.exec(path);
+    if (partial) {
+      partials[partial[1]!] = text;
+      continue;
+    }
+    const match = PART.exec(path);
+    if (!match || !TEMPLATE_NAME.test(match[1]!) || (match[2] !== undefined && !LOCALE.test(match[2]))) {
+      throw new Error(`templates/${path}: not a template file (templates/<name>/[<locale>/]subject|html|text.mustache, layout.html.mustache or partials/<name>.mustache)`);
+    }
+    const [, name, locale = null, part] = match as unknown as [string, string, string | null, "subject" | "html" | "text"];
+    const key = `${name}/${locale ?? ""}`;
+    const entry = parts.get(key) ?? { name, locale };
+    entry[part] = text;
+    parts.set(key, entry);
+  }
+  for (const { name, locale, subject, html, text } of parts.values()) {
+    const folder = `templates/${name}${locale ? `/${locale}` : ""}`;
+    if (subject === undefined || html === undefined) throw new Error(`${folder}: subject.mustache and html.mustache are both required`);
+    const sample = (locale && samples[`${name}/${locale}/sample.json`]) || samples[`${name}/sample.json`] || {};
+    const template = templates.get(name) ?? { name, variants: new Map() };
+    template.variants.set((locale ?? "").toLowerCase(), { locale, subject, html, text, sample: sample as Record<string, unknown> });
+    templates.set(name, template);
+  }
+  for (const template of templates.values()) {
+    if (!template.variants.has("")) throw new Error(`templates/${template.name}: the default subject.mustache and html.mustache are required (locales fall back to them)`);
+  }
+  return { templates, layout: files["layout.html.mustache"] ?? "{{> content}}", partials };
+}
+
+/** The variant for `locale`: exactly, then ever more general (zh-Hant-TW → zh-Hant → zh), then the default. */
+export function chooseVariant(template: Template, locale?: string): TemplateVariant {
+  const subtags = (locale ?? "").toLowerCase().split("-");
+  for (let n = subtags.length; n > 0; n--) {
+    const variant = template.variants.get(subtags.slice(0, n).join("-"));
+    if (variant) return variant;
+  }
+  return template.variants.get("")!;
+}
+
+type Token = [type: string, value: string, start: number, end: number, children?: Token[]];
+
+const parse = (source: string) => Mustache.parse(source) as unknown as Token[];
+
+/** The (subject, html inside the layout, text) sources of a variant, with the partials they may use. */
+function sources(catalog: TemplateCatalog, variant: TemplateVariant) {
+  const partials: Record<string, string> = { ...catalog.partials, content: variant.html };
+  return { subject: variant.subject, html: catalog.layout, text: variant.text, partials };
+}
+
+/**
+ * The names a variant needs from its data: every variable and section name outside sections (inside
+ * one, names may come from the section's items). Sorted; dotted names by their first part.
+ */
+export function templateVariables(catalog: TemplateCatalog, variant: TemplateVariant): string[] {
+  const { subject, html, text, partials } = sources(catalog, variant);
+  const names = new Set<string>();
+  // Only the top level: names inside a section may come from the section's items.
+  const visit = (tokens: Token[], depth: number) => {
+    for (const [type, value] of tokens) {
+      if (type === ">" && depth < MAX_PARTIAL_DEPTH && partials[value] !== undefined) visit(parse(partials[value]), depth + 1);
+      if ((type === "name" || type === "&" || type === "#" || type === "^") && value !== ".") names.add(value.split(".")[0]!);
+    }
+  };
+  for (const source of [subject, html, text]) if (source !== undefined) visit(parse(source), 0);
+  return [...names].sort();
+}
+
+/** Partials may include partials; this deep, no further (a partial that includes itself would never end). */
+const MAX_PARTIAL_DEPTH = 10;
+
+const has = (value: unknown, key: string) => value !== null && value !== undefined && Object.prototype.hasOwnProperty.call(Object(value), key);
+
+/** Mustache's lookup: the innermost context that has the (dotted) name, else undefined. */
+function lookup(stack: unknown[], name: string): unknown {
+  if (name === ".") return stack[stack.length - 1];
+  const path = name.split(".");
+  for (let i = stack.length - 1; i >= 0; i--) {
+    let value = stack[i];
+    let found = true;
+    for (const key of path) {
+      if (!has(value, key)) {
+        found = false;
+        break;
+      }
+      value = (value as Record<string, unknown>)[key];
+    }
+    if (found) return value;
+  }
+  return undefined;
+}
+
+export interface VariableProblem {
+  /** A path into the data: "user_name", "details[].label". */
+  name: string;
+  problem: "missing" | "not_text";
+}
+
+/**
+ * What rendering would get wrong, by name: a variable that is absent or null, or an object or array where
+ * text goes ("[object Object]"); a section name that is absent (false, null and [] are a section's way of
+ * saying "none", and are fine).
+ */
+export function variableProblems(catalog: TemplateCatalog, variant: TemplateVariant, data: Record<string, unknown>): VariableProblem[] {
+  const { subject, html, text, partials } = sources(catalog, variant);
+  const problems = new Map<string, VariableProblem["problem"]>();
+  const visit = (tokens: Token[], stack: unknown[], prefix: string, depth: number) => {
+    for (const [type, name, , , children = []] of tokens) {
+      if (type === "name" || type === "&") {
+        const value = lookup(stack, name);
+        if (value == null) problems.set(prefix + name, "missing");
+        else if (typeof value === "object") problems.set(prefix + name, "not_text");
+      } else if (type === ">") {
+        if (depth < MAX_PARTIAL_DEPTH && partials[name] !== undefined) visit(parse(partials[name]), stack, prefix, depth + 1);
+      } else if (type === "#" || type === "^") {
+        const value = lookup(stack, name);
+        if (value === undefined) {
+          problems.set(prefix + name, "missing");
+        } else if (type === "^") {
+          if (!value || (Array.isArray(value) && value.length === 0)) visit(children, stack, prefix, depth);
+        } else if (Array.isArray(value)) {
+          for (const item of value) visit(children, [...stack, item], `${prefix}${name}[].`, depth);
+        } else if (value) {
+          // An object's names are its own; inside a true or a number, names come from around it.
+          visit(children, [...stack, value], typeof value === "object" ? `${prefix}${name}.` : prefix, depth);
+        }
+      }
+    }
+  };
+  for (const source of [subject, html, text]) if (source !== undefined) visit(parse(source), [data], "", 0);
+  return [...problems].map(([name, problem]) => ({ name, problem })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+const verbatim = { escape: (value: unknown) => String(value) };
+
+/** Renders a variant whose data has no problems (see variableProblems). A line break after the subject template is not part of it. */
+export function renderVariant(catalog: TemplateCatalog, variant: TemplateVariant, data: Record<string, unknown>): RenderedTemplate {
+  const { subject, html, text, partials } = sources(catalog, variant);
+  const renderedHtml = Mustache.render(html, data, partials);
+  return {
+    subject: Mustache.render(subject.replace(/\r?\n$/, ""), data, partials, verbatim),
+    html: renderedHtml,
+    text: text === undefined ? htmlToText(renderedHtml) : Mustache.render(text, data, partials, verbatim),
+    locale: variant.locale,
+  };
+}
