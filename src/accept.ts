@@ -1,7 +1,8 @@
-// Accepting a message: the D1 rows and the queue job must both exist before the API answers 202. If
-// either write fails, the message is withdrawn and the client gets an error to retry on; only a message
-// that a consumer has already claimed (the job did go out) is kept and answered 202 after all. Large
-// attachments go to R2 first, and are deleted again with a withdrawn message.
+// Accepting messages — one, or a batch all-or-nothing: the D1 rows and the queue jobs must all exist
+// before the API answers 202. If a write fails, every message is withdrawn and the client gets an error to
+// retry on; only when a consumer has already claimed one of them (the jobs did go out, the rows are in)
+// are they kept and answered 202 after all. Large attachments go to R2 first, and are deleted again with
+// withdrawn messages.
 import type { Config } from "./config";
 import { decodedSize } from "./core/attachments";
 import { createMessageId, envelopeRecipients } from "./core/message";
@@ -9,34 +10,65 @@ import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
-import { insertMessage, withdrawMessage } from "./store/messages";
+import { insertMessages, withdrawMessages, type NewMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
   status: "queued" | "scheduled";
 }
 
+export type AcceptRequest = Omit<ResolvedEmail, "scheduledAt"> & { scheduledAt: Date | null };
+
+export interface AcceptEnv {
+  DB: D1Database;
+  OUTBOX: Queue;
+  ATTACHMENTS: R2Bucket;
+}
+
 /**
- * Stores the message (its row, its recipients and its "accepted" event in one D1 batch) and queues its
- * job at the same time, not one after the other: a job that reaches a consumer before its row waits for
- * it (see the consumer), and the sweep covers one that gave up. Only when both writes succeed is it 202.
+ * Stores the messages (rows, recipients and "accepted" events, all in one D1 batch) and queues their jobs
+ * at the same time, not one after the other: a job that reaches a consumer before its row waits for it
+ * (see the consumer), and the sweep covers one that gave up. Only when both writes succeed is it 202.
+ * `ids` are the messages' ids, in the order of `requests`.
  */
-export async function acceptEmail(
-  env: { DB: D1Database; OUTBOX: Queue; ATTACHMENTS: R2Bucket },
+export async function acceptEmails(
+  env: AcceptEnv,
   config: Config,
-  request: Omit<ResolvedEmail, "scheduledAt"> & { scheduledAt: Date | null },
-  { id = crypto.randomUUID(), apiKeyName, requestId, log }: { id?: string; apiKeyName: string; requestId: string; log: Logger },
-): Promise<Accepted> {
+  requests: AcceptRequest[],
+  { ids, apiKeyName, requestId, log }: { ids: string[]; apiKeyName: string; requestId: string; log: Logger },
+): Promise<Accepted[]> {
   const createdAt = new Date().toISOString();
-  const scheduledAt = request.scheduledAt?.toISOString();
+  // Before the rows and the jobs, so that no attempt can find a message without its attachments.
+  const attachmentKeys = await storeLargeAttachments(env.ATTACHMENTS, requests, ids, log);
+  const messages = requests.map((request, i): NewMessage => toNewMessage(request, { id: ids[i]!, apiKeyName, createdAt, config, attachmentsKey: attachmentKeys[i] }));
+  const stored = insertMessages(env.DB, messages);
+  // A send more than 12 hours ahead is looked at again then, and put back until it is due.
+  const jobs = messages.map((m) => ({ body: { id: m.id, request_id: requestId } satisfies OutboxJob, contentType: "json" as const, delaySeconds: m.scheduledAt ? delayUntil(m.scheduledAt) : 0 }));
+  const [only] = jobs;
+  const queued = jobs.length === 1 ? env.OUTBOX.send(only!.body, { contentType: only!.contentType, delaySeconds: only!.delaySeconds }) : env.OUTBOX.sendBatch(jobs);
+  const [insert, send] = await Promise.allSettled([stored, queued]);
+  const failure = insert.status === "rejected" ? insert.reason : send.status === "rejected" ? send.reason : undefined;
+  if (failure !== undefined) {
+    // The insert may have committed before its answer was lost, and the jobs may have gone out before the
+    // queue's error came back; a consumer may even have claimed one already: then all of them are in place.
+    const withdrawn = await withdrawMessages(env.DB, ids).catch(() => undefined);
+    if (withdrawn !== false) {
+      // Withdrawn: their attachments go too. Not known (the withdraw failed): the rows may still be there and need them.
+      if (withdrawn) await deleteStored(env.ATTACHMENTS, attachmentKeys, log);
+      throw failure;
+    }
+  }
+  return messages.map((m) => ({ id: m.id, status: m.scheduledAt ? "scheduled" : "queued" }));
+}
+
+function toNewMessage(
+  request: AcceptRequest,
+  { id, apiKeyName, createdAt, config, attachmentsKey }: { id: string; apiKeyName: string; createdAt: string; config: Config; attachmentsKey: string | undefined },
+): NewMessage {
   const from = request.from ?? config.mailFrom;
   const cc = request.cc ?? [];
   const bcc = request.bcc ?? [];
-  const attachments = request.attachments ?? [];
-  // Before the row and the job, so that no attempt can find the message without them.
-  const large = attachments.reduce((sum, a) => sum + decodedSize(a.content), 0) > INLINE_ATTACHMENT_BYTES;
-  const attachmentsKey = large ? await putAttachments(env.ATTACHMENTS, id, attachments) : undefined;
-  const stored = insertMessage(env.DB, {
+  return {
     id,
     apiKeyName,
     createdAt,
@@ -48,32 +80,38 @@ export async function acceptEmail(
     replyTo: request.replyTo ?? [],
     headers: request.headers ?? {},
     tags: request.tags ?? [],
-    attachments: attachmentsKey ? [] : attachments,
+    attachments: attachmentsKey ? [] : (request.attachments ?? []),
     attachmentsKey,
     recipients: envelopeRecipients({ to: request.to, cc, bcc }),
     subject: request.subject,
     template: request.template,
     text: request.text,
     html: request.html,
-    scheduledAt,
-  });
-  // A send more than 12 hours ahead is looked at again then, and put back until it is due.
-  const delaySeconds = scheduledAt ? delayUntil(scheduledAt) : 0;
-  const queued = env.OUTBOX.send({ id, request_id: requestId } satisfies OutboxJob, { contentType: "json", delaySeconds });
-  const [insert, send] = await Promise.allSettled([stored, queued]);
-  const failure = insert.status === "rejected" ? insert.reason : send.status === "rejected" ? send.reason : undefined;
-  // The insert may have committed before its answer was lost, and the job may have gone out before the
-  // queue's error came back; a consumer may even have claimed it already. Take back what was not claimed.
-  if (failure !== undefined) {
-    const withdrawn = await withdrawMessage(env.DB, id).catch(() => undefined);
-    if (withdrawn === false) return { id, status: scheduledAt ? "scheduled" : "queued" }; // claimed: on its way
-    // Withdrawn: its attachments go too. Not known (the withdraw failed): the row may still be there and need them.
-    if (withdrawn && attachmentsKey) {
-      await deleteAttachments(env.ATTACHMENTS, [attachmentsKey]).catch((error) =>
-        log.error("the attachments of a withdrawn message could not be deleted from R2", { email_id: id, object_key: attachmentsKey, error }),
-      );
-    }
-    throw failure;
+    scheduledAt: request.scheduledAt?.toISOString(),
+  };
+}
+
+/** The R2 key of each request's attachments where they are too large for its row; all or none are stored. */
+async function storeLargeAttachments(bucket: R2Bucket, requests: AcceptRequest[], ids: string[], log: Logger): Promise<(string | undefined)[]> {
+  const puts = await Promise.allSettled(
+    requests.map((request, i) => {
+      const attachments = request.attachments ?? [];
+      const large = attachments.reduce((sum, a) => sum + decodedSize(a.content), 0) > INLINE_ATTACHMENT_BYTES;
+      return large ? putAttachments(bucket, ids[i]!, attachments) : undefined;
+    }),
+  );
+  const refused = puts.find((p) => p.status === "rejected");
+  const keys = puts.map((p) => (p.status === "fulfilled" ? p.value : undefined));
+  if (refused) {
+    await deleteStored(bucket, keys, log);
+    throw refused.reason;
   }
-  return { id, status: scheduledAt ? "scheduled" : "queued" };
+  return keys;
+}
+
+async function deleteStored(bucket: R2Bucket, keys: (string | undefined)[], log: Logger): Promise<void> {
+  const stored = keys.filter((key): key is string => key !== undefined);
+  await deleteAttachments(bucket, stored).catch((error) =>
+    log.error("the attachments of a withdrawn message could not be deleted from R2", { object_keys: stored, error }),
+  );
 }

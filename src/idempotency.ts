@@ -1,6 +1,7 @@
 // Accepting under an Idempotency-Key: the key's first request creates the message; the same key and body
 // again get the same answer (same id, no second mail), another body is refused, and a request arriving
-// while the first is still being accepted is told so. Keys are per API key and kept 24 hours.
+// while the first is still being accepted is told so. Keys are per API key and kept 24 hours. A batch
+// is one request: its key answers with all of its ids again.
 import type { Accepted } from "./accept";
 import type { Logger } from "./log";
 import { completeKey, releaseKey, reserveKey } from "./store/idempotency";
@@ -10,23 +11,24 @@ export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3600_000;
 const ABANDONED_AFTER_MS = 60_000;
 
 export type IdempotentAccept =
-  | { kind: "accepted"; accepted: Accepted }
-  | { kind: "replay"; id: string; status: Accepted["status"] }
+  | { kind: "accepted"; accepted: Accepted[] }
+  | { kind: "replay"; ids: string[]; status: Accepted["status"] }
   | { kind: "in_flight" }
   | { kind: "mismatch" };
 
 export async function acceptOnce(
   db: D1Database,
-  { apiKeyName, key, fingerprint, log }: { apiKeyName: string; key: string; fingerprint: string; log: Logger },
-  accept: (id: string) => Promise<Accepted>,
+  { apiKeyName, key, fingerprint, count, log }: { apiKeyName: string; key: string; fingerprint: string; count: number; log: Logger },
+  accept: (ids: string[]) => Promise<Accepted[]>,
 ): Promise<IdempotentAccept> {
-  const messageId = crypto.randomUUID();
-  const reservation = await reserveKey(db, { apiKeyName, key, fingerprint, messageId, now: new Date(), ttlMs: IDEMPOTENCY_KEY_TTL_MS, abandonedAfterMs: ABANDONED_AFTER_MS });
-  if (reservation.kind === "replay") return { kind: "replay", id: reservation.messageId, status: reservation.status };
+  const messageIds = Array.from({ length: count }, () => crypto.randomUUID());
+  const messageId = messageIds[0]!;
+  const reservation = await reserveKey(db, { apiKeyName, key, fingerprint, messageIds, now: new Date(), ttlMs: IDEMPOTENCY_KEY_TTL_MS, abandonedAfterMs: ABANDONED_AFTER_MS });
+  if (reservation.kind === "replay") return { kind: "replay", ids: reservation.messageIds, status: reservation.status };
   if (reservation.kind !== "reserved") return reservation;
-  let accepted: Accepted;
+  let accepted: Accepted[];
   try {
-    accepted = await accept(messageId);
+    accepted = await accept(messageIds);
   } catch (error) {
     await releaseKey(db, { apiKeyName, key, messageId }).catch(() => {}); // else it is taken over once abandoned
     throw error;

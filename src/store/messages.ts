@@ -148,9 +148,13 @@ export function insertEvent(db: D1Database, messageId: string, event: NewEvent, 
     .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
 }
 
-/** The message row, a pending row per recipient and the "accepted" event, in one transaction. */
-export async function insertMessage(db: D1Database, m: NewMessage): Promise<void> {
-  await db.batch([
+/** Each message's row, a pending row per recipient and its "accepted" event, all in one transaction. */
+export async function insertMessages(db: D1Database, messages: NewMessage[]): Promise<void> {
+  await db.batch(messages.flatMap((m) => insertStatements(db, m)));
+}
+
+function insertStatements(db: D1Database, m: NewMessage): D1PreparedStatement[] {
+  return [
     db
       .prepare(
         `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
@@ -166,17 +170,24 @@ export async function insertMessage(db: D1Database, m: NewMessage): Promise<void
       .prepare("INSERT OR IGNORE INTO recipients (message_id, address, status, updated_at) SELECT ?, value, 'pending', ? FROM json_each(?)")
       .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
     insertEvent(db, m.id, { at: m.createdAt, type: "accepted" }),
-  ]);
+  ];
 }
 
 /**
- * Undoes insertMessage (its recipients go with it) unless an attempt has claimed the message already.
- * Returns true when no such message is left (withdrawn, or never stored), false when it is on its way.
+ * Undoes insertMessages for all of `ids` (their recipients and events go with them) unless an attempt has
+ * claimed one of them already: then the jobs went out and the rows are in, and all are kept. Returns true
+ * when none of them is left (withdrawn, or never stored), false when they are on their way.
  */
-export async function withdrawMessage(db: D1Database, id: string): Promise<boolean> {
+export async function withdrawMessages(db: D1Database, ids: string[]): Promise<boolean> {
+  const list = JSON.stringify(ids);
   const [, left] = await db.batch([
-    db.prepare("DELETE FROM messages WHERE id = ? AND status IN ('queued', 'scheduled') AND attempts = 0").bind(id),
-    db.prepare("SELECT 1 AS yes FROM messages WHERE id = ?").bind(id),
+    db
+      .prepare(
+        `DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?1))
+           AND NOT EXISTS (SELECT 1 FROM messages WHERE id IN (SELECT value FROM json_each(?1)) AND NOT (status IN ('queued', 'scheduled') AND attempts = 0))`,
+      )
+      .bind(list),
+    db.prepare("SELECT 1 AS yes FROM messages WHERE id IN (SELECT value FROM json_each(?)) LIMIT 1").bind(list),
   ]);
   return (left?.results.length ?? 0) === 0;
 }

@@ -103,6 +103,43 @@ describe("the resend SDK against Mailroom", () => {
     ]);
   });
 
+  it("emails.send with a template: the rendered mail arrives", async () => {
+    const to = recipient("sdk-template");
+    const sent = await resend.emails.send({
+      from: "noreply@mailroom.test",
+      to,
+      template: { id: "password-reset", variables: { user_name: "Ada", product_name: "Acme", button_url: "https://acme.example/r/1", button_label: "Reset", expires_in_minutes: 30 } },
+    });
+    expect(sent.error).toBeNull();
+    await waitForStatus(sent.data!.id, "sent");
+    const [mail] = received(to);
+    expect(mail!.subject).toBe("Reset your Acme password");
+    expect(mail!.text).toContain("Reset (https://acme.example/r/1)");
+  });
+
+  it("batch.send: every message sent, ids in order; one bad message refuses the batch and nothing is sent", async () => {
+    const to = [recipient("sdk-batch0"), recipient("sdk-batch1")];
+    const batch = await resend.batch.send([
+      { from: "noreply@mailroom.test", to: to[0]!, subject: "First", text: "1" },
+      { from: "noreply@mailroom.test", to: to[1]!, template: { id: "welcome", variables: { user_name: "Ada", email: "ada@example.com", product_name: "Acme", button_url: "https://acme.example", button_label: "Go" } } },
+    ]);
+    expect(batch.error).toBeNull();
+    expect(batch.data!.data).toHaveLength(2);
+    for (const { id } of batch.data!.data) await waitForStatus(id, "sent");
+    expect(received(to[0]!)[0]!.subject).toBe("First");
+    expect(received(to[1]!)[0]!.subject).toBe("Welcome to Acme, Ada!");
+
+    const bad = recipient("sdk-batch-bad");
+    const refused = await resend.batch.send([
+      { from: "noreply@mailroom.test", to: bad, subject: "Fine", text: "x" },
+      { from: "noreply@mailroom.test", to: "not an address", subject: "Bad", text: "x" },
+    ]);
+    expect(refused.data).toBeNull();
+    expect(refused.error).toMatchObject({ name: "validation_error" });
+    expect(refused.error!.message).toContain("1.to.0");
+    expect(received(bad)).toHaveLength(0);
+  });
+
   it("emails.send with the same key and another body gets a validation error, and nothing is sent", async () => {
     const to = recipient("sdk-idem-diff");
     const idempotencyKey = randomUUID();

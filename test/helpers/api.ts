@@ -71,7 +71,11 @@ export async function postCounted(
   { key = API_KEY, headers = {}, environment = {}, path = "/v1/emails" }: { key?: string; headers?: Record<string, string>; environment?: Partial<Env>; path?: string } = {},
 ) {
   let enqueued = 0;
-  const outbox = { ...env.OUTBOX, send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)) };
+  const outbox = {
+    ...env.OUTBOX,
+    send: (...args: Parameters<Queue["send"]>) => (enqueued++, env.OUTBOX.send(...args)),
+    sendBatch: (...args: Parameters<Queue["sendBatch"]>) => ((enqueued += [...args[0]].length), env.OUTBOX.sendBatch(...args)),
+  };
   const res = await fetchWorker(
     new Request(`https://mailroom.test${path}`, { method: "POST", headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json", ...headers }, body }),
     { ...env, OUTBOX: outbox, ...environment } as Env,

@@ -6,7 +6,7 @@ import mailroom from "../../src/index";
 import { createMessageId } from "../../src/core/message";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import { claimMessages, recordAttempts, type AttemptRecord, type Claim } from "../../src/store/attempts";
-import { getMessageWithHistory, insertMessage } from "../../src/store/messages";
+import { getMessageWithHistory, insertMessages } from "../../src/store/messages";
 import { uniqueRecipient } from "./api";
 
 /** A queued message as the accept path would have stored it (without enqueueing it). */
@@ -14,7 +14,7 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
   const id = crypto.randomUUID();
   const from = { name: "Mailroom Tests", address: "noreply@mailroom.test" };
   const recipients = [fields.to ?? uniqueRecipient()].flat();
-  await insertMessage(env.DB, {
+  await insertMessages(env.DB, [{
     id,
     apiKeyName: "tests", // the key test/helpers/api.ts sends
     createdAt: fields.createdAt ?? new Date().toISOString(),
@@ -30,7 +30,7 @@ export async function insertQueuedMessage(fields: { to?: string | string[]; subj
     recipients,
     subject: fields.subject ?? "Test message",
     text: fields.text ?? "Hello from the tests",
-  });
+  }]);
   return { id, to: recipients[0]! };
 }
 

@@ -4,7 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { claimMessages, releaseClaims, type Claim } from "../../src/store/attempts";
-import { insertMessage } from "../../src/store/messages";
+import { insertMessages } from "../../src/store/messages";
 import { captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { claimMessage, deliver, insertQueuedMessage, loadMessage, recordFailure, recordRetry, recordSent, runQueue } from "../helpers/factories";
 
@@ -404,7 +404,7 @@ describe("claims in delivery", () => {
 
     const to = uniqueRecipient("late-row");
     const from = { address: "noreply@mailroom.test" };
-    await insertMessage(env.DB, { id, apiKeyName: "tests", createdAt: new Date().toISOString(), messageId: `<${id}@mailroom.test>`, from, to: [{ address: to }], cc: [], bcc: [], replyTo: [], headers: {}, attachments: [], tags: [], recipients: [to], subject: "Late", text: "x" });
+    await insertMessages(env.DB, [{ id, apiKeyName: "tests", createdAt: new Date().toISOString(), messageId: `<${id}@mailroom.test>`, from, to: [{ address: to }], cc: [], bcc: [], replyTo: [], headers: {}, attachments: [], tags: [], recipients: [to], subject: "Late", text: "x" }]);
     await runQueue("mailroom-outbox", [id]);
     expect(await inboxMessages(to)).toHaveLength(1);
 

@@ -163,13 +163,13 @@ describe("Idempotency-Key", () => {
     )
       .bind(stored, old.toISOString(), old.toISOString(), old.toISOString())
       .run();
-    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageId: stored, now: old })).toEqual({ kind: "reserved" });
-    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageId: crypto.randomUUID(), now })).toEqual({ kind: "replay", messageId: stored, status: "queued" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageIds: [stored], now: old })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-after", messageIds: [crypto.randomUUID()], now })).toEqual({ kind: "replay", messageIds: [stored], status: "queued" });
 
-    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now: old })).toEqual({ kind: "reserved" });
-    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageIds: [crypto.randomUUID()], now: old })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageIds: [crypto.randomUUID()], now })).toEqual({ kind: "reserved" });
     // Within the minute, the same pending key is still in flight.
-    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageId: crypto.randomUUID(), now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
+    expect(await reserveKey(env.DB, { ...base, key: "died-before", messageIds: [crypto.randomUUID()], now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
   });
 
   it("lets a request that lost its key to a takeover neither free nor complete the new holder's key", async () => {
@@ -177,14 +177,14 @@ describe("Idempotency-Key", () => {
     const base = { apiKeyName: "tests", key: `taken-over-${crypto.randomUUID()}`, fingerprint: "f", ttlMs: 86_400_000, abandonedAfterMs: 60_000 };
     const slow = crypto.randomUUID();
     const taker = crypto.randomUUID();
-    expect(await reserveKey(env.DB, { ...base, messageId: slow, now: new Date(now.getTime() - 120_000) })).toEqual({ kind: "reserved" });
-    expect(await reserveKey(env.DB, { ...base, messageId: taker, now })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, messageIds: [slow], now: new Date(now.getTime() - 120_000) })).toEqual({ kind: "reserved" });
+    expect(await reserveKey(env.DB, { ...base, messageIds: [taker], now })).toEqual({ kind: "reserved" });
 
     // The slow first request finally fails (or finishes): it touches only its own reservation.
     await releaseKey(env.DB, { apiKeyName: base.apiKeyName, key: base.key, messageId: slow });
     await completeKey(env.DB, { apiKeyName: base.apiKeyName, key: base.key, messageId: slow });
 
-    expect(await reserveKey(env.DB, { ...base, messageId: crypto.randomUUID(), now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
+    expect(await reserveKey(env.DB, { ...base, messageIds: [crypto.randomUUID()], now: new Date(now.getTime() + 1000) })).toEqual({ kind: "in_flight" });
     expect(await env.DB.prepare("SELECT message_id, state FROM idempotency_keys WHERE key = ?").bind(base.key).first()).toEqual({ message_id: taker, state: "pending" });
   });
 

@@ -1,4 +1,4 @@
-// /v1/emails: accept a message (at once or scheduled, idempotently under an Idempotency-Key), read its
+// /v1/emails: accept a message or a batch of up to 100 (at once or scheduled, idempotently under an Idempotency-Key), read its
 // status and history back, move a scheduled send, cancel what has not reached the relay. Paths, fields and
 // answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged. A key
 // sends only from its sender domains, and sees and changes only the messages it sent: another key's
@@ -14,7 +14,7 @@ import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
-import { sendFromBody } from "../send";
+import { sendBatchFromBody, sendFromBody } from "../send";
 
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -22,6 +22,10 @@ export const emailRoutes = new Hono<AppEnv>()
   .post("/", sendRateLimit(), async (c) => {
     const accepted = await sendFromBody(c, sendEmailSchema, "email");
     return c.json({ id: accepted.id, status: accepted.status }, 202);
+  })
+  .post("/batch", sendRateLimit(), async (c) => {
+    const accepted = await sendBatchFromBody(c);
+    return c.json({ data: accepted.map(({ id }) => ({ id })) }, 202);
   })
   .get("/:id", async (c) => {
     const id = c.req.param("id");
