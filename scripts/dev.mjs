@@ -14,14 +14,14 @@ const SMTP_KEYS = ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP
 const CONFIG_KEYS = [
   ...SMTP_KEYS,
   ...["SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS", "RETRY_WINDOW_SECONDS"],
-  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS"],
+  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS", "ENVIRONMENT"],
 ];
 /**
  * Local development recovers faster than production's defaults: a restart of wrangler dev drops the
  * in-memory queue, and the sweep (run every minute, as the Cron Trigger does in production) then finds
  * the lost mail after 30 s instead of 5 minutes; a claim left by a killed dev server expires after a minute.
  */
-const DEV_DEFAULTS = { SWEEP_GRACE_SECONDS: "30", DELIVERY_LEASE_SECONDS: "60" };
+const DEV_DEFAULTS = { SWEEP_GRACE_SECONDS: "30", DELIVERY_LEASE_SECONDS: "60", ENVIRONMENT: "development" };
 const SWEEP_EVERY_MS = 60_000;
 const KEY_FILE = path.join(ROOT, ".wrangler", "mailroom-dev-api-key");
 
@@ -110,7 +110,8 @@ try {
   console.log(`
   Mailroom is running.
 
-  API        ${wrangler.url}   (GET /healthz, POST /v1/emails, GET /v1/emails/{id})
+  API        ${wrangler.url}   (reference: ${wrangler.url}/docs)
+  Templates  ${wrangler.url}/preview   (each template with its sample data, every locale)
   ${useInbox ? `Inbox      http://127.0.0.1:${inbox.httpPort}   (SMTP on 127.0.0.1:${inbox.smtpPort}; every mail lands here)` : `SMTP       your relay, from ${source} (no development inbox)`}
   API key    ${apiKey ? `${apiKey}   (dev key, kept in .wrangler/mailroom-dev-api-key)` : `your own, from API_KEYS in ${source}`}
   Settings   ${source ? `yours (${source}) take precedence over the development defaults` : "development defaults (create .dev.vars to use your own relay, see README)"}

@@ -12,8 +12,13 @@ import { apiKeyAuth } from "./http/middleware/api-key-auth";
 import { requestLog } from "./http/middleware/request-log";
 import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
+import { previewRoutes } from "./http/routes/preview";
 import { templateRoutes } from "./http/routes/templates";
 import { createLogger } from "./log";
+import type * as z from "zod";
+import type { healthSchema } from "./http/responses";
+import { DOCS_PAGE } from "./http/docs-page";
+import { openApiDocument } from "./http/openapi";
 
 /** Largest request body accepted, in bytes: room for 5 MiB of attachments in base64 and both bodies. */
 export const MAX_REQUEST_BYTES = 8 * 1024 * 1024;
@@ -24,7 +29,9 @@ export function createApp() {
   const app = new Hono<AppEnv>();
 
   app.use(requestId(), requestLog(), secureHeaders());
-  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/healthz", (c) => c.json({ status: "ok" } satisfies z.output<typeof healthSchema>));
+  app.get("/openapi.json", (c) => c.json(openApiDocument()));
+  app.get("/docs", (c) => c.html(DOCS_PAGE));
 
   for (const path of ["/v1/*", "/send-notification"]) {
     app.use(
@@ -41,6 +48,7 @@ export function createApp() {
   app.route("/v1/emails", emailRoutes);
   app.route("/v1/templates", templateRoutes);
   app.route("/send-notification", classicRoutes);
+  app.route("/preview", previewRoutes);
 
   app.notFound(() => toErrorResponse(new ApiError("not_found", "no such route")));
   app.onError((error, c) => {

@@ -42,6 +42,8 @@ export interface Config {
   sweepGraceSeconds: number;
   /** Message bodies and attachments are deleted this many days after acceptance, once the message is settled. */
   retentionDays: number;
+  /** ENVIRONMENT=development (npm start): the template preview pages are served. */
+  development: boolean;
 }
 
 /** Backoff when the settings themselves cannot be read, so no configured policy exists. */
@@ -111,6 +113,7 @@ const envSchema = z.object({
   SMTP_SESSIONS: intInRange(1, 6),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
   RETENTION_DAYS: intInRange(1, 3650),
+  ENVIRONMENT: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["production", "development"], { error: "must be production or development" }).default("production")),
 });
 
 export function parseConfig(env: Record<string, unknown>): Config {
@@ -148,6 +151,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
+    development: e.ENVIRONMENT === "development",
   };
 }
 

@@ -1,6 +1,8 @@
 // The error contract: one error class, a closed set of codes, one code→status map, one JSON shape.
 // Every error response the API sends is built here.
+import type * as z from "zod";
 import type { ValidationIssue } from "../core/schema";
+import type { errorSchema } from "./responses";
 
 export const ERROR_STATUS = {
   invalid_json: 400,
@@ -41,7 +43,7 @@ export class ApiError extends Error {
  */
 export function errorBody(code: ErrorCode, message: string, issues?: FieldIssue[]) {
   const detail = issues?.length ? `${message}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}` : message;
-  return { statusCode: ERROR_STATUS[code], name: code, message: detail, error: { code, message, ...(issues ? { issues } : {}) } };
+  return { statusCode: ERROR_STATUS[code], name: code, message: detail, error: { code, message, ...(issues ? { issues } : {}) } } satisfies z.output<typeof errorSchema>;
 }
 
 export function toErrorResponse(error: ApiError): Response {

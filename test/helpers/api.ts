@@ -18,7 +18,7 @@ export const LIMITED_KEY = "limited-key";
  * the request deferred (its log line, through waitUntil) is done too, so nothing of one test runs on into
  * the next.
  */
-async function fetchWorker(request: Request, environment: Env = env): Promise<Response> {
+export async function fetchWorker(request: Request, environment: Env = env): Promise<Response> {
   const ctx = createExecutionContext();
   const res = await worker.fetch(request, environment, ctx);
   await waitOnExecutionContext(ctx);

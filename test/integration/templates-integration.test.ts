@@ -2,8 +2,9 @@
 // templated sends — delivered with the rendered subject and both parts, shown in GET with the template and
 // locale used; a missing variable, an unknown template, a template with html, or a rendered subject with a
 // line break is a 422 that stores, queues and sends nothing.
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { api, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
+import { api, fetchWorker, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
 
 const welcome = { user_name: "Ada <Lovelace>", email: "ada@example.com", product_name: "Acme", button_url: "https://acme.example/start", button_label: "Get started" };
 
@@ -99,5 +100,27 @@ describe("POST /v1/emails with a template", () => {
     expect(body.error.issues.map((i: { path: string }) => i.path)).toEqual(paths);
     expect(enqueued).toBe(0);
     expect(await messageRowsFor(to)).toBe(0);
+  });
+});
+
+describe("the preview pages", () => {
+  const development = { ENVIRONMENT: "development" } as Partial<Env>;
+  const get = (path: string, environment: Partial<Env> = {}) => fetchWorker(new Request(`https://mailroom.test${path}`), { ...env, ...environment } as Env);
+
+  it("are not served unless ENVIRONMENT is development", async () => {
+    expect((await get("/preview/welcome")).status).toBe(404);
+    expect((await get("/preview")).status).toBe(404);
+  });
+
+  it("show each locale's subject, HTML and text, rendered with the sample data", async () => {
+    const res = await get("/preview/welcome", development);
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain('data-locale="default"');
+    expect(html).toContain('data-locale="zh"');
+    expect(html).toContain("Welcome to Acme, Ada Lovelace!");
+    expect(html).toContain("新用户注册通知：欢迎加入Acme，张伟！");
+    expect((await get("/preview/nope", development)).status).toBe(404);
+    expect(await (await get("/preview", development)).text()).toContain('href="/preview/password-reset"');
   });
 });

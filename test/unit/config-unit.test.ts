@@ -46,6 +46,13 @@ describe("parseConfig", () => {
     ]);
   });
 
+  it("serves development pages only with ENVIRONMENT=development; production by default, anything else refused", () => {
+    expect(parseConfig({ ...base, ENVIRONMENT: "" }).development).toBe(false);
+    expect(parseConfig({ ...base, ENVIRONMENT: "production" }).development).toBe(false);
+    expect(parseConfig({ ...base, ENVIRONMENT: "development" }).development).toBe(true);
+    expect(() => parseConfig({ ...base, ENVIRONMENT: "dev" })).toThrow("ENVIRONMENT: must be production or development");
+  });
+
   it("picks the port from the security mode unless given", () => {
     expect(parseConfig({ ...base, SMTP_SECURITY: "tls" }).smtp.port).toBe(465);
     expect(parseConfig({ ...base, SMTP_SECURITY: "none", SMTP_HOST: "127.0.0.1" }).smtp.port).toBe(25);

@@ -10,7 +10,9 @@ import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
 import { requeue } from "../../delivery/outbox";
 import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
 import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
+import type * as z from "zod";
 import type { AppEnv } from "../context";
+import type { acceptedSchema, batchAcceptedSchema, canceledSchema, emailViewSchema, rescheduledSchema } from "../responses";
 import { ApiError } from "../errors";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
@@ -21,11 +23,11 @@ const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 export const emailRoutes = new Hono<AppEnv>()
   .post("/", sendRateLimit(), async (c) => {
     const accepted = await sendFromBody(c, sendEmailSchema, "email");
-    return c.json({ id: accepted.id, status: accepted.status }, 202);
+    return c.json({ id: accepted.id, status: accepted.status } satisfies z.output<typeof acceptedSchema>, 202);
   })
   .post("/batch", sendRateLimit(), async (c) => {
     const accepted = await sendBatchFromBody(c);
-    return c.json({ data: accepted.map(({ id }) => ({ id })) }, 202);
+    return c.json({ data: accepted.map(({ id }) => ({ id })) } satisfies z.output<typeof batchAcceptedSchema>, 202);
   })
   .get("/:id", async (c) => {
     const id = c.req.param("id");
@@ -48,14 +50,14 @@ export const emailRoutes = new Hono<AppEnv>()
       c.var.log.error("rescheduled, but its job could not be queued; the sweep sends it", { error, email_id: id }),
     );
     c.var.log.info("email rescheduled", { email_id: id });
-    return c.json({ object: "email" as const, id });
+    return c.json({ object: "email", id } satisfies z.output<typeof rescheduledSchema>);
   })
   .post("/:id/cancel", async (c) => {
     const id = c.req.param("id");
     const change = ID_PATTERN.test(id) ? await cancelMessage(c.env.DB, { id, apiKeyName: c.var.apiKey.name, at: new Date().toISOString() }) : ({ kind: "unknown" } as const);
     refuseUnchanged(change, id, "only an email not yet handed to the relay can be canceled");
     c.var.log.info("email canceled", { email_id: id });
-    return c.json({ object: "email" as const, id, status: "canceled" as const });
+    return c.json({ object: "email", id, status: "canceled" } satisfies z.output<typeof canceledSchema>);
   });
 
 const notFound = (id: string) => new ApiError("not_found", `no email with id ${id}`);
@@ -73,7 +75,7 @@ function refuseUnchanged(change: Change, id: string, rule: string): void {
   throw new ApiError("conflict", `${rule}; ${why}`);
 }
 
-function toEmailView({ message: m, events, recipients }: MessageHistory) {
+function toEmailView({ message: m, events, recipients }: MessageHistory): z.output<typeof emailViewSchema> {
   return {
     id: m.id,
     status: m.status,

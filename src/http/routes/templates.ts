@@ -5,7 +5,9 @@ import { renderTemplateRequest } from "../../core/template-request";
 import { templateVariables } from "../../core/templates";
 import { renderTemplateSchema, validate } from "../../core/schema";
 import { templateCatalog } from "../../templates/catalog";
+import type * as z from "zod";
 import type { AppEnv } from "../context";
+import type { renderedTemplateSchema, templateListSchema } from "../responses";
 import { ApiError } from "../errors";
 import { readJsonBody } from "../json-body";
 
@@ -22,7 +24,7 @@ export const templateRoutes = new Hono<AppEnv>()
           variables: [...new Set(variants.flatMap((v) => templateVariables(catalog, v)))].sort(),
         };
       });
-    return c.json({ data });
+    return c.json({ data } satisfies z.output<typeof templateListSchema>);
   })
   .post("/:name/render", async (c) => {
     const name = c.req.param("name");
@@ -32,5 +34,5 @@ export const templateRoutes = new Hono<AppEnv>()
     if (!validated.ok) throw new ApiError("validation_error", "the request is not a valid render request", validated.issues);
     const rendered = renderTemplateRequest(catalog, { id: name, ...validated.value }, "");
     if (!rendered.ok) throw new ApiError("validation_error", `the template "${name}" cannot be rendered with these variables`, rendered.issues);
-    return c.json(rendered.value);
+    return c.json(rendered.value satisfies z.output<typeof renderedTemplateSchema>);
   });

@@ -1,0 +1,126 @@
+// The OpenAPI 3.1 document of the whole API, built from the zod schemas the handlers validate requests
+// with (src/core/schema.ts) and build their answers as (responses.ts), once per isolate; served at
+// /openapi.json. A test checks that every route the app serves is in it, so it cannot drift.
+import * as z from "zod";
+import { classicNotificationSchema, renderTemplateSchema, rescheduleSchema, sendEmailSchema } from "../core/schema";
+import { MAX_BATCH } from "./send";
+import {
+  acceptedSchema,
+  batchAcceptedSchema,
+  canceledSchema,
+  classicAcceptedSchema,
+  emailViewSchema,
+  errorSchema,
+  healthSchema,
+  renderedTemplateSchema,
+  rescheduledSchema,
+  templateListSchema,
+} from "./responses";
+
+interface Operation {
+  method: "get" | "post" | "patch";
+  /** Hono's form: /v1/emails/:id. */
+  path: string;
+  summary: string;
+  request?: z.ZodType;
+  /** The success status and its body: JSON of this schema, or an HTML page. */
+  answer: [status: number, schema: z.ZodType | "html"];
+  /** Error statuses besides 500. */
+  errors: number[];
+  /** Needs no API key. */
+  open?: boolean;
+  /** Takes an Idempotency-Key header. */
+  idempotent?: boolean;
+}
+
+const SENDING_ERRORS = [400, 401, 403, 409, 413, 415, 422, 429];
+
+export const OPERATIONS: Operation[] = [
+  { method: "get", path: "/healthz", summary: "Health check", answer: [200, healthSchema], errors: [], open: true },
+  { method: "get", path: "/openapi.json", summary: "This document (OpenAPI 3.1)", answer: [200, z.record(z.string(), z.unknown())], errors: [], open: true },
+  { method: "get", path: "/docs", summary: "This document as a page to read", answer: [200, "html"], errors: [], open: true },
+  { method: "get", path: "/preview", summary: "The templates, linked to their previews (only with ENVIRONMENT=development)", answer: [200, "html"], errors: [404], open: true },
+  { method: "get", path: "/preview/:name", summary: "A template rendered with its sample data, every locale (only with ENVIRONMENT=development)", answer: [200, "html"], errors: [404], open: true },
+  { method: "post", path: "/v1/emails", summary: "Send an email (raw or from a template), at once or scheduled", request: sendEmailSchema, answer: [202, acceptedSchema], errors: SENDING_ERRORS, idempotent: true },
+  {
+    method: "post",
+    path: "/v1/emails/batch",
+    summary: `Send up to ${MAX_BATCH} emails, all or none`,
+    request: z.array(sendEmailSchema).min(1).max(MAX_BATCH),
+    answer: [202, batchAcceptedSchema],
+    errors: SENDING_ERRORS,
+    idempotent: true,
+  },
+  { method: "get", path: "/v1/emails/:id", summary: "An email's status, recipients and history", answer: [200, emailViewSchema], errors: [401, 404] },
+  { method: "patch", path: "/v1/emails/:id", summary: "Move a scheduled email", request: rescheduleSchema, answer: [200, rescheduledSchema], errors: [400, 401, 404, 409, 415, 422] },
+  { method: "post", path: "/v1/emails/:id/cancel", summary: "Cancel an email not yet handed to the relay", answer: [200, canceledSchema], errors: [401, 404, 409] },
+  { method: "get", path: "/v1/templates", summary: "The templates, their locales and variables", answer: [200, templateListSchema], errors: [401] },
+  {
+    method: "post",
+    path: "/v1/templates/:name/render",
+    summary: "Render a template without sending it",
+    request: renderTemplateSchema,
+    answer: [200, renderedTemplateSchema],
+    errors: [400, 401, 404, 415, 422],
+  },
+  {
+    method: "post",
+    path: "/send-notification",
+    summary: "The classic FastAPI notification endpoint: {recipient, subject, content}",
+    request: classicNotificationSchema,
+    answer: [202, classicAcceptedSchema],
+    errors: SENDING_ERRORS,
+    idempotent: true,
+  },
+];
+
+const jsonSchema = (schema: z.ZodType) => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  return rest;
+};
+const json = (schema: z.ZodType) => ({ "application/json": { schema: jsonSchema(schema) } });
+
+const IDEMPOTENCY_KEY = {
+  name: "Idempotency-Key",
+  in: "header",
+  required: false,
+  description: "the same key with the same body again answers the first request's answer; with another body, 422",
+  schema: { type: "string", minLength: 1, maxLength: 255 },
+};
+
+let document: Record<string, unknown> | undefined;
+
+export function openApiDocument(): Record<string, unknown> {
+  if (document) return document;
+  const paths: Record<string, Record<string, unknown>> = {};
+  const error = { description: "an error (see the error codes)", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } };
+  for (const op of OPERATIONS) {
+    const path = op.path.replace(/:(\w+)/g, "{$1}");
+    const parameters = [
+      ...[...op.path.matchAll(/:(\w+)/g)].map(([, name]) => ({ name, in: "path", required: true, schema: { type: "string" } })),
+      ...(op.idempotent ? [IDEMPOTENCY_KEY] : []),
+    ];
+    paths[path] ??= {};
+    paths[path][op.method] = {
+      summary: op.summary,
+      ...(op.open ? { security: [] } : {}),
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.request ? { requestBody: { required: true, content: json(op.request) } } : {}),
+      responses: {
+        [op.answer[0]]: { description: "success", content: op.answer[1] === "html" ? { "text/html": { schema: { type: "string" } } } : json(op.answer[1]) },
+        ...Object.fromEntries([...op.errors, 500].map((status) => [status, error])),
+      },
+    };
+  }
+  document = {
+    openapi: "3.1.0",
+    info: { title: "Mailroom", version: "1", description: "Email notifications through your own SMTP relay: accepted at once, delivered durably. Field names follow Resend's API." },
+    security: [{ apiKey: [] }],
+    paths,
+    components: {
+      securitySchemes: { apiKey: { type: "http", scheme: "bearer", description: "an API key from API_KEYS" } },
+      schemas: { Error: jsonSchema(errorSchema) },
+    },
+  };
+  return document;
+}
