@@ -56,6 +56,25 @@ describe("wrangler dev, end to end", () => {
     expect(received[0]!.text.trimEnd()).toBe(mail.text);
   });
 
+  it("takes the classic FastAPI request at POST /send-notification and delivers it the same durable way", async () => {
+    const recipient = `classic-${randomUUID().slice(0, 8)}@example.com`;
+    const res = await api("/send-notification", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ recipient, subject: "新用户注册通知", content: "Welcome aboard, Jane!" }),
+    });
+    expect(res.status).toBe(202);
+    const accepted = (await res.json()) as { message: string; id: string };
+    expect(accepted).toEqual({ message: "Notification accepted for delivery", id: expect.any(String) });
+    await waitForStatus(accepted.id, "sent");
+    const [mail, ...more] = inbox.messages.filter((m) => m.envelope.to.includes(recipient));
+    expect(more).toHaveLength(0);
+    expect(mail!.subject).toBe("新用户注册通知");
+    expect(mail!.text.trimEnd()).toBe("Welcome aboard, Jane!");
+    const withoutKey = await api("/send-notification", { method: "POST", key: null, headers: { "Content-Type": "application/json" }, body: JSON.stringify({ recipient, subject: "x", content: "y" }) });
+    expect(withoutKey.status).toBe(401);
+  });
+
   it("answers a body that is not JSON with 400 invalid_json", async () => {
     const res = await api("/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{not json" });
     expect(res.status).toBe(400);

@@ -5,7 +5,8 @@
 // batch with the same ids.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { captureLogs, messageRowsFor, postCounted, SCOPED_KEY, uniqueRecipient, waitForMail, api } from "../helpers/api";
+import { api, captureLogs, inboxMessages, messageRowsFor, postCounted, SCOPED_KEY, uniqueRecipient, waitForMail } from "../helpers/api";
+import { deliver } from "../helpers/factories";
 import { base64, binary } from "../helpers/files";
 
 const welcome = { user_name: "Ada", email: "ada@example.com", product_name: "Acme", button_url: false };
@@ -57,13 +58,18 @@ describe("POST /v1/emails/batch", () => {
     expect(enqueued).toBe(0);
   });
 
-  it("accepts 100 messages in one request", async () => {
+  it("accepts 100 messages in one request, queued with one sendBatch, and each is delivered", { timeout: 60_000 }, async () => {
     const to = Array.from({ length: 100 }, (_, i) => uniqueRecipient(`hundred${i}`));
-    const { res, body, enqueued } = await post(to.map((t) => ({ to: t, subject: "Hundred", text: "x" })));
+    // The jobs are kept here and run through the consumer by the test, so no delivery outlives it.
+    const batches: MessageSendRequest[][] = [];
+    const holding = { sendBatch: async (messages: Iterable<MessageSendRequest>) => void batches.push([...messages]) } as unknown as Queue;
+    const { res, body } = await post(to.map((t) => ({ to: t, subject: "Hundred", text: "x" })), { environment: { OUTBOX: holding } });
     expect(res.status).toBe(202);
-    expect(body.data).toHaveLength(100);
-    expect(enqueued).toBe(100);
-    await waitForMail(to[99]!);
+    const ids: string[] = body.data.map((d: { id: string }) => d.id);
+    expect(ids).toHaveLength(100);
+    expect(batches.map((b) => b.map((m) => (m.body as { id: string }).id))).toEqual([ids]);
+    await deliver(ids);
+    for (const [i, recipient] of to.entries()) expect((await inboxMessages(recipient)).map((m) => m.subject), `message ${i}`).toEqual(["Hundred"]);
   });
 
   it("refuses batch validation other than all-or-nothing (the Resend SDK's permissive mode)", async () => {
@@ -100,6 +106,7 @@ describe("POST /v1/emails/batch", () => {
     expect(second.body.data).toEqual(first.body.data);
     expect(second.enqueued).toBe(0);
     for (const recipient of to) expect(await messageRowsFor(recipient)).toBe(1);
+    for (const recipient of to) expect(await waitForMail(recipient)).toHaveLength(1);
     const other = await post([items[0]], { headers });
     expect(other.res.status).toBe(422);
   });

@@ -3,7 +3,7 @@
 // with nothing stored or queued; a withdrawn accept deletes its object; an attempt that cannot read the
 // object retries (and fails for good, with the reason, when the object is gone).
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MAX_ATTACHMENT_BYTES } from "../../src/core/schema";
 import { INLINE_ATTACHMENT_BYTES } from "../../src/store/attachment-objects";
 import { captureLogs, inboxMessages, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
@@ -46,7 +46,8 @@ describe("attachments in R2", () => {
       { filename: "report.pdf", contentType: "application/pdf", disposition: "attachment", contentId: null, size: first.length, sha256: await sha256(first) },
       { filename: "notes.txt", contentType: "text/plain", disposition: "attachment", contentId: null, size: second.length, sha256: await sha256(second) },
     ]);
-    expect((await loadMessage(body.id)).message.status).toBe("sent");
+    // The relay has it; the outcome is recorded a moment later.
+    await vi.waitFor(async () => expect((await loadMessage(body.id)).message.status).toBe("sent"), { timeout: 10_000, interval: 50 });
   });
 
   it("keeps attachments of 256 KiB in all in the row, and R2 is not used", async () => {

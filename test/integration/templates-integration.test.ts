@@ -83,8 +83,10 @@ describe("POST /v1/emails with a template", () => {
     const [mail] = await waitForMail(to);
     expect(mail!.subject).toBe("Your own subject");
     expect(mail!.text).toContain("Welcome, Ada <Lovelace>!");
-    const plain = await postCounted(JSON.stringify({ to: uniqueRecipient("notpl"), subject: "x", text: "y" }));
+    const plainTo = uniqueRecipient("notpl");
+    const plain = await postCounted(JSON.stringify({ to: plainTo, subject: "x", text: "y" }));
     expect((await (await api(`/v1/emails/${plain.body.id}`)).json<Record<string, unknown>>()).template).toBeNull();
+    await waitForMail(plainTo); // its delivery ends within this test
   });
 
   it.each([
