@@ -65,7 +65,7 @@ export default defineConfig({
           isolate: false,
           include: ["test/unit/**/*.test.ts", "test/integration/**/*.test.ts"],
           globalSetup: ["./test/helpers/global-setup.ts"],
-          setupFiles: ["./test/helpers/apply-migrations.ts"],
+          setupFiles: ["./test/helpers/quiet-logs.ts", "./test/helpers/apply-migrations.ts"],
         },
       },
       {
