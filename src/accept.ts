@@ -9,7 +9,7 @@ import { createMessageId, envelopeRecipients } from "./core/message";
 import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
-import { deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
+import { attachmentsKeyOf, deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
 import { insertMessages, withdrawMessages, type NewMessage } from "./store/messages";
 
 export interface Accepted {
@@ -18,6 +18,17 @@ export interface Accepted {
 }
 
 export type AcceptRequest = Omit<ResolvedEmail, "scheduledAt"> & { scheduledAt: Date | null };
+
+/**
+ * A write failed and the withdraw could not tell whether the messages are still stored: they may be (the
+ * sweep then sends them), so an Idempotency-Key must not be given up for a retry to send them again.
+ */
+export class AcceptOutcomeUnknown extends Error {
+  constructor(cause: unknown) {
+    super("the messages may or may not have been stored", { cause });
+    this.name = "AcceptOutcomeUnknown";
+  }
+}
 
 export interface AcceptEnv {
   DB: D1Database;
@@ -52,9 +63,10 @@ export async function acceptEmails(
     // The insert may have committed before its answer was lost, and the jobs may have gone out before the
     // queue's error came back; a consumer may even have claimed one already: then all of them are in place.
     const withdrawn = await withdrawMessages(env.DB, ids).catch(() => undefined);
-    if (withdrawn !== false) {
-      // Withdrawn: their attachments go too. Not known (the withdraw failed): the rows may still be there and need them.
-      if (withdrawn) await deleteStored(env.ATTACHMENTS, attachmentKeys, log);
+    // Withdrawn: their attachments go too. Not known (the withdraw failed): the rows may still be there and need them.
+    if (withdrawn === undefined) throw new AcceptOutcomeUnknown(failure);
+    if (withdrawn) {
+      await deleteStored(env.ATTACHMENTS, attachmentKeys, log);
       throw failure;
     }
   }
@@ -93,20 +105,15 @@ function toNewMessage(
 
 /** The R2 key of each request's attachments where they are too large for its row; all or none are stored. */
 async function storeLargeAttachments(bucket: R2Bucket, requests: AcceptRequest[], ids: string[], log: Logger): Promise<(string | undefined)[]> {
-  const puts = await Promise.allSettled(
-    requests.map((request, i) => {
-      const attachments = request.attachments ?? [];
-      const large = attachments.reduce((sum, a) => sum + decodedSize(a.content), 0) > INLINE_ATTACHMENT_BYTES;
-      return large ? putAttachments(bucket, ids[i]!, attachments) : undefined;
-    }),
-  );
+  const large = requests.map((request) => (request.attachments ?? []).reduce((sum, a) => sum + decodedSize(a.content), 0) > INLINE_ATTACHMENT_BYTES);
+  const puts = await Promise.allSettled(requests.map((request, i) => (large[i] ? putAttachments(bucket, ids[i]!, request.attachments!) : undefined)));
   const refused = puts.find((p) => p.status === "rejected");
-  const keys = puts.map((p) => (p.status === "fulfilled" ? p.value : undefined));
   if (refused) {
-    await deleteStored(bucket, keys, log);
+    // A refused put may have written its object all the same (its answer lost): every one goes.
+    await deleteStored(bucket, ids.map((id, i) => (large[i] ? attachmentsKeyOf(id) : undefined)), log);
     throw refused.reason;
   }
-  return keys;
+  return puts.map((p) => (p.status === "fulfilled" ? p.value : undefined));
 }
 
 async function deleteStored(bucket: R2Bucket, keys: (string | undefined)[], log: Logger): Promise<void> {

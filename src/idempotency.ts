@@ -2,7 +2,7 @@
 // again get the same answer (same id, no second mail), another body is refused, and a request arriving
 // while the first is still being accepted is told so. Keys are per API key and kept 24 hours. A batch
 // is one request: its key answers with all of its ids again.
-import type { Accepted } from "./accept";
+import { AcceptOutcomeUnknown, type Accepted } from "./accept";
 import type { Logger } from "./log";
 import { completeKey, releaseKey, reserveKey } from "./store/idempotency";
 
@@ -30,7 +30,8 @@ export async function acceptOnce(
   try {
     accepted = await accept(messageIds);
   } catch (error) {
-    await releaseKey(db, { apiKeyName, key, messageId }).catch(() => {}); // else it is taken over once abandoned
+    // Else it is taken over once abandoned; when the messages may be stored, a retry must find them instead.
+    if (!(error instanceof AcceptOutcomeUnknown)) await releaseKey(db, { apiKeyName, key, messageId }).catch(() => {});
     throw error;
   }
   // Not being able to mark the key done changes nothing for this request: a replay finds the stored message.

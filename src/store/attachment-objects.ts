@@ -6,9 +6,12 @@ import type { Attachment } from "../core/attachments";
 /** A message's attachments stay in its D1 row up to this many bytes in all (decoded); above, they go to R2. */
 export const INLINE_ATTACHMENT_BYTES = 256 * 1024;
 
+/** Where a message's attachments are kept. */
+export const attachmentsKeyOf = (messageId: string) => `attachments/${messageId}`;
+
 /** Stores a message's attachments; returns the object's key. */
 export async function putAttachments(bucket: R2Bucket, messageId: string, attachments: Attachment[]): Promise<string> {
-  const key = `attachments/${messageId}`;
+  const key = attachmentsKeyOf(messageId);
   await bucket.put(key, JSON.stringify(attachments), { httpMetadata: { contentType: "application/json" } });
   return key;
 }

@@ -6,7 +6,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { api, captureLogs, inboxMessages, messageRowsFor, postCounted, SCOPED_KEY, uniqueRecipient, waitForMail } from "../helpers/api";
-import { deliver } from "../helpers/factories";
+import { deliver, loadMessage } from "../helpers/factories";
 import { base64, binary } from "../helpers/files";
 
 const welcome = { user_name: "Ada", email: "ada@example.com", product_name: "Acme", button_url: false };
@@ -81,6 +81,13 @@ describe("POST /v1/emails/batch", () => {
     expect(await messageRowsFor(to)).toBe(0);
   });
 
+  it("refuses permissive batch validation whatever the header value's case", async () => {
+    const to = uniqueRecipient("permissivecase");
+    const { res, enqueued } = await post([{ to, subject: "x", text: "x" }], { headers: { "x-batch-validation": "Permissive" } });
+    expect(res.status).toBe(422);
+    expect(enqueued).toBe(0);
+  });
+
   it("refuses the whole batch with 403 when the key may not send one message's from", async () => {
     const to = [uniqueRecipient("scopedbatch0"), uniqueRecipient("scopedbatch1")];
     const { res, enqueued } = await post(
@@ -149,5 +156,86 @@ describe("POST /v1/emails/batch", () => {
       logs.restore();
     }
     for (const recipient of to) expect(await messageRowsFor(recipient)).toBe(0);
+  });
+  it("queues a scheduled message's job for its time, and the others' at once", async () => {
+    const to = [uniqueRecipient("batchdelay0"), uniqueRecipient("batchdelay1")];
+    const jobs: MessageSendRequest[] = [];
+    const watching = { ...env.OUTBOX, sendBatch: (batch: Iterable<MessageSendRequest>) => (jobs.push(...batch), env.OUTBOX.sendBatch(batch)) } as unknown as Queue;
+    const { res } = await post(
+      [
+        { to: to[0], subject: "Now", text: "x" },
+        { to: to[1], subject: "Later", text: "x", scheduled_at: new Date(Date.now() + 3600_000).toISOString() },
+      ],
+      { environment: { OUTBOX: watching } },
+    );
+    expect(res.status).toBe(202);
+    expect(jobs[0]!.delaySeconds).toBe(0);
+    expect(jobs[1]!.delaySeconds).toBeGreaterThan(3500);
+  });
+
+  it("deletes the R2 attachments already written when R2 refuses another message's, and stores nothing", async () => {
+    const to = [uniqueRecipient("batchput0"), uniqueRecipient("batchput1")];
+    const written: string[] = [];
+    let puts = 0;
+    const flaky = {
+      put: (key: string, ...rest: [string]) =>
+        (puts += 1) === 1 ? (written.push(key), env.ATTACHMENTS.put(key, ...rest)) : Promise.reject(new Error("put: We encountered an internal error. Please try again. (10001)")),
+      delete: (keys: string[]) => env.ATTACHMENTS.delete(keys),
+    } as unknown as R2Bucket;
+    const logs = captureLogs();
+    try {
+      const { res, enqueued } = await post(
+        to.map((t) => ({ to: t, subject: "x", text: "x", attachments: [{ filename: "big.bin", content: base64(binary(300 * 1024)) }] })),
+        { environment: { ATTACHMENTS: flaky } },
+      );
+      expect(res.status).toBe(500);
+      expect(enqueued).toBe(0);
+    } finally {
+      logs.restore();
+    }
+    expect(written).toHaveLength(1);
+    expect(await env.ATTACHMENTS.head(written[0]!)).toBeNull();
+    for (const recipient of to) expect(await messageRowsFor(recipient)).toBe(0);
+  });
+
+  it("keeps the whole batch, and answers 202, when the queue's error comes after a consumer claimed one of its messages", async () => {
+    const to = [uniqueRecipient("batchlate0"), uniqueRecipient("batchlate1")];
+    let ids: string[] = [];
+    const outbox = {
+      ...env.OUTBOX,
+      sendBatch: async (jobs: Iterable<MessageSendRequest<{ id: string }>>) => {
+        ids = [...jobs].map((j) => j.body.id);
+        await deliver([ids[0]!]); // the batch went out and the first was delivered before the queue's answer got lost
+        throw new Error("Queue sendBatch failed: timed out");
+      },
+    } as unknown as Queue;
+    const logs = captureLogs();
+    let res: Response;
+    let body: Record<string, any>;
+    try {
+      ({ res, body } = await post(to.map((t) => ({ to: t, subject: "x", text: "x" })), { environment: { OUTBOX: outbox } }));
+    } finally {
+      logs.restore();
+    }
+    expect(res.status).toBe(202);
+    expect(body.data.map((d: { id: string }) => d.id)).toEqual(ids);
+    for (const recipient of to) expect(await messageRowsFor(recipient)).toBe(1); // none withdrawn: the second's job is out too
+    await deliver([ids[1]!]); // as its job (or the sweep) would
+    expect((await loadMessage(ids[1]!)).message.status).toBe("sent");
+    for (const recipient of to) expect(await inboxMessages(recipient)).toHaveLength(1);
+  });
+
+  it("answers a batch's takeover of an expired Idempotency-Key with the new request's ids, not the old batch's", async () => {
+    const key = crypto.randomUUID();
+    const headers = { "Idempotency-Key": key };
+    const first = await post([uniqueRecipient("idemtake0"), uniqueRecipient("idemtake1")].map((t) => ({ to: t, subject: "x", text: "x" })), { headers });
+    expect(first.res.status).toBe(202);
+    await env.DB.prepare("UPDATE idempotency_keys SET expires_at = ? WHERE key = ?").bind(new Date(Date.now() - 1000).toISOString(), key).run();
+    const single = JSON.stringify({ to: uniqueRecipient("idemtake2"), subject: "x", text: "x" });
+    const second = await postCounted(single, { headers });
+    expect(second.res.status).toBe(202);
+    const again = await postCounted(single, { headers });
+    expect(again.res.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(again.body.id).toBe(second.body.id);
   });
 });

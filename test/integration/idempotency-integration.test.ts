@@ -211,4 +211,30 @@ describe("Idempotency-Key", () => {
     await handler.scheduled!(createScheduledController(), env, createExecutionContext());
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE key = ?").bind(key).first("n")).toBe(0);
   });
+  // When the queue refuses the job and the withdraw cannot reach D1, the row may still be there (the sweep
+  // delivers it): the key is kept, so the client's retry cannot store and send a second message.
+  it("does not let a retry send again when the first request could not tell whether its message was withdrawn", async () => {
+    const to = uniqueRecipient("idemunsure");
+    const key = crypto.randomUUID();
+    let batches = 0;
+    const db = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if ((batches += 1) === 3) throw new Error("D1_ERROR: Network connection lost."); // reserve, insert, then the withdraw
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const refusing = { ...env.OUTBOX, send: async () => Promise.reject(new Error("Queue send failed")) } as unknown as Queue;
+    const logs = captureLogs();
+    try {
+      expect((await post({ to, subject: "Hi", text: "x" }, { key, environment: { ...env, DB: db, OUTBOX: refusing } as Env })).status).toBe(500);
+    } finally {
+      logs.restore();
+    }
+    expect(batches).toBe(3);
+    expect(await messageRowsFor(to)).toBe(1); // still stored: the sweep will send it
+    // The retry is told to wait (a minute on, the key's message is found and answered with its id).
+    expect((await post({ to, subject: "Hi", text: "x" }, { key })).status).toBe(409);
+    expect(await messageRowsFor(to)).toBe(1);
+  });
 });

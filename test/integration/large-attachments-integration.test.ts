@@ -53,7 +53,8 @@ describe("attachments in R2", () => {
   it("keeps attachments of 256 KiB in all in the row, and R2 is not used", async () => {
     const to = uniqueRecipient("r2inline");
     const before = await storedObjects();
-    const file = binary(INLINE_ATTACHMENT_BYTES);
+    expect(INLINE_ATTACHMENT_BYTES).toBe(256 * 1024); // the limit the README gives
+    const file = binary(256 * 1024);
     const { res, body } = await postCounted(JSON.stringify({ to, subject: "Inline", text: "x", attachments: [{ filename: "a.bin", content: base64(file) }] }));
     expect(res.status).toBe(202);
     expect(await row(body.id)).toEqual({ attachments_json: JSON.stringify([{ filename: "a.bin", content: base64(file) }]), attachments_key: null });
@@ -197,5 +198,42 @@ describe("attachments in R2", () => {
     await deliver([id]); // as the sweep would
     const [mail] = await waitForMail(to);
     expect(mail!.attachments[0]!.sha256).toBe(await sha256(file));
+  });
+  it("puts attachments of 256 KiB and one byte in all in R2, counting every attachment of the message", async () => {
+    const to = uniqueRecipient("r2sum");
+    const [first, second] = [binary(128 * 1024), binary(128 * 1024 + 1)];
+    const attachments = [
+      { filename: "a.bin", content: base64(first) },
+      { filename: "b.bin", content: base64(second) },
+    ];
+    const { res, body } = await postCounted(JSON.stringify({ to, subject: "Sum", text: "x", attachments }));
+    expect(res.status).toBe(202);
+    expect(await row(body.id)).toEqual({ attachments_json: "[]", attachments_key: `attachments/${body.id}` });
+    const mails = await waitForMail(to);
+    expect(mails[0]!.attachments.map((a) => a.sha256)).toEqual([await sha256(first), await sha256(second)]);
+  });
+
+  it("leaves no R2 object behind when a put wrote the object but its answer was lost", async () => {
+    const to = uniqueRecipient("r2lostput");
+    const written: string[] = [];
+    const forgetful = {
+      put: async (key: string, ...rest: [string]) => {
+        await env.ATTACHMENTS.put(key, ...rest);
+        written.push(key);
+        throw new Error("put: Network connection lost.");
+      },
+      delete: (keys: string[]) => env.ATTACHMENTS.delete(keys),
+    } as unknown as R2Bucket;
+    const logs = captureLogs();
+    try {
+      const { res } = await postCounted(largeMail(to).body, { environment: { ATTACHMENTS: forgetful } });
+      expect(res.status).toBe(500);
+    } finally {
+      logs.restore();
+    }
+    expect(written).toHaveLength(1);
+    const left = await env.ATTACHMENTS.head(written[0]!);
+    await env.ATTACHMENTS.delete(written[0]!); // leave nothing to the other tests either way
+    expect(left).toBeNull();
   });
 });

@@ -84,4 +84,18 @@ describe("retention", () => {
     expect(await env.ATTACHMENTS.head(key)).toBeNull();
     expect(await stored(id)).toMatchObject({ text_body: null, html_body: null, attachments_json: "[]", attachments_key: null });
   });
+  it("clears more than ten old messages in one run", async () => {
+    const old = await Promise.all(Array.from({ length: 12 }, () => insertQueuedMessage({ createdAt: daysAgo(31) })));
+    for (const { id } of old) await settle(id, "sent");
+    await runScheduled();
+    for (const { id } of old) expect(await stored(id)).toMatchObject({ text_body: null, html_body: null });
+  });
+
+  it("clears messages without R2 attachments while R2 refuses deletes", async () => {
+    const { id } = await insertQueuedMessage({ createdAt: daysAgo(31) });
+    await settle(id, "sent");
+    const refusing = { delete: async () => Promise.reject(new Error("delete: We encountered an internal error. Please try again. (10001)")) } as unknown as R2Bucket;
+    await runScheduled({ ATTACHMENTS: refusing });
+    expect(await stored(id)).toMatchObject({ text_body: null, html_body: null, attachments_json: "[]" });
+  });
 });
