@@ -1,6 +1,7 @@
 // The plain-text part of a templated mail whose template has no text.mustache: the rendered HTML as
 // readable text — paragraphs and line breaks kept, list items as "- …", links as "label (url)", tags
-// dropped, entities decoded. Mail clients that show text only, and spam filters, want this part.
+// dropped, entities decoded. Mail clients that show text only, and spam filters, want this part. Every
+// step scans forward only, so no HTML (unclosed tags included) costs more than its length.
 
 const NAMED: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " " };
 
@@ -12,19 +13,51 @@ function decodeEntities(text: string): string {
   });
 }
 
-const stripTags = (html: string) => html.replace(/<[^>]*>/g, "");
+/** A tag ends at its ">"; a "<" with another "<" before any ">" is not a tag, and is kept. */
+const stripTags = (html: string) => html.replace(/<[^<>]*>/g, "");
+
+/**
+ * Rewrites each region that starts where `start` matches and ends where `end` next matches after it; a
+ * region with no end runs to the end of the text. `replace` gets the opening match, what lies between, and
+ * whether the region was closed.
+ */
+function rewriteRegions(
+  html: string,
+  start: RegExp,
+  end: (opening: RegExpExecArray) => RegExp,
+  replace: (opening: RegExpExecArray, inner: string, closed: boolean) => string,
+): string {
+  let out = "";
+  let done = 0;
+  start.lastIndex = 0;
+  for (let opening = start.exec(html); opening; opening = start.exec(html)) {
+    const closing = end(opening);
+    closing.lastIndex = start.lastIndex;
+    const found = closing.exec(html);
+    out += html.slice(done, opening.index) + replace(opening, html.slice(start.lastIndex, found ? found.index : html.length), found !== null);
+    done = found ? closing.lastIndex : html.length;
+    if (!found) break;
+    start.lastIndex = done;
+  }
+  return out + html.slice(done);
+}
+
+const HREF = /\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')/i;
 
 export function htmlToText(html: string): string {
-  const text = html
-    .replace(/<(head|style|script|title)\b[\s\S]*?<\/\1\s*>/gi, "")
-    .replace(/<!--[\s\S]*?-->/g, "")
-    .replace(/<a\b[^>]*?\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')[^>]*>([\s\S]*?)<\/a\s*>/gi, (_match, double?: string, single?: string, inner = "") => {
-      const href = decodeEntities(double ?? single ?? "");
-      const label = decodeEntities(stripTags(inner)).replace(/\s+/g, " ").trim();
-      return label && label !== href ? `${label} (${href})` : href;
-    })
+  let text = rewriteRegions(html, /<(head|style|script|title)\b[^<>]*>/gi, (opening) => new RegExp(`</${opening[1]}\\s*>`, "gi"), () => "");
+  text = rewriteRegions(text, /<!--/g, () => /-->/g, () => "");
+  text = rewriteRegions(text, /<a\b[^<>]*>/gi, () => /<\/a\s*>/gi, (opening, inner, closed) => {
+    // Still HTML: entities are decoded once, with the rest, at the end.
+    const href = HREF.exec(opening[0]);
+    if (!href || !closed) return inner;
+    const url = href[1] ?? href[2] ?? "";
+    const label = stripTags(inner).replace(/\s+/g, " ").trim();
+    return label && decodeEntities(label) !== decodeEntities(url) ? `${label} (${url})` : url;
+  });
+  text = text
     .replace(/<br\s*\/?>/gi, "\n")
-    .replace(/<li\b[^>]*>/gi, "\n- ")
+    .replace(/<li\b[^<>]*>/gi, "\n- ")
     .replace(/<\/(p|div|h[1-6]|table|ul|ol|blockquote)\s*>/gi, "\n\n")
     .replace(/<\/tr\s*>/gi, "\n");
   return decodeEntities(stripTags(text))

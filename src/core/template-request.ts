@@ -20,13 +20,16 @@ export function renderTemplateRequest(catalog: TemplateCatalog, request: Templat
   const variant = chooseVariant(template, request.locale);
   const problems = variableProblems(catalog, variant, request.variables);
   if (problems.length > 0) return { ok: false, issues: problems.map(({ name, problem }) => ({ path: path(`variables.${name}`), message: PROBLEM[problem] })) };
-  const rendered = renderVariant(catalog, variant, request.variables);
+  const rendered = renderVariant(catalog, variant, request.variables, { maxHtmlChars: MAX_BODY_CHARS });
   const issues: ValidationIssue[] = [];
   if (rendered.subject.trim() === "") issues.push({ path: path("variables"), message: "the rendered subject is empty" });
   if (NOT_IN_A_HEADER.test(rendered.subject)) issues.push({ path: path("variables"), message: "the rendered subject contains a line break or control character" });
   if (rendered.subject.length > MAX_SUBJECT_LENGTH) issues.push({ path: path("variables"), message: `the rendered subject is longer than ${MAX_SUBJECT_LENGTH} characters` });
   for (const part of ["html", "text"] as const) {
     if (rendered[part].length > MAX_BODY_CHARS) issues.push({ path: path("variables"), message: `the rendered ${part} is longer than ${MAX_BODY_CHARS} characters` });
+    else if (rendered[part].trim() === "" && !(part === "text" && rendered.html.length > MAX_BODY_CHARS)) {
+      issues.push({ path: path("variables"), message: `the rendered ${part} is empty` });
+    }
   }
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: rendered };
 }

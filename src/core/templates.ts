@@ -73,7 +73,38 @@ export function readCatalog(files: Record<string, string>, samples: Record<strin
   for (const template of templates.values()) {
     if (!template.variants.has("")) throw new Error(`templates/${template.name}: the default subject.mustache and html.mustache are required (locales fall back to them)`);
   }
+  for (const [path, text] of Object.entries(files)) checkSource(path, text, partials);
   return { templates, layout: files["layout.html.mustache"] ?? "{{> content}}", partials };
+}
+
+/**
+ * A template file that could render a broken mail, or fail whatever the data, is refused when the catalog
+ * is read: a partial that does not exist (it would render as nothing), partials nested deeper than
+ * MAX_PARTIAL_DEPTH or including themselves, and in HTML a value put in unescaped ({{{x}}} or {{& x}}),
+ * which would let data write markup.
+ */
+function checkSource(path: string, text: string, partials: Record<string, string>): void {
+  const html = path.endsWith("html.mustache");
+  const layout = path === "layout.html.mustache";
+  let content = false;
+  const visit = (tokens: Token[], depth: number, inHtml: boolean) => {
+    for (const [type, name, , , children] of tokens) {
+      if (type === "&" && inHtml) throw new Error(`templates/${path}: {{{${name}}}} or {{& ${name}}} puts a value into HTML unescaped; use {{${name}}}`);
+      if (type === ">" && name === "content") {
+        if (!layout || depth > 0) throw new Error(`templates/${path}: {{> content}} (the template's html) belongs in layout.html.mustache only`);
+        content = true;
+      } else if (type === ">") {
+        const partial = partials[name];
+        if (partial === undefined) throw new Error(`templates/${path}: no partial named "${name}" (templates/partials/${name}.mustache)`);
+        if (depth >= MAX_PARTIAL_DEPTH) throw new Error(`templates/${path}: partials nested more than ${MAX_PARTIAL_DEPTH} deep, or including themselves ("${name}")`);
+        visit(parse(partial), depth + 1, inHtml || name.endsWith(".html"));
+      }
+      if (children) visit(children, depth, inHtml);
+    }
+  };
+  // A template's html is itself one partial deep: the layout includes it as {{> content}}.
+  visit(parse(text), PART.test(path) && html ? 1 : 0, html);
+  if (layout && !content) throw new Error("templates/layout.html.mustache: {{> content}} marks where each template's html goes, and is missing");
 }
 
 /** The variant for `locale`: exactly, then ever more general (zh-Hant-TW → zh-Hant → zh), then the default. */
@@ -117,23 +148,30 @@ export function templateVariables(catalog: TemplateCatalog, variant: TemplateVar
 /** Partials may include partials; this deep, no further (a partial that includes itself would never end). */
 const MAX_PARTIAL_DEPTH = 10;
 
-const has = (value: unknown, key: string) => value !== null && value !== undefined && Object.prototype.hasOwnProperty.call(Object(value), key);
+const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === "object";
 
-/** Mustache's lookup: the innermost context that has the (dotted) name, else undefined. */
+/**
+ * Mustache's lookup, as mustache.js 4.2.0 does it (Context.lookup): the innermost context that has the
+ * name, else undefined. A plain name counts only on an object, inherited members too (so "length" inside a
+ * string's section comes from around it, and "constructor" inside an object's is Object's); a dotted name
+ * is followed from any value, and its last part may be a primitive's own property ("name.length").
+ */
 function lookup(stack: unknown[], name: string): unknown {
   if (name === ".") return stack[stack.length - 1];
-  const path = name.split(".");
+  const path = name.indexOf(".") > 0 ? name.split(".") : null;
   for (let i = stack.length - 1; i >= 0; i--) {
     let value = stack[i];
-    let found = true;
-    for (const key of path) {
-      if (!has(value, key)) {
-        found = false;
-        break;
-      }
+    if (!path) {
+      if (isObject(value) && name in value) return value[name];
+      continue;
+    }
+    let hit = false;
+    for (let k = 0; value !== null && value !== undefined && k < path.length; k++) {
+      const key = path[k]!;
+      if (k === path.length - 1) hit = isObject(value) ? key in value : Object.prototype.hasOwnProperty.call(value, key);
       value = (value as Record<string, unknown>)[key];
     }
-    if (found) return value;
+    if (hit) return value;
   }
   return undefined;
 }
@@ -156,21 +194,24 @@ export function variableProblems(catalog: TemplateCatalog, variant: TemplateVari
     for (const [type, name, , , children = []] of tokens) {
       if (type === "name" || type === "&") {
         const value = lookup(stack, name);
-        if (value == null) problems.set(prefix + name, "missing");
-        else if (typeof value === "object") problems.set(prefix + name, "not_text");
+        // A function is never the data's (JSON has none): an inherited member such as toString.
+        const path = name === "." ? prefix.replace(/\.$/, "") || "." : prefix + name;
+        if (value == null || typeof value === "function") problems.set(path, "missing");
+        else if (typeof value === "object") problems.set(path, "not_text");
       } else if (type === ">") {
         if (depth < MAX_PARTIAL_DEPTH && partials[name] !== undefined) visit(parse(partials[name]), stack, prefix, depth + 1);
       } else if (type === "#" || type === "^") {
         const value = lookup(stack, name);
-        if (value === undefined) {
+        if (value === undefined || typeof value === "function") {
           problems.set(prefix + name, "missing");
         } else if (type === "^") {
           if (!value || (Array.isArray(value) && value.length === 0)) visit(children, stack, prefix, depth);
         } else if (Array.isArray(value)) {
           for (const item of value) visit(children, [...stack, item], `${prefix}${name}[].`, depth);
         } else if (value) {
-          // An object's names are its own; inside a true or a number, names come from around it.
-          visit(children, [...stack, value], typeof value === "object" ? `${prefix}${name}.` : prefix, depth);
+          // An object's names are its own; inside a true or a number, names come from around it. Mustache
+          // pushes an object, a string or a number, never true: inside a true, {{.}} is what is around it.
+          visit(children, value === true ? stack : [...stack, value], typeof value === "object" ? `${prefix}${name}.` : prefix, depth);
         }
       }
     }
@@ -182,13 +223,20 @@ export function variableProblems(catalog: TemplateCatalog, variant: TemplateVari
 const verbatim = { escape: (value: unknown) => String(value) };
 
 /** Renders a variant whose data has no problems (see variableProblems). A line break after the subject template is not part of it. */
-export function renderVariant(catalog: TemplateCatalog, variant: TemplateVariant, data: Record<string, unknown>): RenderedTemplate {
+export function renderVariant(
+  catalog: TemplateCatalog,
+  variant: TemplateVariant,
+  data: Record<string, unknown>,
+  { maxHtmlChars = Infinity }: { maxHtmlChars?: number } = {},
+): RenderedTemplate {
   const { subject, html, text, partials } = sources(catalog, variant);
   const renderedHtml = Mustache.render(html, data, partials);
+  // Text is derived only from HTML the caller will take: deriving it from megabytes costs seconds.
+  const derive = () => (renderedHtml.length > maxHtmlChars ? "" : htmlToText(renderedHtml));
   return {
     subject: Mustache.render(subject.replace(/\r?\n$/, ""), data, partials, verbatim),
     html: renderedHtml,
-    text: text === undefined ? htmlToText(renderedHtml) : Mustache.render(text, data, partials, verbatim),
+    text: text === undefined ? derive() : Mustache.render(text, data, partials, verbatim),
     locale: variant.locale,
   };
 }

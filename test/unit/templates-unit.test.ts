@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { htmlToText } from "../../src/core/html-to-text";
+import { renderTemplateSchema, templateSchema, validate } from "../../src/core/schema";
 import { renderTemplateRequest } from "../../src/core/template-request";
 import { chooseVariant, readCatalog, renderVariant, templateVariables, variableProblems, type TemplateCatalog } from "../../src/core/templates";
 import { sampleFiles, templateFiles } from "../../src/templates/files.generated";
@@ -194,14 +195,57 @@ describe("reading templates/", () => {
     expect(variableProblems(catalog, chooseVariant(catalog.templates.get("t")!), {})).toEqual([{ name: "who", problem: "missing" }]);
   });
 
-  it("stops following partials that include themselves", () => {
-    const catalog = catalogOf({ "partials/loop.mustache": "{{#more}}{{> loop}}{{/more}}", "t/subject.mustache": "s", "t/html.mustache": "{{> loop}}" });
-    expect(variableProblems(catalog, chooseVariant(catalog.templates.get("t")!), { more: false })).toEqual([]);
-    expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["more"]);
+  it.each([
+    ["a partial that includes itself", { "partials/loop.mustache": "{{#more}}{{> loop}}{{/more}}", "t/html.mustache": "{{> loop}}" }, /partials nested more than 10 deep, or including themselves \("loop"\)/],
+    ["a partial that does not exist", { "t/html.mustache": "{{> nope}}" }, /templates\/t\/html\.mustache: no partial named "nope"/],
+    ["a value put into HTML unescaped", { "t/html.mustache": "<p>{{{raw}}}</p>" }, /templates\/t\/html\.mustache: \{\{\{raw\}\}\} or \{\{& raw\}\} puts a value into HTML unescaped/],
+    ["{{& x}} in an HTML partial", { "partials/p.html.mustache": "{{& raw}}", "t/html.mustache": "{{> p.html}}" }, /partials\/p\.html\.mustache: .* unescaped/],
+    ["{{> content}} outside the layout", { "t/html.mustache": "{{> content}}" }, /belongs in layout\.html\.mustache only/],
+    ["a layout without {{> content}}", { "layout.html.mustache": "<main></main>", "t/html.mustache": "x" }, /layout\.html\.mustache: \{\{> content\}\} marks where/],
+  ])("refuses %s when the templates are read (it would fail or render broken mail whatever the data)", (_name, files, error) => {
+    expect(() => readCatalog({ "t/subject.mustache": "s", ...files }, {})).toThrow(error);
+  });
+
+  it("allows unescaped values where no HTML is: subject, text and text partials", () => {
+    const catalog = catalogOf({ "partials/sig.text.mustache": "{{& who}}", "t/subject.mustache": "{{{a}}}", "t/html.mustache": "x", "t/text.mustache": "{{& b}}{{> sig.text}}" });
+    expect(renderVariant(catalog, chooseVariant(catalog.templates.get("t")!), { a: "<A>", b: "<B>", who: "&" })).toMatchObject({ subject: "<A>", text: "<B>&" });
+  });
+});
+
+describe("rendered HTML over the limit", () => {
+  it("is refused for its size alone: no text is derived from it (that would cost seconds on megabytes)", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "<p>{{v}}</p>" });
+    expect(render(catalog, "t", { v: "x".repeat(300 * 1024) })).toEqual({
+      ok: false,
+      issues: [{ path: "template.variables", message: "the rendered html is longer than 262144 characters" }],
+    });
+  });
+
+  it("refuses a rendered html or text that is empty", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "{{v}}", "t/text.mustache": "{{w}}" });
+    expect(render(catalog, "t", { v: " ", w: "" })).toEqual({
+      ok: false,
+      issues: [
+        { path: "template.variables", message: "the rendered html is empty" },
+        { path: "template.variables", message: "the rendered text is empty" },
+      ],
+    });
   });
 });
 
 describe("HTML as text", () => {
+  it("drops only whole tags: an unclosed < stays, a run of them is kept as text", () => {
+    expect(htmlToText("<p>a <b>bold</b> <<<x</p>")).toBe("a bold <<<x");
+  });
+
+  it("reads unclosed markup as browsers do: a link without </a> is its text, a <style> or comment without its end hides the rest", () => {
+    expect(htmlToText('<p>Go <a href="https://x.example">here</p><p>and on</p>')).toBe("Go here\n\nand on");
+    expect(htmlToText("<p>Shown</p><style>p{}<p>hidden</p>")).toBe("Shown");
+    expect(htmlToText("<p>Shown</p><!-- <p>hidden</p>")).toBe("Shown");
+    expect(htmlToText('<a name="top">Top</a> <a href="/x">x</a>')).toBe("Top x (/x)");
+  });
+
+
   it("keeps paragraphs, breaks, list items and links, drops tags, head and styles, decodes entities", () => {
     const html = `<html><head><title>T</title><style>p{color:red}</style></head><body>
       <h1>Hello &amp; welcome</h1><p>Line one<br>line   two</p>
@@ -211,5 +255,167 @@ describe("HTML as text", () => {
     expect(htmlToText(html)).toBe(
       ["Hello & welcome", "", "Line one", "line two", "", "- First", "- Second <b>", "", "Open it (https://x.example/a?b=1&c=2) or https://y.example", "", "/path 'q' end"].join("\n"),
     );
+  });
+});
+
+// Mutation-pass additions: each pins a behaviour a plausible slip would change without any test failing.
+describe("strict rendering, more of Mustache's semantics", () => {
+  const problemsFor = (html: string, data: Record<string, unknown>, more: Record<string, string> = {}) => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": html, ...more });
+    return variableProblems(catalog, chooseVariant(catalog.templates.get("t")!), data);
+  };
+
+  it("takes {{.}} as the current item: text items are fine, object items are not text", () => {
+    expect(problemsFor("{{#items}}{{.}}{{/items}}", { items: ["a", 2] })).toEqual([]);
+    expect(problemsFor("{{#items}}{{.}}{{/items}}", { items: [{ a: 1 }] })).toEqual([{ name: "items[]", problem: "not_text" }]);
+  });
+
+  it("takes a name from the innermost context that has it: an item's own value shadows the data's", () => {
+    expect(problemsFor("{{#items}}{{name}}{{/items}}", { name: { first: "x" }, items: [{ name: "a" }] })).toEqual([]);
+    expect(problemsFor("{{#items}}{{name}}{{/items}}", { name: "outer", items: [{ name: { first: "x" } }] })).toEqual([{ name: "items[].name", problem: "not_text" }]);
+  });
+
+  it("looks names up in an object section's object", () => {
+    expect(problemsFor("{{#user}}{{name}}{{/user}}", { user: { name: "Ada" } })).toEqual([]);
+  });
+
+  it("checks an inverted section's content only when it renders: for false, null and [], not for a value", () => {
+    expect(problemsFor("{{^items}}{{fallback}}{{/items}}", { items: [] })).toEqual([{ name: "fallback", problem: "missing" }]);
+    expect(problemsFor("{{^items}}{{fallback}}{{/items}}", { items: false })).toEqual([{ name: "fallback", problem: "missing" }]);
+    expect(problemsFor("{{^items}}{{fallback}}{{/items}}", { items: ["a"] })).toEqual([]);
+  });
+
+  it("does not take an inherited member such as toString for a given variable", () => {
+    expect(problemsFor("{{toString}}", {})).toEqual([{ name: "toString", problem: "missing" }]);
+    expect(problemsFor("{{toString}}", { toString: "given" })).toEqual([]);
+  });
+
+  it("checks triple mustaches and {{& x}} (allowed outside HTML) like other variables", () => {
+    expect(problemsFor("x", {}, { "t/text.mustache": "{{{a}}}{{& b}}" })).toEqual([
+      { name: "a", problem: "missing" },
+      { name: "b", problem: "missing" },
+    ]);
+  });
+
+  it("checks the text template too", () => {
+    expect(problemsFor("x", {}, { "t/text.mustache": "{{only_in_text}}" })).toEqual([{ name: "only_in_text", problem: "missing" }]);
+  });
+
+  it("follows partials ten deep, and refuses a deeper chain when the templates are read", () => {
+    const chain = (n: number) => {
+      const files: Record<string, string> = {};
+      for (let i = 1; i <= n; i++) files[`partials/p${i}.mustache`] = i < n ? `{{v${i}}}{{> p${i + 1}}}` : `{{v${i}}}`;
+      return files;
+    };
+    expect(problemsFor("{{> p1}}", {}, chain(9)).map((p) => p.name)).toEqual(["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]);
+    expect(() => problemsFor("{{> p1}}", {}, chain(10))).toThrow(/partials nested more than 10 deep/); // the layout includes the html: one more
+  });
+});
+
+describe("templateVariables, more", () => {
+  it("lists names of variables in triple mustaches and {{& }}, and of inverted sections; never '.'", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "{{.}}", "t/html.mustache": "{{^none}}x{{/none}}", "t/text.mustache": "{{{raw}}}{{& amp}}" });
+    expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["amp", "none", "raw"]);
+  });
+});
+
+describe("the rendered subject and bodies, more", () => {
+  it("drops one line break, LF or CRLF, at the end of the subject template, and no other", () => {
+    const crlf = catalogOf({ "t/subject.mustache": "Hi {{name}}\r\n", "t/html.mustache": "x" });
+    expect(render(crlf, "t", { name: "Ada" })).toMatchObject({ ok: true, value: { subject: "Hi Ada" } });
+    const inner = catalogOf({ "t/subject.mustache": "Hi\n{{name}}\n", "t/html.mustache": "x" });
+    expect(render(inner, "t", { name: "Ada" })).toEqual({ ok: false, issues: [{ path: "template.variables", message: "the rendered subject contains a line break or control character" }] });
+  });
+
+  it("refuses any control character or Unicode line separator in the rendered subject, not only CR and LF", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "{{name}}", "t/html.mustache": "x" });
+    for (const name of ["a\tb", "a\u0000b", "a\u2028b", "a\u007fb"]) expect(render(catalog, "t", { name }).ok).toBe(false);
+  });
+
+  it("takes a subject of exactly 998 characters, and refuses one longer", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "{{s}}", "t/html.mustache": "x" });
+    expect(render(catalog, "t", { s: "x".repeat(998) }).ok).toBe(true);
+    expect(render(catalog, "t", { s: "x".repeat(999) })).toEqual({ ok: false, issues: [{ path: "template.variables", message: "the rendered subject is longer than 998 characters" }] });
+  });
+
+  it("takes bodies of exactly 256 KiB, and refuses a longer html or a longer text", () => {
+    const max = 256 * 1024;
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "{{h}}", "t/text.mustache": "{{t}}" });
+    expect(render(catalog, "t", { h: "x".repeat(max), t: "y".repeat(max) }).ok).toBe(true);
+    expect(render(catalog, "t", { h: "x", t: "y".repeat(max + 1) })).toEqual({ ok: false, issues: [{ path: "template.variables", message: `the rendered text is longer than ${max} characters` }] });
+    expect(render(catalog, "t", { h: "x".repeat(max + 1), t: "y" })).toEqual({ ok: false, issues: [{ path: "template.variables", message: `the rendered html is longer than ${max} characters` }] });
+  });
+});
+
+describe("reading templates/, more", () => {
+  it.each([
+    ["a template name longer than 64", { [`${"a".repeat(65)}/subject.mustache`]: "s", [`${"a".repeat(65)}/html.mustache`]: "h" }],
+    ["a locale folder that is no language tag", { "t/subject.mustache": "s", "t/html.mustache": "h", "t/english/subject.mustache": "s", "t/english/html.mustache": "h" }],
+    ["a partial in a subfolder", { "t/subject.mustache": "s", "t/html.mustache": "h", "partials/x/y.mustache": "p" }],
+  ])("refuses %s", (_name, files) => {
+    expect(() => readCatalog(files, {})).toThrow(/not a template file/);
+  });
+
+  it("takes a template name of 64 characters", () => {
+    const name = "a".repeat(64);
+    expect([...readCatalog({ [`${name}/subject.mustache`]: "s", [`${name}/html.mustache`]: "h" }, {}).templates.keys()]).toEqual([name]);
+  });
+});
+
+describe("HTML as text, more", () => {
+  it("breaks lines at <br/> and table rows, drops scripts and titles, keeps a link's label without its tags", () => {
+    expect(htmlToText("a<br/>b<br />c")).toBe("a\nb\nc");
+    expect(htmlToText("<table><tr><td>one</td></tr><tr><td>two</td></tr></table>after")).toBe("one\ntwo\n\nafter");
+    expect(htmlToText("<script>var x = 1;</script><title>T</title>ok")).toBe("ok");
+    expect(htmlToText('<a href="https://x.example"><b>Go</b> now</a>')).toBe("Go now (https://x.example)");
+    expect(htmlToText('<a href="https://x.example"><b>https://x.example</b></a>')).toBe("https://x.example");
+  });
+
+  it("gives a link whose label is its (entity-encoded) address once", () => {
+    expect(htmlToText('<a href="https://x.example/?a=1&amp;b=2">https://x.example/?a=1&amp;b=2</a>')).toBe("https://x.example/?a=1&b=2");
+  });
+
+  it("decodes named entities in any case, and leaves code points that are none as they are", () => {
+    expect(htmlToText("&AMP; &Lt; &#0; &#x110000; &#65;")).toBe("& < &#0; &#x110000; A");
+  });
+});
+
+describe("the template in a request", () => {
+  it("takes no variables as none, and refuses a name that is no template name", () => {
+    expect(validate(templateSchema, { id: "welcome" })).toEqual({ ok: true, value: { id: "welcome", variables: {} } });
+    expect(validate(templateSchema, { id: "../Welcome", variables: {} })).toMatchObject({ ok: false, issues: [{ path: "id" }] });
+  });
+
+  it("takes no id in a render request's body: the name is the path's", () => {
+    expect(validate(renderTemplateSchema, { variables: {} }).ok).toBe(true);
+    expect(validate(renderTemplateSchema, { id: "alert", variables: {} }).ok).toBe(false);
+  });
+});
+
+describe("strict rendering follows mustache.js's own lookup", () => {
+  const problemsFor = (html: string, data: Record<string, unknown>) => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": html });
+    return variableProblems(catalog, chooseVariant(catalog.templates.get("t")!), data);
+  };
+  // Each of these renders a blank or "[object Object]"; each was once let through.
+  it.each([
+    ["{{.}} inside a section over true (Mustache pushes nothing: {{.}} is the data)", "{{#flag}}{{.}}{{/flag}}", { flag: true }, [{ name: ".", problem: "not_text" }]],
+    ["a plain name inside a string's section (a string's own length does not count)", "{{#name}}{{length}}{{/name}}", { name: "Ada" }, [{ name: "length", problem: "missing" }]],
+    ["an index inside a string item's section", "{{#tags}}{{0}}{{/tags}}", { tags: ["ab"] }, [{ name: "tags[].0", problem: "missing" }]],
+    ["an inherited member of the section's object, over the data's own value", "{{#o}}{{constructor}}{{/o}}", { o: {}, constructor: "given" }, [{ name: "o.constructor", problem: "missing" }]],
+  ])("%s", (_label, html, data, problems) => {
+    expect(problemsFor(html, data)).toEqual(problems);
+  });
+
+  it("still takes a dotted name through a primitive, and a string section's names from around it", () => {
+    expect(problemsFor("{{name.length}}{{#name}}{{name}} {{other}}{{/name}}", { name: "Ada", other: "x" })).toEqual([]);
+  });
+});
+
+describe("HTML as text: a link's label and address are decoded once", () => {
+  it("keeps a value's literal <tag> and &amp; in a link as they were given", () => {
+    const variant = shipped.templates.get("password-reset")!.variants.get("")!;
+    const result = render(shipped, "password-reset", { ...variant.sample, button_label: "Reset <now> &amp; go", button_url: "https://acme.example/r?t=&lt;x&gt;" });
+    expect(result.ok && result.value.text.split("\n")).toContain("Reset <now> &amp; go (https://acme.example/r?t=&lt;x&gt;)");
   });
 });
