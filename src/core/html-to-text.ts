@@ -13,8 +13,11 @@ function decodeEntities(text: string): string {
   });
 }
 
-/** A tag ends at its ">"; a "<" with another "<" before any ">" is not a tag, and is kept. */
-const stripTags = (html: string) => html.replace(/<[^<>]*>/g, "");
+/**
+ * A tag starts with "<" and a letter, "/", "!" or "?" and ends at its ">"; any other "<" (as in "5 < 6"), or
+ * one with another "<" before any ">", is text, and is kept.
+ */
+const stripTags = (html: string) => html.replace(/<[A-Za-z\/!?][^<>]*>/g, "");
 
 /**
  * Rewrites each region that starts where `start` matches and ends where `end` next matches after it; a
@@ -42,16 +45,27 @@ function rewriteRegions(
   return out + html.slice(done);
 }
 
-const HREF = /\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')/i;
+/** An attribute: its name, then its value in double, single or no quotes; each match moves on. */
+const ATTRIBUTE = /([^\s"'<>\/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+
+/** The value of a tag's href attribute (the first, as browsers take it), or undefined. */
+function hrefOf(tag: string): string | undefined {
+  for (const [, name, double, single, bare] of tag.slice(2).matchAll(ATTRIBUTE)) {
+    if (name!.toLowerCase() === "href") return double ?? single ?? bare ?? "";
+  }
+  return undefined;
+}
 
 export function htmlToText(html: string): string {
-  let text = rewriteRegions(html, /<(head|style|script|title)\b[^<>]*>/gi, (opening) => new RegExp(`</${opening[1]}\\s*>`, "gi"), () => "");
-  text = rewriteRegions(text, /<!--/g, () => /-->/g, () => "");
+  // Not <head>: its </head> may be left out, and what it holds besides these has no text.
+  let text = rewriteRegions(html, /<(style|script|title)\b[^<>]*>/gi, (opening) => new RegExp(`</${opening[1]}\\s*>`, "gi"), () => "");
+  text = rewriteRegions(text.replace(/<!---?>/g, ""), /<!--/g, () => /-->/g, () => ""); // <!--> and <!---> are empty comments
+  // An <a> without href (an anchor such as <a name="top">) is dropped alone: it does not take the next </a>.
+  text = text.replace(/<a\b[^<>]*>/gi, (tag) => (hrefOf(tag) === undefined ? "" : tag));
   text = rewriteRegions(text, /<a\b[^<>]*>/gi, () => /<\/a\s*>/gi, (opening, inner, closed) => {
     // Still HTML: entities are decoded once, with the rest, at the end.
-    const href = HREF.exec(opening[0]);
-    if (!href || !closed) return inner;
-    const url = href[1] ?? href[2] ?? "";
+    const url = hrefOf(opening[0]);
+    if (url === undefined || !closed) return inner;
     const label = stripTags(inner).replace(/\s+/g, " ").trim();
     return label && decodeEntities(label) !== decodeEntities(url) ? `${label} (${url})` : url;
   });
@@ -59,7 +73,8 @@ export function htmlToText(html: string): string {
     .replace(/<br\s*\/?>/gi, "\n")
     .replace(/<li\b[^<>]*>/gi, "\n- ")
     .replace(/<\/(p|div|h[1-6]|table|ul|ol|blockquote)\s*>/gi, "\n\n")
-    .replace(/<\/tr\s*>/gi, "\n");
+    .replace(/<\/tr\s*>/gi, "\n")
+    .replace(/<\/t[dh]\s*>/gi, " "); // "Amount:" and "$5" in two cells are two words
   return decodeEntities(stripTags(text))
     .split("\n")
     .map((line) => line.replace(/[ \t\r\f\v\u00a0]+/g, " ").trim())

@@ -94,7 +94,7 @@ function checkSource(path: string, text: string, partials: Record<string, string
         if (!layout || depth > 0) throw new Error(`templates/${path}: {{> content}} (the template's html) belongs in layout.html.mustache only`);
         content = true;
       } else if (type === ">") {
-        const partial = partials[name];
+        const partial = Object.hasOwn(partials, name) ? partials[name] : undefined; // not toString, constructor…
         if (partial === undefined) throw new Error(`templates/${path}: no partial named "${name}" (templates/partials/${name}.mustache)`);
         if (depth >= MAX_PARTIAL_DEPTH) throw new Error(`templates/${path}: partials nested more than ${MAX_PARTIAL_DEPTH} deep, or including themselves ("${name}")`);
         visit(parse(partial), depth + 1, inHtml || name.endsWith(".html"));

@@ -10,7 +10,10 @@ let lines: string[] = [];
 
 // This file runs before every test file (one isolate for all): install the buffer once, and print a
 // failing test's lines through the console.log this file found (vitest's relay for the current file).
-const relay = (console.log as Partial<Quiet>)[marker] ? globalThis.__mailroomRelay! : console.log;
+// The pool's console is a Proxy that hands out every method bound (a new function, without the marker):
+// the function installed is read from the console's own property instead.
+const installed = Object.getOwnPropertyDescriptor(console, "log")?.value as Partial<Quiet> | undefined;
+const relay = installed?.[marker] ? globalThis.__mailroomRelay! : console.log;
 globalThis.__mailroomRelay = relay;
 const quiet = Object.assign((...args: unknown[]) => {
   lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a))).join(" "));

@@ -67,3 +67,35 @@ describe("the OpenAPI document", () => {
     expect(await res.text()).toContain('fetch("/openapi.json")');
   });
 });
+
+describe("the OpenAPI document, from a mutation pass", () => {
+  const operations = async () => {
+    const doc = await (await api("/openapi.json")).json<Doc & { components: { schemas: Record<string, any> } }>();
+    return { doc, ops: Object.entries(doc.paths).flatMap(([path, ops]) => Object.entries(ops).map(([method, op]) => ({ path, method, op: op as any }))) };
+  };
+
+  it("marks exactly the open routes as needing no key, and gives every other a 401", async () => {
+    const { ops } = await operations();
+    const open = ops.filter(({ op }) => Array.isArray(op.security) && op.security.length === 0).map(({ method, path }) => `${method} ${path}`);
+    expect(open.sort()).toEqual(["get /docs", "get /healthz", "get /openapi.json", "get /preview", "get /preview/{name}"]);
+    for (const { method, path, op } of ops) if (!open.includes(`${method} ${path}`)) expect(op.responses, `${method} ${path}`).toHaveProperty("401");
+  });
+
+  it("takes an Idempotency-Key header on the sending routes only, and path parameters in the path", async () => {
+    const { ops } = await operations();
+    const idempotent = ops.filter(({ op }) => (op.parameters ?? []).some((p: any) => p.in === "header" && p.name === "Idempotency-Key"));
+    expect(idempotent.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(["post /send-notification", "post /v1/emails", "post /v1/emails/batch"]);
+    for (const { path, op } of ops) {
+      const names = [...path.matchAll(/\{(\w+)\}/g)].map(([, name]) => name);
+      expect((op.parameters ?? []).filter((p: any) => p.in === "path").map((p: any) => ({ name: p.name, required: p.required }))).toEqual(names.map((name) => ({ name, required: true })));
+      if (op.requestBody) expect(op.requestBody.required, path).toBe(true);
+    }
+  });
+
+  it("defines the Error every error answer refers to, and describes the accepted status", async () => {
+    const { doc } = await operations();
+    expect(doc.components.schemas.Error.required).toEqual(expect.arrayContaining(["statusCode", "name", "message", "error"]));
+    const accepted = doc.paths["/v1/emails"]!.post!.responses["202"].content["application/json"].schema;
+    expect(accepted.properties.status).toMatchObject({ enum: ["queued", "scheduled"] });
+  });
+});

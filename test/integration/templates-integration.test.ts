@@ -122,6 +122,7 @@ describe("the preview pages", () => {
     expect(html).toContain('data-locale="zh"');
     expect(html).toContain("Welcome to Acme, Ada Lovelace!");
     expect(html).toContain("新用户注册通知：欢迎加入Acme，张伟！");
+    expect(html).toMatch(/<iframe title="HTML" sandbox srcdoc="/); // no script of a template runs in the page
     expect((await get("/preview/nope", development)).status).toBe(404);
     expect(await (await get("/preview", development)).text()).toContain('href="/preview/password-reset"');
   });

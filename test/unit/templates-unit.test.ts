@@ -238,6 +238,12 @@ describe("HTML as text", () => {
     expect(htmlToText("<p>a <b>bold</b> <<<x</p>")).toBe("a bold <<<x");
   });
 
+  it("keeps a < that starts no tag, an empty comment hides nothing, and table cells stay apart", () => {
+    expect(htmlToText("<p>5 < 6 and 7 > 3</p>")).toBe("5 < 6 and 7 > 3");
+    expect(htmlToText("<p>a<!-->b<!--->c</p>")).toBe("abc");
+    expect(htmlToText("<table><tr><td>Amount:</td><td>$5</td></tr><tr><th>Total</th><td>$7</td></tr></table>")).toBe("Amount: $5\nTotal $7");
+  });
+
   it("reads unclosed markup as browsers do: a link without </a> is its text, a <style> or comment without its end hides the rest", () => {
     expect(htmlToText('<p>Go <a href="https://x.example">here</p><p>and on</p>')).toBe("Go here\n\nand on");
     expect(htmlToText("<p>Shown</p><style>p{}<p>hidden</p>")).toBe("Shown");
@@ -417,5 +423,72 @@ describe("HTML as text: a link's label and address are decoded once", () => {
     const variant = shipped.templates.get("password-reset")!.variants.get("")!;
     const result = render(shipped, "password-reset", { ...variant.sample, button_label: "Reset <now> &amp; go", button_url: "https://acme.example/r?t=&lt;x&gt;" });
     expect(result.ok && result.value.text.split("\n")).toContain("Reset <now> &amp; go (https://acme.example/r?t=&lt;x&gt;)");
+  });
+});
+
+describe("HTML as text, from a mutation pass", () => {
+  it("drops a tag only where it starts: a '<' before another '<' stays", () => {
+    expect(htmlToText("1 <<b>x</b>")).toBe("1 <x");
+  });
+
+  it("decodes the highest code point and hexadecimal references written with X", () => {
+    expect(htmlToText("&#x10FFFF;|&#X41;")).toBe("\u{10FFFF}|A");
+  });
+
+  it("gives a link whose label is its address, encoded in one and not the other, once", () => {
+    expect(htmlToText('<a href="https://x.example/?a=1&b=2">https://x.example/?a=1&amp;b=2</a>')).toBe("https://x.example/?a=1&b=2");
+  });
+
+  it("gives a link without a label as its address alone, and a label over lines on one line", () => {
+    expect(htmlToText('<a href="https://x.example"><img src="logo.png"></a>')).toBe("https://x.example");
+    expect(htmlToText('<a href="https://x.example">Go\n   now</a>')).toBe("Go now (https://x.example)");
+  });
+
+  it("ends a style at </style > with space before its >", () => {
+    expect(htmlToText("<style>p{}</style >ok")).toBe("ok");
+  });
+
+  it("collapses no-break spaces with other spaces", () => {
+    expect(htmlToText("a\u00a0\u00a0 b")).toBe("a b");
+  });
+
+  it("takes the href attribute, not one whose name only ends in href", () => {
+    expect(htmlToText('<a xhref="https://no.example" href="https://yes.example">l</a>')).toBe("l (https://yes.example)");
+  });
+});
+
+describe("templates, from a mutation pass", () => {
+  it("lists variables of partials nine deep below the html (as deep as the templates may go)", () => {
+    const files: Record<string, string> = { "t/subject.mustache": "s", "t/html.mustache": "{{> p1}}" };
+    for (let i = 1; i <= 9; i++) files[`partials/p${i}.mustache`] = i < 9 ? `{{v${i}}}{{> p${i + 1}}}` : `{{v${i}}}`;
+    const catalog = catalogOf(files);
+    expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]);
+  });
+
+  it("derives text from HTML of exactly maxHtmlChars, and none from longer", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "<p>{{v}}</p>" });
+    const variant = chooseVariant(catalog.templates.get("t")!);
+    expect(renderVariant(catalog, variant, { v: "abc" }, { maxHtmlChars: 10 }).text).toBe("abc");
+    expect(renderVariant(catalog, variant, { v: "abcd" }, { maxHtmlChars: 10 }).text).toBe("");
+  });
+});
+
+describe("bugs found by a second reader", () => {
+  it("derives text from a page whose </head> is left out, as HTML allows (it was all dropped, and every send refused)", () => {
+    expect(htmlToText('<html><head><meta charset="utf-8"><title>T</title><body><p>Hello</p></body></html>')).toBe("Hello");
+    const catalog = catalogOf({ "layout.html.mustache": "<html><head><meta charset=utf-8><body>{{> content}}</body></html>", "t/subject.mustache": "s", "t/html.mustache": "<p>Hi {{who}}</p>" });
+    expect(render(catalog, "t", { who: "Ada" })).toMatchObject({ ok: true, value: { text: "Hi Ada" } });
+  });
+
+  it("keeps the address of a link after an anchor without href or </a>, and takes only the href attribute itself", () => {
+    expect(htmlToText('<a name="top"><a href="https://x.example">go</a>')).toBe("go (https://x.example)");
+    expect(htmlToText('<a data-href="https://no.example" href="https://yes.example">l</a>')).toBe("l (https://yes.example)");
+    expect(htmlToText('<a title="href=\'https://no.example\'" href="https://yes.example">l</a>')).toBe("l (https://yes.example)");
+    expect(htmlToText("<a href=https://bare.example>go</a>")).toBe("go (https://bare.example)");
+  });
+
+  it("names a partial called like an Object member as unknown (it failed with 'this.tail.search is not a function')", () => {
+    expect(() => readCatalog({ "t/subject.mustache": "s", "t/html.mustache": "{{> toString}}" }, {})).toThrow(/no partial named "toString"/);
+    expect(() => readCatalog({ "t/subject.mustache": "s", "t/html.mustache": "h", "t/text.mustache": "{{> constructor}}" }, {})).toThrow(/no partial named "constructor"/);
   });
 });
