@@ -2,8 +2,8 @@
 // this machine. A relay process adds a fixed round-trip time in front of an SMTP sink (bench/relay.mjs);
 // through it go (1) one connection per mail with unbounded concurrency (the FastAPI BackgroundTasks +
 // aiosmtplib service's pattern), (2) nodemailer's pooled transport with 5 connections, and (3) the real
-// Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay, posted as it goes and then as
-// a scheduled backlog (no API traffic beside the consumer). It prints delivered mails per second and the
+// Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay, posted as it goes, posted in
+// batches of 100 (POST /v1/emails/batch), and as a scheduled backlog (no API traffic beside the consumer). It prints delivered mails per second and the
 // ratios, round trips per message (counted at the proxy), accept requests per second and p50/p99 against
 // /healthz (and an invalid POST) in the same wrangler dev, and CPU ms per delivered mail, by process.
 //   node bench/run.mjs [--messages=1000] [--rtt=10] [--concurrency=8]
@@ -151,6 +151,23 @@ async function mailroom() {
     const stats = await waitForMails(MESSAGES, 1_800_000);
     const delivery = { name: "Mailroom (wrangler dev), posted as it goes", perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(cpu, groupCpuMs(wrangler.pid))) };
 
+    // The same mails in batches of 100: one request (and one D1 transaction, one sendBatch) per hundred.
+    await relayStats("reset");
+    const batchCount = Math.ceil(MESSAGES / 100);
+    const batchCpu = groupCpuMs(wrangler.pid);
+    const batchStarted = Date.now();
+    await load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
+      fetch(`${wrangler.url}/v1/emails/batch`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${keyFor(b)}`, "Content-Type": "application/json" },
+        body: JSON.stringify(Array.from({ length: Math.min(100, MESSAGES - b * 100) }, (_, k) => ({ ...mail(b * 100 + k), from: undefined }))),
+      }).then(async (res) => {
+        if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
+      }),
+    );
+    const batchStats = await waitForMails(MESSAGES, 1_800_000);
+    const batched = { name: "Mailroom (wrangler dev), posted in batches of 100", perSecond: MESSAGES / ((batchStats.lastMailAt - batchStarted) / 1000), roundTrips: batchStats.roundTrips / MESSAGES, connections: batchStats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(batchCpu, groupCpuMs(wrangler.pid))) };
+
     // A backlog: the same number of mails, all scheduled for one moment after every one of them has been
     // accepted, so the consumer works through them with no API traffic beside it (the delivery engine's
     // own rate, as after an outage of the relay, or for a scheduled send to many).
@@ -164,6 +181,7 @@ async function mailroom() {
     const backlog = { name: "Mailroom (wrangler dev), a scheduled backlog", perSecond: MESSAGES / ((backlogStats.lastMailAt - dueAt) / 1000), roundTrips: backlogStats.roundTrips / MESSAGES, connections: backlogStats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(backlogCpu, groupCpuMs(wrangler.pid))) };
     return {
       delivery,
+      batched,
       backlog,
       accept: { perSecond: MESSAGES / acceptSeconds, p50: percentile(accepts, 50), p99: percentile(accepts, 99) },
       health: { perSecond: health.length / healthSeconds, p50: percentile(health, 50), p99: percentile(health, 99) },
@@ -183,7 +201,7 @@ try {
   const ours = await mailroom();
   console.log("| path | delivered/s | × per-mail | × nodemailer pool | round trips/msg | connections | CPU ms/mail |");
   console.log("|---|---|---|---|---|---|---|");
-  for (const row of [perMail, pooled, ours.delivery, ours.backlog]) {
+  for (const row of [perMail, pooled, ours.delivery, ours.batched, ours.backlog]) {
     console.log(`| ${row.name} | ${fixed(row.perSecond)} | ${fixed(row.perSecond / perMail.perSecond, 2)} | ${fixed(row.perSecond / pooled.perSecond, 2)} | ${fixed(row.roundTrips, 2)} | ${row.connections} | ${fixed(row.cpuMs, 2)} |`);
   }
   console.log(`\n| wrangler dev | requests/s | p50 ms | p99 ms |\n|---|---|---|---|`);
@@ -193,7 +211,7 @@ try {
   console.log(`\naccept requests/s ÷ /healthz's: ${fixed(ours.accept.perSecond / ours.health.perSecond, 2)}`);
   console.log("(CPU ms/mail: the client process for the baselines, the whole wrangler dev process group for Mailroom.)");
   const split = (row) => Object.entries(row.cpuByName).filter(([, ms]) => ms >= 0.05).map(([name, ms]) => `${name} ${fixed(ms, 2)}`).join(", ");
-  console.log(`Mailroom's CPU ms/mail by process: posted as it goes: ${split(ours.delivery)}; the backlog: ${split(ours.backlog)}`);
+  console.log(`Mailroom's CPU ms/mail by process: posted as it goes: ${split(ours.delivery)}; in batches: ${split(ours.batched)}; the backlog: ${split(ours.backlog)}`);
 } finally {
   relay.disconnect();
 }
