@@ -384,6 +384,23 @@ describe("HTML as text, more", () => {
   it("decodes named entities in any case, and leaves code points that are none as they are", () => {
     expect(htmlToText("&AMP; &Lt; &#0; &#x110000; &#65;")).toBe("& < &#0; &#x110000; A");
   });
+
+  it("gives a link without a label as its address alone, and a label over lines on one line", () => {
+    expect(htmlToText('<a href="https://x.example"><img src="logo.png"></a>')).toBe("https://x.example");
+    expect(htmlToText('<a href="https://x.example">Go\n   now</a>')).toBe("Go now (https://x.example)");
+  });
+
+  it("ends a style at </style > with space before its >", () => {
+    expect(htmlToText("<style>p{}</style >ok")).toBe("ok");
+  });
+
+  it("collapses no-break spaces with other spaces", () => {
+    expect(htmlToText("a\u00a0\u00a0 b")).toBe("a b");
+  });
+
+  it("takes the href attribute, not one whose name only ends in href", () => {
+    expect(htmlToText('<a xhref="https://no.example" href="https://yes.example">l</a>')).toBe("l (https://yes.example)");
+  });
 });
 
 describe("the template in a request", () => {
@@ -439,22 +456,6 @@ describe("HTML as text, from a mutation pass", () => {
     expect(htmlToText('<a href="https://x.example/?a=1&b=2">https://x.example/?a=1&amp;b=2</a>')).toBe("https://x.example/?a=1&b=2");
   });
 
-  it("gives a link without a label as its address alone, and a label over lines on one line", () => {
-    expect(htmlToText('<a href="https://x.example"><img src="logo.png"></a>')).toBe("https://x.example");
-    expect(htmlToText('<a href="https://x.example">Go\n   now</a>')).toBe("Go now (https://x.example)");
-  });
-
-  it("ends a style at </style > with space before its >", () => {
-    expect(htmlToText("<style>p{}</style >ok")).toBe("ok");
-  });
-
-  it("collapses no-break spaces with other spaces", () => {
-    expect(htmlToText("a\u00a0\u00a0 b")).toBe("a b");
-  });
-
-  it("takes the href attribute, not one whose name only ends in href", () => {
-    expect(htmlToText('<a xhref="https://no.example" href="https://yes.example">l</a>')).toBe("l (https://yes.example)");
-  });
 });
 
 describe("templates, from a mutation pass", () => {
