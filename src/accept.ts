@@ -4,7 +4,7 @@
 // are they kept and answered 202 after all. Large attachments go to R2 first, and are deleted again with
 // withdrawn messages.
 import type { Config } from "./config";
-import { decodedSize } from "./core/attachments";
+import { attachmentBytes } from "./core/attachments";
 import { createMessageId, envelopeRecipients } from "./core/message";
 import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
@@ -105,7 +105,7 @@ function toNewMessage(
 
 /** The R2 key of each request's attachments where they are too large for its row; all or none are stored. */
 async function storeLargeAttachments(bucket: R2Bucket, requests: AcceptRequest[], ids: string[], log: Logger): Promise<(string | undefined)[]> {
-  const large = requests.map((request) => (request.attachments ?? []).reduce((sum, a) => sum + decodedSize(a.content), 0) > INLINE_ATTACHMENT_BYTES);
+  const large = requests.map((request) => attachmentBytes(request.attachments ?? []) > INLINE_ATTACHMENT_BYTES);
   const puts = await Promise.allSettled(requests.map((request, i) => (large[i] ? putAttachments(bucket, ids[i]!, request.attachments!) : undefined)));
   const refused = puts.find((p) => p.status === "rejected");
   if (refused) {

@@ -79,7 +79,12 @@ export function isBase64(text: string): boolean {
 }
 
 /** How many bytes base64 text decodes to (it has been validated as base64). */
-export function decodedSize(base64: string): number {
+function decodedSize(base64: string): number {
   const padding = base64.endsWith("==") ? 2 : base64.endsWith("=") ? 1 : 0;
   return (base64.length / 4) * 3 - padding;
+}
+
+/** The attachments' size in all, decoded: what the limit and the R2 threshold count. */
+export function attachmentBytes(attachments: Pick<Attachment, "content">[]): number {
+  return attachments.reduce((sum, a) => sum + decodedSize(a.content), 0);
 }

@@ -2,7 +2,7 @@
 // than ignored: silently dropping a field the client relies on (a bcc, an attachment) would lose mail.
 import * as z from "zod";
 import { parseMailbox, type Mailbox } from "./address";
-import { decodedSize, isBase64 } from "./attachments";
+import { attachmentBytes, isBase64 } from "./attachments";
 import { scheduledAtSchema } from "./schedule";
 import { LOCALE, TEMPLATE_NAME } from "./templates";
 
@@ -101,7 +101,7 @@ const attachment = z
 const attachments = z
   .array(attachment, { error: "must be an array of attachments" })
   .max(MAX_ATTACHMENTS, `at most ${MAX_ATTACHMENTS} attachments`)
-  .refine((all) => all.reduce((sum, a) => sum + decodedSize(a.content), 0) <= MAX_ATTACHMENT_BYTES, `at most ${MAX_ATTACHMENT_BYTES / 1024 / 1024} MiB of attachments in all (decoded)`);
+  .refine((all) => attachmentBytes(all) <= MAX_ATTACHMENT_BYTES, `at most ${MAX_ATTACHMENT_BYTES / 1024 / 1024} MiB of attachments in all (decoded)`);
 
 const tags = z.array(z.strictObject({ name: TAG_PART, value: TAG_PART }), { error: "must be an array of {name, value}" }).max(MAX_TAGS, `at most ${MAX_TAGS} tags`);
 

@@ -41,11 +41,14 @@ export type ResolvedEmail = Omit<SendEmailRequest, "template" | "subject"> & {
   template?: { id: string; locale: string | null };
 };
 
-/** Renders the request's template, if it has one; a subject the request gives wins over the template's. */
-export function resolveEmail(catalog: TemplateCatalog, request: SendEmailRequest): Validated<ResolvedEmail> {
+/**
+ * Renders the request's template, if it has one; a subject the request gives wins over the template's.
+ * The catalog is asked for only then: a send without a template never reads the templates.
+ */
+export function resolveEmail(catalog: () => TemplateCatalog, request: SendEmailRequest): Validated<ResolvedEmail> {
   const { template, subject, ...rest } = request;
   if (!template) return { ok: true, value: { ...rest, subject: subject! } }; // the schema requires one without a template
-  const rendered = renderTemplateRequest(catalog, template, "template");
+  const rendered = renderTemplateRequest(catalog(), template, "template");
   if (!rendered.ok) return rendered;
   const { html, text, locale } = rendered.value;
   return { ok: true, value: { ...rest, subject: subject ?? rendered.value.subject, html, text, template: { id: template.id, locale } } };

@@ -107,6 +107,11 @@ function checkSource(path: string, text: string, partials: Record<string, string
   if (layout && !content) throw new Error("templates/layout.html.mustache: {{> content}} marks where each template's html goes, and is missing");
 }
 
+/** The template's locale variants besides the default, as their folders are named. */
+export function localesOf(template: Template): string[] {
+  return [...template.variants.values()].flatMap((v) => (v.locale ? [v.locale] : [])).sort();
+}
+
 /** The variant for `locale`: exactly, then ever more general (zh-Hant-TW → zh-Hant → zh), then the default. */
 export function chooseVariant(template: Template, locale?: string): TemplateVariant {
   const subtags = (locale ?? "").toLowerCase().split("-");

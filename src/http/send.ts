@@ -56,7 +56,7 @@ export async function sendBatchFromBody(c: Context<AppEnv>): Promise<Accepted[]>
 function prepare(c: Context<AppEnv>, schema: z.ZodType<SendEmailRequest>, body: unknown, now: Date): Validated<AcceptRequest> {
   const validated = validate(schema, body);
   if (!validated.ok) return validated;
-  const resolved = resolveEmail(templateCatalog(), validated.value);
+  const resolved = resolveEmail(templateCatalog, validated.value);
   if (!resolved.ok) return resolved;
   const request = resolved.value;
   const schedule = resolveSchedule(request.scheduledAt, now);

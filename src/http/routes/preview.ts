@@ -3,7 +3,7 @@
 // people can look at a template before it ships. A sample that lacks a variable shows what is missing.
 import { Hono } from "hono";
 import { getConfig } from "../../config";
-import { chooseVariant, renderVariant, variableProblems, type Template, type TemplateCatalog } from "../../core/templates";
+import { chooseVariant, localesOf, renderVariant, variableProblems, type Template, type TemplateCatalog } from "../../core/templates";
 import { templateCatalog } from "../../templates/catalog";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
@@ -44,7 +44,7 @@ export const previewRoutes = new Hono<AppEnv>()
     const catalog = templateCatalog();
     const template = catalog.templates.get(c.req.param("name"));
     if (!template) throw new ApiError("not_found", "no such template");
-    const locales = [null, ...[...template.variants.values()].flatMap((v) => (v.locale ? [v.locale] : []))];
+    const locales = [null, ...localesOf(template)];
     const sections = locales.map((locale) => variantSection(catalog, template, locale)).join("");
     return c.html(page(`${template.name} — preview`, `<h1>${esc(template.name)}</h1><p>Rendered with each locale's sample.json.</p>${sections}`));
   });

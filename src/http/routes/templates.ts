@@ -2,7 +2,7 @@
 // with given data without sending it — the same rendering, and the same 422s, as a templated send.
 import { Hono } from "hono";
 import { renderTemplateRequest } from "../../core/template-request";
-import { templateVariables } from "../../core/templates";
+import { localesOf, templateVariables } from "../../core/templates";
 import { renderTemplateSchema, validate } from "../../core/schema";
 import { templateCatalog } from "../../templates/catalog";
 import type * as z from "zod";
@@ -20,7 +20,7 @@ export const templateRoutes = new Hono<AppEnv>()
         const variants = [...template.variants.values()];
         return {
           name: template.name,
-          locales: variants.flatMap((v) => (v.locale ? [v.locale] : [])).sort(),
+          locales: localesOf(template),
           variables: [...new Set(variants.flatMap((v) => templateVariables(catalog, v)))].sort(),
         };
       });
