@@ -1,6 +1,6 @@
 // Two test projects: "workers" runs unit and integration tests inside workerd (real local D1 and
 // Queues, real SMTP servers from the global setup); "e2e" runs in Node and drives a real `wrangler dev`.
-import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-pool-workers";
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 
 /**
@@ -48,7 +48,7 @@ export default defineConfig({
                 SMTP_TIMEOUT_MS: "5000",
               },
               // wrangler.toml's window (10 s), with the tests' limit.
-              ratelimits: { SEND_RATE_LIMIT: { simple: { limit: TEST_SEND_RATE_LIMIT, period: 10 } } },
+              ratelimits: { SEND_RATE_LIMIT: { namespace_id: "1001", simple: { limit: TEST_SEND_RATE_LIMIT, period: 10 } } },
               queueConsumers: {
                 "mailroom-outbox": { maxBatchTimeout: 0, maxRetries: 2, deadLetterQueue: "mailroom-dead-letter" },
                 "mailroom-dead-letter": { maxBatchTimeout: 0 },
