@@ -64,10 +64,39 @@ process.on("SIGHUP", () => shutdown(129));
 const parentPid = process.ppid;
 setInterval(() => process.ppid !== parentPid && shutdown(129), 1000).unref();
 
+/**
+ * What of wrangler dev's output reaches the console: nothing while it starts (its banner and bindings table
+ * say nothing a newcomer must act on; a failure prints all of it), except its warnings and errors; after
+ * that, everything but the lines of the readiness probe's own GET /healthz.
+ */
+function createWranglerOutputFilter() {
+  let ready = false;
+  let inNotice = false; // inside a "▲ [WARNING]" or "✘ [ERROR]" block, which ends at a blank line
+  const probeLines = [/"path":"\/healthz"/, /\[wrangler:info\] GET \/healthz /];
+  let partial = "";
+  const passes = (line) => {
+    const probe = probeLines.findIndex((pattern) => pattern.test(line));
+    if (probe >= 0) return probeLines.splice(probe, 1) && false;
+    if (ready) return true;
+    inNotice = /\[(WARNING|ERROR)\]/.test(line) || (inNotice && line.trim() !== "");
+    return inNotice;
+  };
+  return {
+    write(chunk, stream) {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop();
+      const shown = lines.filter(passes);
+      if (shown.length) process[stream].write(shown.join("\n") + "\n");
+    },
+    started() {
+      ready = true;
+    },
+  };
+}
+
 try {
-  const forward = (chunk, stream) => process[stream].write(chunk);
-  console.log("mailroom: applying local D1 migrations (.wrangler/state)…");
-  await applyMigrations({ onOutput: forward });
+  const applied = await applyMigrations();
+  console.log(`mailroom: ${applied ? `applied ${applied} migration${applied === 1 ? "" : "s"} to the local D1 database` : "local D1 database up to date"} (.wrangler/state)`);
 
   const local = readLocalSettings();
   const shell = Object.fromEntries(CONFIG_KEYS.filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]]));
@@ -95,8 +124,9 @@ try {
   buildTemplates();
   watch(path.join(ROOT, "templates"), { recursive: true }, () => buildTemplates());
 
-  console.log("mailroom: starting wrangler dev…");
-  wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: forward, sweepEveryMs: SWEEP_EVERY_MS });
+  const output = createWranglerOutputFilter();
+  wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: output.write, sweepEveryMs: SWEEP_EVERY_MS });
+  output.started();
   wrangler.exited.then(({ code, signal }) => {
     if (stopping) return;
     console.error(`mailroom: wrangler dev stopped unexpectedly (${signal ?? `exit code ${code}`})`);
@@ -128,7 +158,7 @@ try {
   Stop with Ctrl-C.
 `);
 } catch (error) {
-  // wrangler's own output (the real cause) is already on the console above; its first line says what failed.
-  console.error(`mailroom: could not start: ${String(error instanceof Error ? error.message : error).split("\n")[0]}`);
+  // The message carries wrangler's own output (the real cause), which was not shown while it ran.
+  console.error(`mailroom: could not start: ${error instanceof Error ? error.message : error}`);
   await shutdown(1);
 }

@@ -40,5 +40,6 @@ export interface WranglerDev {
 export const OFFLINE_ENV: Readonly<Record<string, string>>;
 export function findFreePort(preferred?: number): Promise<number>;
 export function stopProcessGroup(child: ChildProcess, options?: { graceMs?: number; signal?: NodeJS.Signals }): Promise<void>;
-export function applyMigrations(options?: { persistTo?: string; env?: Record<string, string>; onOutput?: OutputListener }): Promise<void>;
+/** Resolves to the number of migrations applied (0: up to date). */
+export function applyMigrations(options?: { persistTo?: string; env?: Record<string, string>; onOutput?: OutputListener }): Promise<number>;
 export function startWranglerDev(options?: WranglerDevOptions): Promise<WranglerDev>;

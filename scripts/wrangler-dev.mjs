@@ -117,13 +117,28 @@ export async function stopProcessGroup(child, { graceMs = 5000, signal = "SIGTER
   liveGroups.delete(pid);
 }
 
-/** `wrangler d1 migrations apply mailroom --local`, into `persistTo` when given (else .wrangler/state). */
+/**
+ * `wrangler d1 migrations apply mailroom --local`, into `persistTo` when given (else .wrangler/state).
+ * Resolves to how many migrations it applied (0: the database was up to date); a failure carries wrangler's output.
+ */
 export async function applyMigrations({ persistTo, env, onOutput } = {}) {
   const args = ["d1", "migrations", "apply", "mailroom", "--local", ...(persistTo ? ["--persist-to", persistTo] : [])];
-  const run = spawnWrangler(args, { env, onOutput });
+  // "About to apply 10 migration(s)" precedes the work ("No migrations to apply!" when there is none); read
+  // as it streams, since the tables after it can be longer than the output kept.
+  let applied = 0;
+  let recent = ""; // a chunk may end inside the line
+  const run = spawnWrangler(args, {
+    env,
+    onOutput: (chunk, stream) => {
+      recent = (recent + chunk).slice(-256);
+      applied ||= Number(/About to apply (\d+) migration/.exec(recent)?.[1] ?? 0);
+      onOutput?.(chunk, stream);
+    },
+  });
   const { code, signal } = await run.exited;
   await stopProcessGroup(run.child); // reaps anything it left behind
   if (code !== 0) throw new Error(`wrangler d1 migrations apply failed (${signal ?? `exit code ${code}`}):\n${run.output()}`);
+  return applied;
 }
 
 async function waitForHealthy(url, { exited, timeoutMs, output }) {
