@@ -133,21 +133,21 @@ function sources(catalog: TemplateCatalog, variant: TemplateVariant) {
 }
 
 /**
- * The names a variant needs from its data: every variable and section name outside sections (inside
- * one, names may come from the section's items). Sorted; dotted names by their first part.
+ * The top-level names a variant needs from its data: exactly what rendering asks for (variableProblems), so
+ * names used inside partials and inside sections count too. Found by filling in, round by round, each name
+ * still reported missing, with its sample.json value (a name the sample lacks gets text): a section's items
+ * then have the sample's shape, and the names the items carry are not taken for top-level ones. Sorted.
  */
 export function templateVariables(catalog: TemplateCatalog, variant: TemplateVariant): string[] {
-  const { subject, html, text, partials } = sources(catalog, variant);
-  const names = new Set<string>();
-  // Only the top level: names inside a section may come from the section's items.
-  const visit = (tokens: Token[], depth: number) => {
-    for (const [type, value] of tokens) {
-      if (type === ">" && depth < MAX_PARTIAL_DEPTH && partials[value] !== undefined) visit(parse(partials[value]), depth + 1);
-      if ((type === "name" || type === "&" || type === "#" || type === "^") && value !== ".") names.add(value.split(".")[0]!);
-    }
-  };
-  for (const source of [subject, html, text]) if (source !== undefined) visit(parse(source), 0);
-  return [...names].sort();
+  const data: Record<string, unknown> = {};
+  for (;;) {
+    // "details[].label" and "user.name" belong to the top-level "details" and "user"; "." is the data itself.
+    const missing = variableProblems(catalog, variant, data)
+      .map(({ name }) => name.split(/[.[]/)[0]!)
+      .filter((name) => name !== "" && !Object.hasOwn(data, name));
+    if (missing.length === 0) return Object.keys(data).sort();
+    for (const name of missing) data[name] = Object.hasOwn(variant.sample, name) ? variant.sample[name] : name;
+  }
 }
 
 /** Partials may include partials; this deep, no further (a partial that includes itself would never end). */

@@ -4,6 +4,7 @@
 // line break is a 422 that stores, queues and sends nothing.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { sampleFiles } from "../../src/templates/files.generated";
 import { api, fetchWorker, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
 
 const welcome = { user_name: "Ada <Lovelace>", email: "ada@example.com", product_name: "Acme", button_url: "https://acme.example/start", button_label: "Get started" };
@@ -16,9 +17,28 @@ describe("GET /v1/templates", () => {
       data: [
         { name: "alert", locales: [], variables: ["button_label", "button_url", "details", "service", "severity", "started_at", "summary"] },
         { name: "password-reset", locales: [], variables: ["button_label", "button_url", "expires_in_minutes", "product_name", "user_name"] },
-        { name: "welcome", locales: ["zh"], variables: ["button_url", "email", "product_name", "user_name"] },
+        { name: "welcome", locales: ["zh"], variables: ["button_label", "button_url", "email", "product_name", "user_name"] },
       ],
     });
+  });
+
+  it("lists what rendering needs: each template renders with exactly its listed variables, in every locale, and without any one of them answers 422 naming it", async () => {
+    const { data } = await (await api("/v1/templates")).json<{ data: { name: string; locales: string[]; variables: string[] }[] }>();
+    for (const { name, locales, variables } of data) {
+      for (const locale of [undefined, ...locales]) {
+        const sample = sampleFiles[`${name}/${locale ? `${locale}/` : ""}sample.json`] as Record<string, unknown>;
+        const listed = Object.fromEntries(variables.map((v) => [v, sample[v]]));
+        const rendered = await api(`/v1/templates/${name}/render`, { method: "POST", json: { variables: listed, locale } });
+        expect(rendered.status, `${name} ${locale ?? "default"}`).toBe(200);
+        for (const left of variables) {
+          const { [left]: _, ...rest } = listed;
+          const res = await api(`/v1/templates/${name}/render`, { method: "POST", json: { variables: rest, locale } });
+          expect(res.status, `${name} ${locale ?? "default"} without ${left}`).toBe(422);
+          const body = await res.json<{ error: { issues: { path: string }[] } }>();
+          expect(body.error.issues.map((i) => i.path)).toContain(`variables.${left}`);
+        }
+      }
+    }
   });
 
   it("needs an API key", async () => {

@@ -60,9 +60,10 @@ describe("the shipped templates", () => {
     );
   });
 
-  it("lists the variables a template uses outside sections, partials and layout included", () => {
+  it("lists the variables a template needs, those of partials, of the layout and inside sections included", () => {
     const welcome = shipped.templates.get("welcome")!;
-    expect(templateVariables(shipped, welcome.variants.get("")!)).toEqual(["button_url", "email", "product_name", "user_name"]);
+    // button_label is used by the button partial, inside {{#button_url}}
+    expect(templateVariables(shipped, welcome.variants.get("")!)).toEqual(["button_label", "button_url", "email", "product_name", "user_name"]);
     expect(templateVariables(shipped, shipped.templates.get("alert")!.variants.get("")!)).toEqual([
       "button_label",
       "button_url",
@@ -319,6 +320,20 @@ describe("strict rendering, more of Mustache's semantics", () => {
 });
 
 describe("templateVariables, more", () => {
+  it("takes a section's items in the sample's shape: names the items carry are not top-level ones, names around them are", () => {
+    const catalog = catalogOf(
+      { "t/subject.mustache": "s", "t/html.mustache": "{{#rows}}{{label}} {{unit}}{{/rows}}{{#flag}}{{inner}}{{/flag}}{{#user.name}}{{user.name}}{{/user.name}}" },
+      { "t/sample.json": { rows: [{ label: "a" }], flag: true, user: { name: "Ada" } } },
+    );
+    // unit, which the sample's items lack, is the items' to carry: the 422 names it rows[].unit
+    expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["flag", "inner", "rows", "user"]);
+  });
+
+  it("gives a name the sample lacks text, so what a text value would need is listed too", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "{{#a}}{{b}}{{/a}}" });
+    expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["a", "b"]);
+  });
+
   it("lists names of variables in triple mustaches and {{& }}, and of inverted sections; never '.'", () => {
     const catalog = catalogOf({ "t/subject.mustache": "{{.}}", "t/html.mustache": "{{^none}}x{{/none}}", "t/text.mustache": "{{{raw}}}{{& amp}}" });
     expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["amp", "none", "raw"]);
