@@ -1,6 +1,6 @@
-// GET /docs: the API reference as a page people can read — every operation of /openapi.json with its
-// parameters, request fields and answers, rendered in the browser by a few lines of script (no CDN, no
-// framework: the page works offline and adds little to the bundle).
+// GET /docs: the API reference as a page people can read — every operation of /openapi.json, in the
+// document's order, with a curl to copy, its parameters, request fields and answers, rendered in the browser
+// by a few lines of script (no CDN, no framework: the page works offline and adds little to the bundle).
 export const DOCS_PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -14,6 +14,7 @@ code,.m{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:13px}
 .m{display:inline-block;min-width:56px;font-weight:700;color:#2563eb}
 table{border-collapse:collapse;width:100%;margin:6px 0}td,th{border:1px solid #e4e4e7;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f5}.r{color:#b91c1c}.muted{color:#71717a}
+pre.example{background:#f4f4f5;padding:8px 12px;overflow-x:auto;font-size:13px}
 </style>
 </head>
 <body>
@@ -47,11 +48,25 @@ function fields(doc, schema) {
   });
   return (schema.type === "array" ? "<p>an array (" + esc(rules(schema)) + ") of:</p>" : "") + "<table><tr><th>field</th><th>type</th><th>rules</th></tr>" + rows.join("") + "</table>";
 }
+const quote = (s) => "'" + s.replace(/'/g, "'\\\\''") + "'";
+/** A request to copy: path parameters from their examples (else a shell variable: $ID), the body example. */
+function curl(path, method, op) {
+  const url = location.origin + path.replace(/\\{(\\w+)\\}/g, (_, name) => {
+    const p = (op.parameters || []).find((p) => p.name === name);
+    return p && p.example ? encodeURIComponent(p.example) : "$" + name.toUpperCase();
+  });
+  const lines = ["curl -s" + (method === "get" ? "" : " -X " + method.toUpperCase()) + ' "' + url + '"'];
+  if (!(op.security && op.security.length === 0)) lines.push('-H "Authorization: Bearer $MAILROOM_API_KEY"');
+  const body = op.requestBody && op.requestBody.content["application/json"].example;
+  if (body !== undefined) lines.push('-H "Content-Type: application/json"', "-d " + quote(JSON.stringify(body, null, 2)));
+  return lines.join(" \\\\\\n  ");
+}
 fetch("/openapi.json").then((r) => r.json()).then((doc) => {
-  document.getElementById("intro").innerHTML = esc(doc.info.description) + ' The machine-readable document: <a href="/openapi.json">/openapi.json</a> (OpenAPI ' + esc(doc.openapi) + ").";
+  document.getElementById("intro").innerHTML = esc(doc.info.description) + ' The machine-readable document: <a href="/openapi.json">/openapi.json</a> (OpenAPI ' + esc(doc.openapi) + "). The examples read your key from <code>$MAILROOM_API_KEY</code> and an email's id from <code>$ID</code>.";
   const html = [];
   for (const [path, ops] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(ops)) {
     html.push('<h2><span class="m">' + method.toUpperCase() + "</span> <code>" + esc(path) + "</code></h2><p>" + esc(op.summary) + (op.security && op.security.length === 0 ? "" : ' <span class="muted">(API key)</span>') + "</p>");
+    html.push('<pre class="example">' + esc(curl(path, method, op)) + "</pre>");
     for (const p of op.parameters || []) html.push("<p>" + esc(p.in) + " parameter <code>" + esc(p.name) + "</code>" + (p.description ? ": " + esc(p.description) : "") + "</p>");
     if (op.requestBody) html.push("<h3>Request</h3>" + fields(doc, op.requestBody.content["application/json"].schema));
     for (const [status, answer] of Object.entries(op.responses)) {

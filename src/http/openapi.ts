@@ -23,6 +23,10 @@ interface Operation {
   path: string;
   summary: string;
   request?: z.ZodType;
+  /** A request body the route takes (checked against `request` by a test); the reference page turns it into a curl. */
+  example?: unknown;
+  /** Example values of path parameters; a parameter without one is a shell variable in the curl ($ID). */
+  pathExamples?: Record<string, string>;
   /** The success status and its body: JSON of this schema, or an HTML page. */
   answer: [status: number, schema: z.ZodType | "html"];
   /** Error statuses besides 500. */
@@ -35,24 +39,43 @@ interface Operation {
 
 const SENDING_ERRORS = [400, 401, 403, 409, 413, 415, 422, 429];
 
+const WELCOME_VARIABLES = { user_name: "Ada Lovelace", email: "ada@example.com", product_name: "Acme", button_url: "https://acme.example/start", button_label: "Get started" };
+
+/** In the order a user needs them: sending, then reading and changing, then templates; the operational routes last. */
 export const OPERATIONS: Operation[] = [
-  { method: "get", path: "/healthz", summary: "Health check", answer: [200, healthSchema], errors: [], open: true },
-  { method: "get", path: "/openapi.json", summary: "This document (OpenAPI 3.1)", answer: [200, z.record(z.string(), z.unknown())], errors: [], open: true },
-  { method: "get", path: "/docs", summary: "This document as a page to read", answer: [200, "html"], errors: [], open: true },
-  { method: "get", path: "/preview", summary: "The templates, linked to their previews (only with ENVIRONMENT=development)", answer: [200, "html"], errors: [404], open: true },
-  { method: "get", path: "/preview/:name", summary: "A template rendered with its sample data, every locale (only with ENVIRONMENT=development)", answer: [200, "html"], errors: [404], open: true },
-  { method: "post", path: "/v1/emails", summary: "Send an email (raw or from a template), at once or scheduled", request: sendEmailSchema, answer: [202, acceptedSchema], errors: SENDING_ERRORS, idempotent: true },
+  {
+    method: "post",
+    path: "/v1/emails",
+    summary: "Send an email (raw or from a template), at once or scheduled",
+    request: sendEmailSchema,
+    example: { to: ["ada@example.com"], subject: "Your receipt", html: "<p>Thanks for your order.</p>", text: "Thanks for your order.", tags: [{ name: "category", value: "receipt" }] },
+    answer: [202, acceptedSchema],
+    errors: SENDING_ERRORS,
+    idempotent: true,
+  },
   {
     method: "post",
     path: "/v1/emails/batch",
     summary: `Send up to ${MAX_BATCH} emails, all or none`,
     request: z.array(sendEmailSchema).min(1).max(MAX_BATCH),
+    example: [
+      { to: "ada@example.com", subject: "Your receipt", text: "Thanks for your order." },
+      { to: "grace@example.com", template: { id: "welcome", variables: { ...WELCOME_VARIABLES, user_name: "Grace Hopper", email: "grace@example.com" } } },
+    ],
     answer: [202, batchAcceptedSchema],
     errors: SENDING_ERRORS,
     idempotent: true,
   },
   { method: "get", path: "/v1/emails/:id", summary: "An email's status, recipients and history", answer: [200, emailViewSchema], errors: [401, 404] },
-  { method: "patch", path: "/v1/emails/:id", summary: "Move a scheduled email", request: rescheduleSchema, answer: [200, rescheduledSchema], errors: [400, 401, 404, 409, 415, 422] },
+  {
+    method: "patch",
+    path: "/v1/emails/:id",
+    summary: "Move a scheduled email",
+    request: rescheduleSchema,
+    example: { scheduled_at: "2030-01-01T09:00:00Z" },
+    answer: [200, rescheduledSchema],
+    errors: [400, 401, 404, 409, 415, 422],
+  },
   { method: "post", path: "/v1/emails/:id/cancel", summary: "Cancel an email not yet handed to the relay", answer: [200, canceledSchema], errors: [401, 404, 409] },
   { method: "get", path: "/v1/templates", summary: "The templates, their locales and variables", answer: [200, templateListSchema], errors: [401] },
   {
@@ -60,6 +83,8 @@ export const OPERATIONS: Operation[] = [
     path: "/v1/templates/:name/render",
     summary: "Render a template without sending it",
     request: renderTemplateSchema,
+    example: { variables: WELCOME_VARIABLES, locale: "en" },
+    pathExamples: { name: "welcome" },
     answer: [200, renderedTemplateSchema],
     errors: [400, 401, 404, 415, 422],
   },
@@ -68,17 +93,31 @@ export const OPERATIONS: Operation[] = [
     path: "/send-notification",
     summary: "The classic FastAPI notification endpoint: {recipient, subject, content}",
     request: classicNotificationSchema,
+    example: { recipient: "ada@example.com", subject: "Your receipt", content: "Thanks for your order." },
     answer: [202, classicAcceptedSchema],
     errors: SENDING_ERRORS,
     idempotent: true,
   },
+  { method: "get", path: "/preview", summary: "The templates, linked to their previews (only with ENVIRONMENT=development)", answer: [200, "html"], errors: [404], open: true },
+  {
+    method: "get",
+    path: "/preview/:name",
+    summary: "A template rendered with its sample data, every locale (only with ENVIRONMENT=development)",
+    pathExamples: { name: "welcome" },
+    answer: [200, "html"],
+    errors: [404],
+    open: true,
+  },
+  { method: "get", path: "/healthz", summary: "Health check", answer: [200, healthSchema], errors: [], open: true },
+  { method: "get", path: "/openapi.json", summary: "This document (OpenAPI 3.1)", answer: [200, z.record(z.string(), z.unknown())], errors: [], open: true },
+  { method: "get", path: "/docs", summary: "This document as a page to read", answer: [200, "html"], errors: [], open: true },
 ];
 
 const jsonSchema = (schema: z.ZodType) => {
   const { $schema: _, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
   return rest;
 };
-const json = (schema: z.ZodType) => ({ "application/json": { schema: jsonSchema(schema) } });
+const json = (schema: z.ZodType, example?: unknown) => ({ "application/json": { schema: jsonSchema(schema), ...(example === undefined ? {} : { example }) } });
 
 const IDEMPOTENCY_KEY = {
   name: "Idempotency-Key",
@@ -97,7 +136,13 @@ export function openApiDocument(): Record<string, unknown> {
   for (const op of OPERATIONS) {
     const path = op.path.replace(/:(\w+)/g, "{$1}");
     const parameters = [
-      ...[...op.path.matchAll(/:(\w+)/g)].map(([, name]) => ({ name, in: "path", required: true, schema: { type: "string" } })),
+      ...[...op.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
+        name: name!,
+        in: "path",
+        required: true,
+        schema: { type: "string" },
+        ...(op.pathExamples?.[name!] ? { example: op.pathExamples[name!] } : {}),
+      })),
       ...(op.idempotent ? [IDEMPOTENCY_KEY] : []),
     ];
     paths[path] ??= {};
@@ -105,7 +150,7 @@ export function openApiDocument(): Record<string, unknown> {
       summary: op.summary,
       ...(op.open ? { security: [] } : {}),
       ...(parameters.length ? { parameters } : {}),
-      ...(op.request ? { requestBody: { required: true, content: json(op.request) } } : {}),
+      ...(op.request ? { requestBody: { required: true, content: json(op.request, op.example) } } : {}),
       responses: {
         [op.answer[0]]: { description: "success", content: op.answer[1] === "html" ? { "text/html": { schema: { type: "string" } } } : json(op.answer[1]) },
         ...Object.fromEntries([...op.errors, 500].map((status) => [status, error])),

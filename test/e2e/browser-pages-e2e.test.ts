@@ -55,14 +55,27 @@ describe.skipIf(!CHROMIUM)("pages in a real browser", () => {
     await page.close();
   });
 
-  it("renders the API reference at /docs from /openapi.json", async () => {
+  it("renders the API reference at /docs from /openapi.json: sending first, the operational routes last, each with a curl to copy", async () => {
     const page = await browser!.newPage();
     await page.goto(`${wrangler!.url}/docs`);
     const headings = page.locator("h2");
     await expect.poll(() => headings.count()).toBeGreaterThan(10);
     const titles = await headings.allInnerTexts();
-    expect(titles).toEqual(expect.arrayContaining(["POST /v1/emails", "POST /v1/emails/batch", "GET /v1/emails/{id}", "POST /v1/templates/{name}/render", "Error"]));
-    expect(await page.locator("body").innerText()).toContain("template");
+    expect(titles.slice(0, 3)).toEqual(["POST /v1/emails", "POST /v1/emails/batch", "GET /v1/emails/{id}"]);
+    expect(titles.slice(-6)).toEqual(["GET /preview", "GET /preview/{name}", "GET /healthz", "GET /openapi.json", "GET /docs", "Error"]);
+    expect(titles).toEqual(expect.arrayContaining(["POST /v1/templates/{name}/render", "POST /send-notification"]));
+    const examples = await page.locator("pre.example").allInnerTexts();
+    expect(examples).toHaveLength(titles.length - 1); // every operation, not the Error schema
+    for (const example of examples) expect(example).toMatch(new RegExp(`^curl -s( -X [A-Z]+)? "${wrangler!.url}/`));
+    // The first one, as a user would paste it: its URL, its key header and its body send a mail.
+    const send = examples[0]!;
+    expect(send).toContain('-H "Authorization: Bearer $MAILROOM_API_KEY"');
+    const url = /"(http[^"]+)"/.exec(send)![1]!;
+    const body = /-d '([\s\S]*)'$/.exec(send)![1]!;
+    const res = await fetch(url, { method: "POST", headers: { Authorization: `Bearer ${stack.apiKey}`, "Content-Type": "application/json" }, body });
+    expect(res.status).toBe(202);
+    const render = examples[titles.indexOf("POST /v1/templates/{name}/render")]!;
+    expect(render).toContain(`"${wrangler!.url}/v1/templates/welcome/render"`);
     await page.close();
   });
 });

@@ -2,6 +2,7 @@
 // answer schemas — and nothing it does not serve, so it cannot drift from the code; the page renders it.
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/app";
+import { OPERATIONS } from "../../src/http/openapi";
 import { api } from "../helpers/api";
 
 type Doc = { openapi: string; paths: Record<string, Record<string, { requestBody?: any; responses: Record<string, any>; security?: unknown[] }>> };
@@ -58,6 +59,30 @@ describe("the OpenAPI document", () => {
     expect(batch).toMatchObject({ type: "array", minItems: 1, maxItems: 100 });
     const view = doc.paths["/v1/emails/{id}"]!.get!.responses["200"].content["application/json"].schema;
     expect(view.required).toEqual(expect.arrayContaining(["id", "status", "template", "recipients", "events"]));
+  });
+
+  it("lists sending first and the operational routes last", async () => {
+    const doc = await (await api("/openapi.json")).json<Doc>();
+    const paths = Object.keys(doc.paths);
+    expect(paths.slice(0, 2)).toEqual(["/v1/emails", "/v1/emails/batch"]);
+    expect(paths.slice(-5)).toEqual(["/preview", "/preview/{name}", "/healthz", "/openapi.json", "/docs"]);
+  });
+
+  it("gives every request body an example that the route's own schema accepts", async () => {
+    const doc = await (await api("/openapi.json")).json<Doc>();
+    const byRoute = new Map(OPERATIONS.map((op) => [`${op.method} ${op.path.replace(/:(\w+)/g, "{$1}")}`, op]));
+    let checked = 0;
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (!op.requestBody) continue;
+        const example = op.requestBody.content["application/json"].example;
+        expect(example, `${method} ${path}`).toBeDefined();
+        const parsed = byRoute.get(`${method} ${path}`)!.request!.safeParse(example);
+        expect(parsed.success, `${method} ${path}: ${JSON.stringify(parsed.error?.issues)}`).toBe(true);
+        checked++;
+      }
+    }
+    expect(checked).toBe(5);
   });
 
   it("is readable at /docs", async () => {
