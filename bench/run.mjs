@@ -5,7 +5,8 @@
 // Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay, posted as it goes, posted in
 // batches of 100 (POST /v1/emails/batch), and as a scheduled backlog (no API traffic beside the consumer). It prints delivered mails per second and the
 // ratios, round trips per message (counted at the proxy), accept requests per second and p50/p99 against
-// /healthz (and an invalid POST) in the same wrangler dev, and CPU ms per delivered mail, by process.
+// /healthz (and an invalid POST) in the same wrangler dev, CPU ms per delivered mail, by process, and what
+// each delivered mail costs — D1 rows, queue operations, subrequests, CPU — and a million of them in dollars.
 //   node bench/run.mjs [--messages=1000] [--rtt=10] [--concurrency=8]
 import { fork } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
@@ -56,6 +57,73 @@ function cpuPerMail(before, after) {
   return { total: Object.values(byName).reduce((a, b) => a + b, 0), byName };
 }
 
+/**
+ * Sums what Mailroom's log lines say each request and each queue batch cost (d1_rows_read, d1_rows_written,
+ * queue_ops, binding_calls), and counts invocations and delivered mails, from wrangler dev's output.
+ */
+function createUsageCollector() {
+  const totals = { requests: 0, batches: 0, rowsRead: 0, rowsWritten: 0, queueOps: 0, bindingCalls: 0, sent: 0 };
+  let partial = "";
+  let batchSinceLastSent = true;
+  const waiters = new Set();
+  const read = (line) => {
+    if (!line.startsWith("{")) return;
+    let entry;
+    try {
+      entry = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (entry.msg === "delivery attempt" && entry.outcome === "sent") (totals.sent++, (batchSinceLastSent = false));
+    if (entry.msg !== "request" && entry.msg !== "queue batch") return;
+    if (entry.msg === "request") totals.requests++;
+    else (totals.batches++, (batchSinceLastSent = true));
+    totals.rowsRead += entry.d1_rows_read ?? 0;
+    totals.rowsWritten += entry.d1_rows_written ?? 0;
+    totals.queueOps += entry.queue_ops ?? 0;
+    totals.bindingCalls += entry.binding_calls ?? 0;
+  };
+  return {
+    onOutput(chunk, stream) {
+      if (stream !== "stdout") return;
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop();
+      for (const line of lines) read(line.trim());
+      for (const check of waiters) check();
+    },
+    snapshot: () => ({ ...totals }),
+    /** Resolves once `count` more mails than in `since` were logged sent and the batch that sent the last one has logged its cost. */
+    settled(since, count, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`only ${totals.sent - since.sent} of ${count} deliveries logged`))), timeoutMs);
+        const check = () => {
+          if (totals.sent - since.sent < count || !batchSinceLastSent) return;
+          clearTimeout(timer);
+          waiters.delete(check);
+          resolve({ ...totals });
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+  };
+}
+
+/** Per delivered mail, between two snapshots; SMTP connections (counted at the relay) are subrequests too. */
+function usagePerMail(before, after, connections) {
+  const per = (key) => (after[key] - before[key]) / MESSAGES;
+  return {
+    requests: per("requests") + per("batches"), // a queue consumer invocation is billed as a request
+    rowsRead: per("rowsRead"),
+    rowsWritten: per("rowsWritten"),
+    queueOps: per("queueOps"),
+    subrequests: per("bindingCalls") + connections / MESSAGES,
+  };
+}
+
+/** Workers Paid list prices, in dollars: requests $0.30/M, CPU $0.02 per M ms, Queues $0.40 per M operations, D1 $1.00 per M rows written, $0.001 per M read. */
+const costPerMillionMails = ({ requests, rowsRead, rowsWritten, queueOps }, cpuMs) => requests * 0.3 + cpuMs * 0.02 + queueOps * 0.4 + rowsWritten * 1.0 + rowsRead * 0.001;
+
 async function waitForMails(count, timeoutMs) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -104,10 +172,12 @@ async function mailroom() {
   const apiKeys = Array.from({ length: KEYS }, () => `bench-${randomUUID()}`);
   const keyFor = (i) => apiKeys[((i % KEYS) + KEYS) % KEYS];
   await applyMigrations({ persistTo: stateDir, env });
+  const usage = createUsageCollector();
   const wrangler = await startWranglerDev({
     persistTo: stateDir,
     envFile,
     env,
+    onOutput: usage.onOutput,
     vars: {
       SMTP_HOST: "127.0.0.1",
       SMTP_PORT: String(relayPort),
@@ -143,19 +213,25 @@ async function mailroom() {
     );
     const refusedSeconds = (performance.now() - refusedStarted) / 1000;
 
+    /** A phase's figures: delivered/s from `started`, CPU and usage per mail once its last batch has logged. */
+    const measure = async (name, { started, cpu, used }) => {
+      const stats = await waitForMails(MESSAGES, 1_800_000);
+      const after = await usage.settled(used, MESSAGES);
+      const { total, byName } = cpuPerMail(cpu, groupCpuMs(wrangler.pid));
+      return { name, perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, cpuMs: total, cpuByName: byName, usage: usagePerMail(used, after, stats.connections) };
+    };
+    const phaseStart = () => ({ started: Date.now(), cpu: groupCpuMs(wrangler.pid), used: usage.snapshot() });
+
     await relayStats("reset");
-    const cpu = groupCpuMs(wrangler.pid);
-    const started = Date.now();
+    const asItGoes = phaseStart();
     const accepts = await load(MESSAGES, CONCURRENCY, post);
-    const acceptSeconds = (Date.now() - started) / 1000;
-    const stats = await waitForMails(MESSAGES, 1_800_000);
-    const delivery = { name: "Mailroom (wrangler dev), posted as it goes", perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(cpu, groupCpuMs(wrangler.pid))) };
+    const acceptSeconds = (Date.now() - asItGoes.started) / 1000;
+    const delivery = await measure("Mailroom (wrangler dev), posted as it goes", asItGoes);
 
     // The same mails in batches of 100: one request (and one D1 transaction, one sendBatch) per hundred.
     await relayStats("reset");
     const batchCount = Math.ceil(MESSAGES / 100);
-    const batchCpu = groupCpuMs(wrangler.pid);
-    const batchStarted = Date.now();
+    const inBatches = phaseStart();
     await load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
       fetch(`${wrangler.url}/v1/emails/batch`, {
         method: "POST",
@@ -165,20 +241,19 @@ async function mailroom() {
         if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
       }),
     );
-    const batchStats = await waitForMails(MESSAGES, 1_800_000);
-    const batched = { name: "Mailroom (wrangler dev), posted in batches of 100", perSecond: MESSAGES / ((batchStats.lastMailAt - batchStarted) / 1000), roundTrips: batchStats.roundTrips / MESSAGES, connections: batchStats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(batchCpu, groupCpuMs(wrangler.pid))) };
+    const batched = await measure("Mailroom (wrangler dev), posted in batches of 100", inBatches);
 
     // A backlog: the same number of mails, all scheduled for one moment after every one of them has been
     // accepted, so the consumer works through them with no API traffic beside it (the delivery engine's
     // own rate, as after an outage of the relay, or for a scheduled send to many).
+    // Its cost per mail counts the accepting requests too (from before they were posted); its CPU and speed, the consumer alone.
     await relayStats("reset");
+    const backlogUsed = usage.snapshot();
     const dueAt = Math.ceil((Date.now() + acceptSeconds * 1500 + 3000) / 1000) * 1000;
     await load(MESSAGES, CONCURRENCY, (i) => post(i, { scheduled_at: new Date(dueAt).toISOString() }));
     if (Date.now() >= dueAt) throw new Error("posting the backlog took longer than planned; its figures would include the API traffic");
     await delay(dueAt - Date.now());
-    const backlogCpu = groupCpuMs(wrangler.pid);
-    const backlogStats = await waitForMails(MESSAGES, 1_800_000);
-    const backlog = { name: "Mailroom (wrangler dev), a scheduled backlog", perSecond: MESSAGES / ((backlogStats.lastMailAt - dueAt) / 1000), roundTrips: backlogStats.roundTrips / MESSAGES, connections: backlogStats.connections, ...(({ total, byName }) => ({ cpuMs: total, cpuByName: byName }))(cpuPerMail(backlogCpu, groupCpuMs(wrangler.pid))) };
+    const backlog = await measure("Mailroom (wrangler dev), a scheduled backlog", { started: dueAt, cpu: groupCpuMs(wrangler.pid), used: backlogUsed });
     return {
       delivery,
       batched,
@@ -209,6 +284,15 @@ try {
   console.log(`| POST /v1/emails, invalid (422: no writes) | ${fixed(ours.refused.perSecond)} | ${fixed(ours.refused.p50)} | ${fixed(ours.refused.p99)} |`);
   console.log(`| POST /v1/emails (202, while delivering) | ${fixed(ours.accept.perSecond)} | ${fixed(ours.accept.p50)} | ${fixed(ours.accept.p99)} |`);
   console.log(`\naccept requests/s ÷ /healthz's: ${fixed(ours.accept.perSecond / ours.health.perSecond, 2)}`);
+  console.log("\nWhat each delivered mail costs (from Mailroom's log lines; CPU: workerd's, the part Workers bills), and a million such mails at Workers Paid list prices:");
+  console.log("| path | requests | D1 rows read | D1 rows written | queue ops | subrequests | CPU ms | $ per million mails | × Amazon SES ($100) | × Email Service ($350) |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|");
+  for (const row of [ours.delivery, ours.batched, ours.backlog]) {
+    const u = row.usage;
+    const cpuMs = row.cpuByName.workerd ?? row.cpuMs;
+    const cost = costPerMillionMails(u, cpuMs);
+    console.log(`| ${row.name} | ${fixed(u.requests, 2)} | ${fixed(u.rowsRead)} | ${fixed(u.rowsWritten, 2)} | ${fixed(u.queueOps, 2)} | ${fixed(u.subrequests, 2)} | ${fixed(cpuMs, 2)} | ${fixed(cost, 2)} | ${fixed(cost / 100, 3)} | ${fixed(cost / 350, 3)} |`);
+  }
   console.log("(CPU ms/mail: the client process for the baselines, the whole wrangler dev process group for Mailroom.)");
   const split = (row) => Object.entries(row.cpuByName).filter(([, ms]) => ms >= 0.05).map(([name, ms]) => `${name} ${fixed(ms, 2)}`).join(", ");
   console.log(`Mailroom's CPU ms/mail by process: posted as it goes: ${split(ours.delivery)}; in batches: ${split(ours.batched)}; the backlog: ${split(ours.backlog)}`);

@@ -10,6 +10,7 @@ import { sweep } from "./delivery/sweeper";
 import { createLogger, type Logger } from "./log";
 import { applyRetention } from "./retention";
 import { purgeExpiredKeys } from "./store/idempotency";
+import { createUsage, meterBatch, meterD1, meterQueue, meterR2, usageFields, type Usage } from "./usage";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 
@@ -26,19 +27,38 @@ function readConfig(env: Env, log: Logger): Config | undefined {
   }
 }
 
+/** The bindings that cost per use, counted into `usage`. */
+const meteredBindings = (env: Env, usage: Usage) => ({ db: meterD1(env.DB, usage), outbox: meterQueue(env.OUTBOX, usage), attachments: meterR2(env.ATTACHMENTS, usage) });
+
+async function handleBatch(batch: MessageBatch<OutboxJob>, env: Env, usage: Usage, log: Logger): Promise<void> {
+  const config = readConfig(env, log);
+  const { db, outbox, attachments } = meteredBindings(env, usage);
+  if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, { db, outbox, config, log });
+  if (!config) {
+    // Nothing can be delivered until the settings are fixed; keep every job meanwhile, backing off.
+    const attempts = Math.max(...batch.messages.map((m) => m.attempts));
+    batch.retryAll({ delaySeconds: backoffSeconds(attempts, DEFAULT_RETRY) });
+    return;
+  }
+  return deliverBatch(batch, { db, outbox, attachments, config, log });
+}
+
 export default {
   fetch: app.fetch,
   async queue(batch, env) {
     const log = createLogger({ queue: batch.queue });
-    const config = readConfig(env, log);
-    if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, { db: env.DB, outbox: env.OUTBOX, config, log });
-    if (!config) {
-      // Nothing can be delivered until the settings are fixed; keep every job meanwhile, backing off.
-      const attempts = Math.max(...batch.messages.map((m) => m.attempts));
-      batch.retryAll({ delaySeconds: backoffSeconds(attempts, DEFAULT_RETRY) });
-      return;
+    const usage = createUsage();
+    const metered = meterBatch(batch, usage);
+    let failed = false;
+    try {
+      await handleBatch(metered.batch, env, usage, log);
+    } catch (error) {
+      failed = true; // the runtime retries every message of the batch
+      throw error;
+    } finally {
+      metered.settle({ failed });
+      log.info("queue batch", { messages: batch.messages.length, ...usageFields(usage) });
     }
-    return deliverBatch(batch, { db: env.DB, outbox: env.OUTBOX, attachments: env.ATTACHMENTS, config, log });
   },
   async scheduled(_controller, env) {
     const log = createLogger({ task: "sweep" });

@@ -8,5 +8,7 @@ export interface AppEnv {
     log: Logger;
     /** The API key that authenticated the request. */
     apiKey: ApiKeyEntry;
+    /** The request's deferred work (see defer). */
+    deferred: Promise<unknown>[];
   };
 }

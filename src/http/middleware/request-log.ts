@@ -1,6 +1,9 @@
-// One log line per request (method, path, status, latency) and a request-scoped logger in c.var.log.
+// One log line per request (method, path, status, latency, and what it cost: D1 rows, queue operations,
+// binding calls — its deferred work included) and a request-scoped logger in c.var.log. The bindings the
+// handlers see are the metered ones.
 import { createMiddleware } from "hono/factory";
 import { createLogger } from "../../log";
+import { createUsage, meterD1, meterQueue, meterR2, usageFields } from "../../usage";
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 
@@ -9,8 +12,15 @@ export function requestLog({ now = () => Date.now() }: { now?: () => number } = 
     const started = now();
     const log = createLogger({ request_id: c.var.requestId });
     c.set("log", log);
+    c.set("deferred", []);
+    const usage = createUsage();
+    if (c.env?.DB) c.env = { ...c.env, DB: meterD1(c.env.DB, usage), OUTBOX: meterQueue(c.env.OUTBOX, usage), ATTACHMENTS: meterR2(c.env.ATTACHMENTS, usage) };
     await next();
     const fields = { method: c.req.method, path: c.req.path, status: c.res.status, latency_ms: now() - started };
-    defer(c, async () => log.info("request", fields));
+    const deferred = [...c.var.deferred];
+    defer(c, async () => {
+      await Promise.allSettled(deferred);
+      log.info("request", { ...fields, ...usageFields(usage) });
+    });
   });
 }

@@ -1,0 +1,132 @@
+// What a request or a queue batch costs, counted as Cloudflare bills it: D1 rows read and written (index
+// entries count as rows written; D1's own meta says so per statement), Queues operations (each message
+// written, read and deleted is one), and calls that leave the isolate. The bindings are wrapped once per
+// invocation, so no query can go uncounted; the totals go into that invocation's log line.
+
+export interface Usage {
+  d1RowsRead: number;
+  d1RowsWritten: number;
+  queueOps: number;
+  /** D1 statements or batches, Queue sends, R2 calls: the binding calls of this invocation. */
+  bindingCalls: number;
+}
+
+export const createUsage = (): Usage => ({ d1RowsRead: 0, d1RowsWritten: 0, queueOps: 0, bindingCalls: 0 });
+
+/** The log fields, snake_case as every log field. */
+export function usageFields(usage: Usage) {
+  return { d1_rows_read: usage.d1RowsRead, d1_rows_written: usage.d1RowsWritten, queue_ops: usage.queueOps, binding_calls: usage.bindingCalls };
+}
+
+function addMeta(usage: Usage, result: D1Result | D1Result[]): void {
+  for (const { meta } of Array.isArray(result) ? result : [result]) {
+    usage.d1RowsRead += meta?.rows_read ?? 0;
+    usage.d1RowsWritten += meta?.rows_written ?? 0;
+  }
+}
+
+/** The statement a metered one stands for: D1's batch() takes only its own. */
+const unmetered = new WeakMap<D1PreparedStatement, D1PreparedStatement>();
+
+function meterStatement(statement: D1PreparedStatement, usage: Usage): D1PreparedStatement {
+  const run = async <T>(method: "all" | "run"): Promise<D1Result<T>> => {
+    usage.bindingCalls++;
+    const result = await (method === "all" ? statement.all<T>() : (statement.run<T>() as Promise<D1Result<T>>));
+    addMeta(usage, result);
+    return result;
+  };
+  const metered = {
+    bind: (...values: unknown[]) => meterStatement(statement.bind(...values), usage),
+    all: <T>() => run<T>("all"),
+    run: <T>() => run<T>("run"),
+    // first() and raw() give no meta: read through all(), which does, with the same answers.
+    first: async <T>(column?: string) => {
+      const row = (await run<Record<string, unknown>>("all")).results[0];
+      if (row === undefined) return null;
+      return (column === undefined ? row : row[column]) as T;
+    },
+    raw: async ({ columnNames = false }: { columnNames?: boolean } = {}) => {
+      const { results } = await run<Record<string, unknown>>("all");
+      const rows = results.map((row) => Object.values(row));
+      return columnNames ? [Object.keys(results[0] ?? {}), ...rows] : rows;
+    },
+  } as unknown as D1PreparedStatement;
+  unmetered.set(metered, statement);
+  return metered;
+}
+
+/** A D1 database whose every statement adds its rows to `usage`. */
+export function meterD1(db: D1Database, usage: Usage): D1Database {
+  return {
+    prepare: (query: string) => meterStatement(db.prepare(query), usage),
+    batch: async <T>(statements: D1PreparedStatement[]) => {
+      usage.bindingCalls++;
+      const results = await db.batch<T>(statements.map((s) => unmetered.get(s) ?? s));
+      addMeta(usage, results);
+      return results;
+    },
+    exec: (query: string) => (usage.bindingCalls++, db.exec(query)),
+    withSession: () => {
+      throw new Error("meterD1: sessions are not used by Mailroom");
+    },
+    dump: () => db.dump(),
+  } as D1Database;
+}
+
+/** A queue whose sends count one operation per message written. */
+export function meterQueue<Body>(queue: Queue<Body>, usage: Usage): Queue<Body> {
+  return {
+    send: (body: Body, options?: QueueSendOptions) => (usage.bindingCalls++, (usage.queueOps += 1), queue.send(body, options)),
+    sendBatch: (messages: Iterable<MessageSendRequest<Body>>, options?: QueueSendBatchOptions) => {
+      const list = [...messages];
+      usage.bindingCalls++;
+      usage.queueOps += list.length;
+      return queue.sendBatch(list, options);
+    },
+  } as Queue<Body>;
+}
+
+/** R2 calls are subrequests too (no rows, no queue operations). */
+export function meterR2(bucket: R2Bucket, usage: Usage): R2Bucket {
+  return new Proxy(bucket, {
+    get(target, property) {
+      const value = Reflect.get(target, property);
+      if (typeof value !== "function") return value;
+      return (...args: unknown[]) => (usage.bindingCalls++, value.apply(target, args));
+    },
+  });
+}
+
+/** `target` with some members replaced; every other one as it is (methods bound to the target). */
+function passThrough<T extends object>(target: T, replaced: Partial<T>): T {
+  return new Proxy(target, {
+    get(object, property) {
+      if (Object.hasOwn(replaced, property)) return replaced[property as keyof T];
+      const value = Reflect.get(object, property);
+      return typeof value === "function" ? value.bind(object) : value;
+    },
+  });
+}
+
+/**
+ * A delivered batch's queue operations: each message was read once, and each not retried is deleted (acked,
+ * explicitly or by returning). Wraps the messages' retry() so the count is the one the consumer made.
+ */
+export function meterBatch<Body>(batch: MessageBatch<Body>, usage: Usage): { batch: MessageBatch<Body>; settle(options?: { failed?: boolean }): void } {
+  let retried = 0;
+  const counted = new WeakSet<Message<Body>>();
+  const retry = (message: Message<Body>) => {
+    if (!counted.has(message)) (counted.add(message), retried++);
+  };
+  const messages = batch.messages.map((message) => passThrough(message, { retry: (options?: QueueRetryOptions) => (retry(message), message.retry(options)) }));
+  const retryAll = (options?: QueueRetryOptions) => {
+    for (const message of batch.messages) retry(message);
+    batch.retryAll(options);
+  };
+  const metered = passThrough(batch, { messages, retryAll });
+  const settle = ({ failed = false }: { failed?: boolean } = {}) => {
+    // A consumer that threw has every message retried: read, not deleted.
+    usage.queueOps += batch.messages.length + (failed ? 0 : batch.messages.length - retried);
+  };
+  return { batch: metered, settle };
+}

@@ -1,0 +1,83 @@
+// What a mail costs, as the log lines report it: D1 rows read and written (index entries included, from
+// D1's own meta) and queue operations, per request and per queue batch. The exact row counts pin the
+// schema's cost: a new index or an extra write shows up here (and belongs in the README's figures).
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { createUsage, meterD1 } from "../../src/usage";
+import { api, captureLogs, uniqueRecipient } from "../helpers/api";
+import { deliver, insertQueuedMessage } from "../helpers/factories";
+
+type Line = Record<string, unknown>;
+
+async function linesOf(run: () => Promise<unknown>, until: (lines: Line[]) => boolean): Promise<Line[]> {
+  const { lines, restore } = captureLogs();
+  try {
+    await run();
+    await vi.waitFor(() => expect(until(lines.map((l) => JSON.parse(l)))).toBe(true));
+    return lines.map((l) => JSON.parse(l));
+  } finally {
+    restore();
+  }
+}
+
+describe("what a mail costs, in the log lines", () => {
+  it("accepting a single-recipient mail: 9 D1 rows written (message and its three indexes, recipient and its index, event, its index and its sequence), 1 queue operation", async () => {
+    const later = new Date(Date.now() + 3600_000).toISOString(); // scheduled: no consumer takes it during the test
+    let id = "";
+    const lines = await linesOf(
+      async () => ({ id } = await (await api("/v1/emails", { method: "POST", json: { to: uniqueRecipient("cost"), subject: "x", text: "y", scheduled_at: later } })).json<{ id: string }>()),
+      (lines) => lines.some((l) => l.msg === "request"),
+    );
+    expect(id).not.toBe("");
+    expect(lines.find((l) => l.msg === "request")).toMatchObject({ method: "POST", status: 202, d1_rows_written: 9, d1_rows_read: expect.any(Number), queue_ops: 1, binding_calls: 2 });
+  });
+
+  it("delivering it: 8 D1 rows written (claim, recipient, outcome, event), 2 queue operations (read, delete)", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("cost") });
+    const lines = await linesOf(() => deliver([id]), (lines) => lines.some((l) => l.msg === "queue batch"));
+    expect(lines.find((l) => l.msg === "delivery attempt")).toMatchObject({ email_id: id, outcome: "sent" });
+    expect(lines.find((l) => l.msg === "queue batch")).toMatchObject({ queue: "mailroom-outbox", messages: 1, d1_rows_written: 8, queue_ops: 2 });
+  });
+
+  it("a job retried is read, not deleted: 1 queue operation", async () => {
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail-cost") }); // the inbox answers 451
+    const lines = await linesOf(() => deliver([id]), (lines) => lines.some((l) => l.msg === "queue batch"));
+    expect(lines.find((l) => l.msg === "delivery attempt")).toMatchObject({ email_id: id, outcome: "retry" });
+    expect(lines.find((l) => l.msg === "queue batch")).toMatchObject({ messages: 1, queue_ops: 1 });
+  });
+
+  it("reading status writes nothing and queues nothing", async () => {
+    const { id } = await insertQueuedMessage();
+    const lines = await linesOf(() => api(`/v1/emails/${id}`).then((r) => r.text()), (lines) => lines.some((l) => l.msg === "request"));
+    expect(lines.find((l) => l.msg === "request")).toMatchObject({ status: 200, d1_rows_written: 0, queue_ops: 0, binding_calls: 1 });
+    expect(lines.find((l) => l.msg === "request")!.d1_rows_read).toBeGreaterThan(0);
+  });
+});
+
+describe("meterD1", () => {
+  it("answers first() and raw() as D1 does, and counts their rows", async () => {
+    const usage = createUsage();
+    const db = meterD1(env.DB, usage);
+    const sql = "SELECT value AS v, value * 2 AS w FROM json_each('[1,2,3]')";
+    expect(await db.prepare(sql).first()).toEqual(await env.DB.prepare(sql).first());
+    expect(await db.prepare(sql).first("w")).toEqual(await env.DB.prepare(sql).first("w"));
+    expect(await db.prepare(`${sql} WHERE 0`).first()).toBeNull();
+    expect(await db.prepare(sql).raw()).toEqual(await env.DB.prepare(sql).raw());
+    expect(await db.prepare(sql).raw({ columnNames: true })).toEqual(await env.DB.prepare(sql).raw({ columnNames: true }));
+    expect(usage.bindingCalls).toBe(5);
+  });
+
+  it("runs a batch of its own statements and adds every statement's rows", async () => {
+    const usage = createUsage();
+    const db = meterD1(env.DB, usage);
+    const { id } = await insertQueuedMessage();
+    const [read, written] = await db.batch([
+      db.prepare("SELECT id FROM messages WHERE id = ?").bind(id),
+      db.prepare("UPDATE messages SET updated_at = ? WHERE id = ?").bind(new Date().toISOString(), id),
+    ]);
+    expect(read!.results).toEqual([{ id }]);
+    expect(written!.meta.changes).toBe(1);
+    expect(usage).toMatchObject({ bindingCalls: 1, d1RowsWritten: written!.meta.rows_written });
+    expect(usage.d1RowsRead).toBe(read!.meta.rows_read + written!.meta.rows_read);
+  });
+});
