@@ -3,7 +3,7 @@
 // apply only to the claim that made them (status "sending" and the same attempt number), so an attempt
 // whose claim expired, or a repeated job, can never move a message that another attempt owns.
 import type { RecipientStatus, RecipientUpdate } from "../core/outcome";
-import { insertEvent, isSettled, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
+import { insertEvent, isSettled, NEXT_EVENT_SEQ_SQL, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
 export type Claim =
@@ -44,8 +44,8 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
     db.prepare("SELECT id, status, next_attempt_at FROM messages WHERE id IN (SELECT value FROM json_each(?))").bind(idList),
     db
       .prepare(
-        `INSERT INTO events (message_id, at, type, attempt, detail)
-         SELECT id, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages
+        `INSERT INTO events (message_id, seq, at, type, attempt, detail)
+         SELECT id, ${NEXT_EVENT_SEQ_SQL}, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages
          WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'sending' AND next_attempt_at <= ?1 RETURNING message_id`,
       )
       .bind(at, idList),
@@ -55,7 +55,7 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
          WHERE id IN (SELECT value FROM json_each(?2)) AND status IN ${PENDING_SQL} AND next_attempt_at <= ?1 RETURNING *`,
       )
       .bind(at, idList, expires),
-    db.prepare("SELECT message_id, address, status FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY rowid").bind(idList),
+    db.prepare("SELECT message_id, address, status FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, position").bind(idList),
   ]);
   const wasInterrupted = new Set((interrupted?.results ?? []).map((row) => (row as { message_id: string }).message_id));
   const recipientsOf = new Map<string, { address: string; status: RecipientStatus }[]>();

@@ -128,7 +128,11 @@ export function toRecord(row: MessageRow): MessageRecord {
   };
 }
 
-const INSERT_EVENT = "INSERT INTO events (message_id, at, type, attempt, smtp_code, detail) SELECT ?, ?, ?, ?, ?, ?";
+/** An event's seq counts per message (the table's key is message_id, seq: one row written per event). */
+const INSERT_EVENT =
+  "INSERT INTO events (message_id, seq, at, type, attempt, smtp_code, detail) SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE message_id = ?1), ?2, ?3, ?4, ?5, ?6";
+/** The same for each message a statement's SELECT yields as messages.id (see attempts.ts). */
+export const NEXT_EVENT_SEQ_SQL = "(SELECT COALESCE(MAX(e.seq), 0) + 1 FROM events AS e WHERE e.message_id = messages.id)";
 
 export interface NewEvent {
   at: string;
@@ -167,7 +171,7 @@ function insertStatements(db: D1Database, m: NewMessage): D1PreparedStatement[] 
         ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
       ),
     db
-      .prepare("INSERT OR IGNORE INTO recipients (message_id, address, status, updated_at) SELECT ?, value, 'pending', ? FROM json_each(?)")
+      .prepare("INSERT OR IGNORE INTO recipients (message_id, address, position, status, updated_at) SELECT ?, value, key, 'pending', ? FROM json_each(?)")
       .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
     insertEvent(db, m.id, { at: m.createdAt, type: "accepted" }),
   ];
@@ -211,7 +215,7 @@ export async function getMessageWithHistory(db: D1Database, id: string): Promise
   const [message, events, recipients] = await db.batch([
     db.prepare("SELECT * FROM messages WHERE id = ?").bind(id),
     db.prepare("SELECT at, type, attempt, smtp_code, detail FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
-    db.prepare("SELECT address, status, smtp_code, detail FROM recipients WHERE message_id = ? ORDER BY rowid").bind(id),
+    db.prepare("SELECT address, status, smtp_code, detail FROM recipients WHERE message_id = ? ORDER BY position").bind(id),
   ]);
   const row = message?.results[0] as MessageRow | undefined;
   if (!row) return null;

@@ -27,7 +27,7 @@ async function stored(id: string) {
 async function settle(id: string, status: "sent" | "failed" | "canceled") {
   await env.DB.batch([
     env.DB.prepare(`UPDATE messages SET status = ?, html_body = '<p>hi</p>', attachments_json = '[{"filename":"a.txt","content":"QUJD"}]' WHERE id = ?`).bind(status, id),
-    env.DB.prepare("INSERT INTO events (message_id, at, type, attempt, detail) VALUES (?, ?, ?, 1, 'settled by the test')").bind(id, daysAgo(30), status === "canceled" ? "canceled" : status),
+    env.DB.prepare("INSERT INTO events (message_id, seq, at, type, attempt, detail) VALUES (?, 2, ?, ?, 1, 'settled by the test')").bind(id, daysAgo(30), status === "canceled" ? "canceled" : status),
   ]);
 }
 
