@@ -130,8 +130,9 @@ export async function applyMigrations({ persistTo, env, onOutput } = {}) {
   const run = spawnWrangler(args, {
     env,
     onOutput: (chunk, stream) => {
-      recent = (recent + chunk).slice(-256);
-      applied ||= Number(/About to apply (\d+) migration/.exec(recent)?.[1] ?? 0);
+      const text = recent + chunk;
+      applied ||= Number(/About to apply (\d+) migration/.exec(text)?.[1] ?? 0);
+      recent = text.slice(-64);
       onOutput?.(chunk, stream);
     },
   });
