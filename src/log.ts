@@ -24,16 +24,26 @@ const ADDRESS_FIELDS = new Set(["to", "cc", "bcc", "from", "reply_to", "recipien
 export function maskAddress(address: string): string {
   const at = address.lastIndexOf("@");
   if (at < 1) return "***";
-  const domain = address.slice(at + 1).replace(/[>\s].*$/, "");
+  const rest = address.slice(at + 1);
+  const end = rest.search(/[>\s]/);
+  const domain = end < 0 ? rest : rest.slice(0, end);
   const local = address.slice(0, at).replace(/^.*</, "").trim();
   return `${local.slice(0, 1) || "*"}***@${domain}`;
 }
 
-/** Anything shaped like an address inside free text (relay replies quote recipients). */
-const ADDRESS_IN_TEXT = /[^\s<>"'(),;:]+@[^\s<>"'(),;:]+/g;
+/**
+ * A run of characters that can belong to an address inside free text (relay replies quote recipients). Each
+ * run is matched once, whole: linear in the text (a pattern with "@" in the middle backtracked on long runs
+ * without one, such as a 16 KB path).
+ */
+const TEXT_RUN = /[^\s<>"'(),;:]+/g;
 
+/** A run with an "@" that has something before and after it, as "x@y" needs: masked whole. */
 function maskText(text: string): string {
-  return text.replace(ADDRESS_IN_TEXT, maskAddress);
+  return text.replace(TEXT_RUN, (run) => {
+    const at = run.indexOf("@", 1); // the first "@" with something before it
+    return at > 0 && at < run.length - 1 ? maskAddress(run) : run;
+  });
 }
 
 function redactField(key: string, value: unknown): unknown {

@@ -10,13 +10,14 @@ export interface Mailbox {
 
 export type ParseResult = { ok: true; mailbox: Mailbox } | { ok: false; error: string };
 
-const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]";
-const LOCAL_PART = new RegExp(`^${ATEXT}+(\\.${ATEXT}+)*$`);
+/** Dot-separated runs of RFC 5322 atext. */
+const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$/;
 const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-const NAME_ADDR = /^(.*?)\s*<([^<>]*)>$/s;
 // C0 controls, DEL and the Unicode line/paragraph separators: never allowed in names.
 const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/;
 const MAX_NAME_LENGTH = 200;
+/** A display name, its quotes and brackets, and the longest address: longer is refused before any parsing. */
+export const MAX_MAILBOX_LENGTH = 512;
 
 function toAsciiDomain(domain: string): string | undefined {
   // Only letters, digits, "-" and "." belong in a domain. Refuse the rest before the URL parser sees
@@ -48,14 +49,17 @@ export function parseAddrSpec(input: string): ParseResult {
 
 /** Parses `a@b.example`, `Name <a@b.example>` or `"Name" <a@b.example>`. */
 export function parseMailbox(input: string): ParseResult {
+  if (input.length > MAX_MAILBOX_LENGTH) return { ok: false, error: `is longer than ${MAX_MAILBOX_LENGTH} characters` };
   const trimmed = input.trim();
-  const nameAddr = NAME_ADDR.exec(trimmed);
-  if (!nameAddr) return parseAddrSpec(trimmed);
-  let name = nameAddr[1]!.trim();
+  // "name <addr>": the address is between the last "<" and the final ">", with no ">" inside it.
+  const open = trimmed.endsWith(">") ? trimmed.lastIndexOf("<") : -1;
+  const inner = open < 0 ? "" : trimmed.slice(open + 1, -1);
+  if (open < 0 || inner.includes(">")) return parseAddrSpec(trimmed);
+  let name = trimmed.slice(0, open).trim();
   if (name.length >= 2 && name.startsWith('"') && name.endsWith('"')) name = name.slice(1, -1).replace(/\\(.)/g, "$1");
   if (CONTROL.test(name)) return { ok: false, error: "has a control character or line break in its display name" };
   if (name.length > MAX_NAME_LENGTH) return { ok: false, error: `has a display name longer than ${MAX_NAME_LENGTH} characters` };
-  const spec = parseAddrSpec(nameAddr[2]!.trim());
+  const spec = parseAddrSpec(inner.trim());
   if (!spec.ok) return spec;
   return { ok: true, mailbox: name ? { name, address: spec.mailbox.address } : spec.mailbox };
 }

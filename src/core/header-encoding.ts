@@ -61,16 +61,21 @@ const spaced = (texts: string[]): Token[] => texts.map((text) => [" ", text]);
  * whitespace. Leading and trailing spaces stay on their lines.
  */
 function foldAscii(value: string, firstLineUsed: number): string {
-  const words = [...value.matchAll(/( *)([^ ]+)/g)].map(([, spaces, word]) => [spaces!, word!] as Token);
-  const trailing = /( *)$/.exec(value)![1]!;
+  // One pass over runs of spaces and the words after them (a regex here backtracked on long space runs).
   let out = "";
   let lineLength = firstLineUsed;
-  words.forEach(([spaces, word], index) => {
-    const fits = lineLength + spaces.length + word.length <= MAX_LINE;
-    out += index > 0 && !fits ? `\r\n${spaces}${word}` : spaces + word;
-    lineLength = index > 0 && !fits ? spaces.length + word.length : lineLength + spaces.length + word.length;
-  });
-  return out + trailing;
+  for (let i = 0; i < value.length; ) {
+    let wordStart = i;
+    while (wordStart < value.length && value[wordStart] === " ") wordStart++;
+    let wordEnd = wordStart;
+    while (wordEnd < value.length && value[wordEnd] !== " ") wordEnd++;
+    const piece = value.slice(i, wordEnd); // the spaces, then the word (none: the trailing spaces)
+    const fold = i > 0 && wordEnd > wordStart && lineLength + piece.length > MAX_LINE;
+    out += fold ? `\r\n${piece}` : piece;
+    lineLength = fold ? piece.length : lineLength + piece.length;
+    i = wordEnd;
+  }
+  return out;
 }
 
 /**
@@ -82,6 +87,16 @@ export function encodeUnstructured(name: string, value: string): string {
   if (PRINTABLE_ASCII.test(value) && used + value.length <= MAX_LINE) return value;
   if (PRINTABLE_ASCII.test(value) && !/[^ ]{77,}| {77,}/.test(value)) return foldAscii(value, used);
   return fold(spaced(encodeWords(value)), used);
+}
+
+/**
+ * A header the client set (List-Unsubscribe, References, X-*): receivers parse these, so printable ASCII is
+ * kept verbatim, folded only at spaces; a word longer than a line stays whole on a line of its own (the
+ * schema caps values at 900 characters, so no line passes RFC 5322's 998). Only non-ASCII is encoded.
+ */
+export function encodeClientHeader(name: string, value: string): string {
+  if (!PRINTABLE_ASCII.test(value)) return encodeUnstructured(name, value);
+  return name.length + 2 + value.length <= MAX_LINE ? value : foldAscii(value, name.length + 2);
 }
 
 /** A display name as phrase tokens: as is, quoted and escaped, or as encoded-words that may fold apart. */

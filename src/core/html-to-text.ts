@@ -56,9 +56,21 @@ function hrefOf(tag: string): string | undefined {
   return undefined;
 }
 
+/** The closing tag of a region whose text is dropped, as a fresh (stateful, global) regex each time. */
+function closingTag(name: string): RegExp {
+  switch (name.toLowerCase()) {
+    case "style":
+      return /<\/style\s*>/gi;
+    case "script":
+      return /<\/script\s*>/gi;
+    default:
+      return /<\/title\s*>/gi;
+  }
+}
+
 export function htmlToText(html: string): string {
   // Not <head>: its </head> may be left out, and what it holds besides these has no text.
-  let text = rewriteRegions(html, /<(style|script|title)\b[^<>]*>/gi, (opening) => new RegExp(`</${opening[1]}\\s*>`, "gi"), () => "");
+  let text = rewriteRegions(html, /<(style|script|title)\b[^<>]*>/gi, (opening) => closingTag(opening[1]!), () => "");
   text = rewriteRegions(text.replace(/<!---?>/g, ""), /<!--/g, () => /-->/g, () => ""); // <!--> and <!---> are empty comments
   // An <a> without href (an anchor such as <a name="top">) is dropped alone: it does not take the next </a>.
   text = text.replace(/<a\b[^<>]*>/gi, (tag) => (hrefOf(tag) === undefined ? "" : tag));

@@ -4,7 +4,7 @@
 import { Email } from "worker-mailer";
 import type { Mailbox } from "./address";
 import { attachmentPart, type Attachment } from "./attachments";
-import { encodeAddressList, encodeUnstructured } from "./header-encoding";
+import { encodeAddressList, encodeClientHeader, encodeUnstructured } from "./header-encoding";
 
 export interface OutgoingMessage {
   /** RFC 5322 Message-ID, angle brackets included; fixed at acceptance and reused on every attempt. */
@@ -44,7 +44,7 @@ export function buildMime(message: OutgoingMessage, date: Date = new Date()): st
   };
   if (message.cc.length) headers.Cc = encodeAddressList("Cc", message.cc);
   if (message.replyTo.length) headers["Reply-To"] = encodeAddressList("Reply-To", message.replyTo);
-  for (const [name, value] of Object.entries(message.headers)) headers[name] = encodeUnstructured(name, value);
+  for (const [name, value] of Object.entries(message.headers)) headers[name] = encodeClientHeader(name, value);
   const email = new Email({
     from: message.from.address,
     to: message.to.map((m) => m.address),

@@ -7,6 +7,10 @@ import { createUsage, meterD1, meterQueue, meterR2, usageFields } from "../../us
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 
+/** Paths are logged up to this length: a URL may be kilobytes long, and no log line needs all of it. */
+export const MAX_LOGGED_PATH = 256;
+const loggedPath = (path: string) => (path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path);
+
 export function requestLog({ now = () => Date.now() }: { now?: () => number } = {}) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const started = now();
@@ -16,7 +20,7 @@ export function requestLog({ now = () => Date.now() }: { now?: () => number } = 
     const usage = createUsage();
     if (c.env?.DB) c.env = { ...c.env, DB: meterD1(c.env.DB, usage), OUTBOX: meterQueue(c.env.OUTBOX, usage), ATTACHMENTS: meterR2(c.env.ATTACHMENTS, usage) };
     await next();
-    const fields = { method: c.req.method, path: c.req.path, status: c.res.status, latency_ms: now() - started };
+    const fields = { method: c.req.method, path: loggedPath(c.req.path), status: c.res.status, latency_ms: now() - started };
     const deferred = [...c.var.deferred];
     defer(c, async () => {
       await Promise.allSettled(deferred);

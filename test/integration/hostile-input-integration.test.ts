@@ -1,0 +1,61 @@
+// Inputs that cost more than they look, at the sizes that used to hurt (issue 17): each gets its answer,
+// and nothing is stored, queued or sent for a refused one. No timing is asserted: the regexes they used to
+// stall are gone, and test/static/regex-safety.test.ts keeps any super-linear one out of src/.
+import { describe, expect, it } from "vitest";
+import { MAX_LOGGED_PATH } from "../../src/http/middleware/request-log";
+import { api, captureLogs, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
+
+const headerBlock = (raw: string) => raw.slice(0, raw.indexOf("\r\n\r\n"));
+/** A header's value as a receiver reads it: unfolded (RFC 5322 §2.2.3), untouched otherwise. */
+const headerValue = (raw: string, name: string) => new RegExp(`^${name}: (.*(?:\\r\\n[ \\t].*)*)`, "mi").exec(headerBlock(raw))?.[1]?.replace(/\r\n(?=[ \t])/g, "");
+
+describe("hostile input", () => {
+  it("a 16 KB path: 404, and its log line carries the path cut to its first characters, masked", async () => {
+    const { lines, restore } = captureLogs();
+    try {
+      const path = `/${"a".repeat(8000)}user@example.com${"b".repeat(8000)}`;
+      const res = await api(path, { key: null });
+      expect(res.status).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "not_found" } });
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      const line = lines.map((l) => JSON.parse(l)).find((e) => e.msg === "request");
+      expect(line.path).toBe(`/${"a".repeat(MAX_LOGGED_PATH - 1)}…`);
+    } finally {
+      restore();
+    }
+  });
+
+  it("an address padded with 40,000 spaces: 422 naming the field and the limit; nothing stored or queued", async () => {
+    const to = `a${" ".repeat(40_000)}b@example.com`;
+    const { res, body, enqueued } = await postCounted(JSON.stringify({ to, cc: [uniqueRecipient("pad")], subject: "x", text: "x" }));
+    expect(res.status).toBe(422);
+    expect(body.error.issues).toEqual([{ path: "to.0", message: expect.stringContaining("is longer than 512 characters") }]);
+    expect(JSON.stringify(body).length).toBeLessThan(2000); // the issue quotes the first 100 characters only
+    expect(enqueued).toBe(0);
+  });
+
+  it("refuses the same padding in every address field of a batch (40 messages: 6.4 MB, inside the request limit) with one answer, storing nothing", async () => {
+    const padded = `a${" ".repeat(40_000)}b@example.com`;
+    const to = uniqueRecipient("padbatch");
+    const batch = Array.from({ length: 40 }, () => ({ from: padded, to, cc: padded, bcc: padded, reply_to: padded, subject: "x", text: "x" }));
+    const { res, body, enqueued } = await postCounted(JSON.stringify(batch), { path: "/v1/emails/batch" });
+    expect(res.status).toBe(422);
+    expect(body.error.code).toBe("validation_error");
+    expect(enqueued).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
+  });
+
+  it("List-Unsubscribe with a 96-character one-click URL, and long References, arrive verbatim: folded only at spaces, never encoded", async () => {
+    const to = uniqueRecipient("unsubscribe");
+    const url = `https://news.acme.example/unsubscribe?list=weekly&token=${"t".repeat(96 - 56)}`;
+    expect(url).toHaveLength(96);
+    const references = Array.from({ length: 6 }, (_, i) => `<${"x".repeat(70)}.${i}@mail.acme.example>`).join(" ");
+    const headers = { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click", References: references, "In-Reply-To": `<${"y".repeat(120)}@mail.acme.example>` };
+    const res = await api("/v1/emails", { method: "POST", json: { to, subject: "Weekly", text: "News", headers } });
+    expect(res.status).toBe(202);
+    const [mail] = await waitForMail(to);
+    expect(headerBlock(mail!.raw)).not.toContain("=?UTF-8?");
+    for (const [name, value] of Object.entries(headers)) expect(headerValue(mail!.raw, name), name).toBe(value);
+    expect(headerBlock(mail!.raw).split("\r\n").every((line) => line.length <= 998)).toBe(true);
+  });
+});
