@@ -37,11 +37,20 @@ export class ApiError extends Error {
   }
 }
 
+/** An error answer lists at most this many issues, then says how many more there are: its size stays bounded. */
+export const MAX_ISSUES = 50;
+
+function capIssues(issues: FieldIssue[]): FieldIssue[] {
+  if (issues.length <= MAX_ISSUES) return issues;
+  return [...issues.slice(0, MAX_ISSUES), { path: "(body)", message: `and ${issues.length - MAX_ISSUES} more issues` }];
+}
+
 /**
  * `error` is Mailroom's shape; `statusCode`, `name` (the code) and `message` (naming every field at fault)
  * are where the Resend SDKs look, so their error objects say what went wrong.
  */
-export function errorBody(code: ErrorCode, message: string, issues?: FieldIssue[]) {
+export function errorBody(code: ErrorCode, message: string, allIssues?: FieldIssue[]) {
+  const issues = allIssues && capIssues(allIssues);
   const detail = issues?.length ? `${message}: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}` : message;
   return { statusCode: ERROR_STATUS[code], name: code, message: detail, error: { code, message, ...(issues ? { issues } : {}) } } satisfies z.output<typeof errorSchema>;
 }

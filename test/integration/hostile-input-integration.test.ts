@@ -1,9 +1,10 @@
 // Inputs that cost more than they look, at the sizes that used to hurt (issue 17): each gets its answer,
 // and nothing is stored, queued or sent for a refused one. No timing is asserted: the regexes they used to
 // stall are gone, and test/static/regex-safety.test.ts keeps any super-linear one out of src/.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { MAX_JSON_DEPTH } from "../../src/http/json-body";
 import { MAX_LOGGED_PATH } from "../../src/http/middleware/request-log";
-import { api, captureLogs, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
+import { api, captureLogs, fetchWorker, messageRowsFor, postCounted, uniqueRecipient, waitForMail } from "../helpers/api";
 
 const headerBlock = (raw: string) => raw.slice(0, raw.indexOf("\r\n\r\n"));
 /** A header's value as a receiver reads it: unfolded (RFC 5322 §2.2.3), untouched otherwise. */
@@ -57,5 +58,62 @@ describe("hostile input", () => {
     expect(headerBlock(mail!.raw)).not.toContain("=?UTF-8?");
     for (const [name, value] of Object.entries(headers)) expect(headerValue(mail!.raw, name), name).toBe(value);
     expect(headerBlock(mail!.raw).split("\r\n").every((line) => line.length <= 998)).toBe(true);
+  });
+
+  it("200,000 header entries: 422 with one issue naming the limit, a small answer; nothing queued", async () => {
+    const headers = Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`Bad Name ${i}`, ""]));
+    const to = uniqueRecipient("headers");
+    const { res, body, enqueued } = await postCounted(JSON.stringify({ to, subject: "x", text: "x", headers }));
+    expect(res.status).toBe(422);
+    expect(body.error.issues).toEqual([{ path: "headers", message: "at most 20 headers" }]);
+    expect(enqueued).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
+  });
+
+  it("an error answer lists at most 50 issues, then how many more", async () => {
+    const batch = Array.from({ length: 100 }, () => ({ to: "not an address", subject: "", text: "" }));
+    const { res, body, enqueued } = await postCounted(JSON.stringify(batch), { path: "/v1/emails/batch" });
+    expect(res.status).toBe(422);
+    expect(body.error.issues).toHaveLength(51);
+    expect(body.error.issues.at(-1)).toEqual({ path: "(body)", message: "and 250 more issues" });
+    expect(enqueued).toBe(0);
+  });
+
+  it("JSON nested 100,000 deep, under an Idempotency-Key: 422 (it was a 500 from the canonicaliser); nothing queued", async () => {
+    const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+    const to = uniqueRecipient("deep");
+    const { res, body, enqueued } = await postCounted(`{"to":"${to}","subject":"x","text":"x","tags":${deep}}`, { headers: { "Idempotency-Key": `deep-${to}` } });
+    expect(res.status).toBe(422);
+    expect(body.error).toMatchObject({ code: "validation_error", message: `the JSON is nested more than ${MAX_JSON_DEPTH} levels deep` });
+    expect(enqueued).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
+    // Brackets inside strings are text, not nesting: such a request is served.
+    const fine = await postCounted(JSON.stringify({ to: uniqueRecipient("brackets"), subject: "[".repeat(500), text: "{".repeat(5000) }));
+    expect(fine.res.status).toBe(202);
+  });
+
+  it("checks the API key before reading the body: a caller without one gets 401 while its body is still arriving", async () => {
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({ pull: (controller) => void (pulled++, controller.enqueue(new Uint8Array(64 * 1024))) }, { highWaterMark: 0 });
+    const res = await fetchWorker(new Request("https://mailroom.test/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: endless }));
+    expect(res.status).toBe(401);
+    expect(pulled).toBeLessThan(4); // at most what the runtime buffers ahead; the 8 MiB limit never came into it
+    await endless.cancel().catch(() => {});
+  });
+
+  it("answers and logs Mailroom's own request id; a client's X-Request-Id is logged beside it, cut to 64 characters", async () => {
+    const { lines, restore } = captureLogs();
+    try {
+      const res = await api("/healthz", { key: null, headers: { "X-Request-Id": `client-${"x".repeat(200)}` } });
+      const id = res.headers.get("X-Request-Id");
+      expect(id).toMatch(/^[0-9a-f-]{36}$/);
+      await vi.waitFor(() => expect(lines.some((l) => l.includes('"msg":"request"'))).toBe(true));
+      const line = lines.map((l) => JSON.parse(l)).find((e) => e.msg === "request");
+      expect(line).toMatchObject({ request_id: id, client_request_id: `client-${"x".repeat(57)}` });
+      // An error answer carries it too.
+      expect((await api("/nope", { key: null })).headers.get("X-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      restore();
+    }
   });
 });

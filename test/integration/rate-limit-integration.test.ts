@@ -33,6 +33,10 @@ describe("rate limits", () => {
       error: { code: "rate_limited", message: `too many sends with this API key; retry in ${SEND_RATE_LIMIT_PERIOD_SECONDS} seconds` },
     });
     expect(await messageRowsFor(to)).toBe(0);
+    // Rendering a template is counted by the same limit: it costs what a templated send costs.
+    const render = await api("/v1/templates/welcome/render", { method: "POST", key: LIMITED_KEY, json: { variables: {} } });
+    expect(render.status).toBe(429);
+    expect(render.headers.get("Retry-After")).toBe(String(SEND_RATE_LIMIT_PERIOD_SECONDS));
 
     const other = await api("/v1/emails", { method: "POST", key: OTHER_KEY, json: { to: uniqueRecipient("unlimited"), subject: "Still served", text: "x" } });
     expect(other.status).toBe(202);

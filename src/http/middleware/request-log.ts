@@ -7,6 +7,7 @@ import { createUsage, meterD1, meterQueue, meterR2, usageFields } from "../../us
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 
+export const MAX_CLIENT_REQUEST_ID = 64;
 /** Paths are logged up to this length: a URL may be kilobytes long, and no log line needs all of it. */
 export const MAX_LOGGED_PATH = 256;
 const loggedPath = (path: string) => (path.length > MAX_LOGGED_PATH ? `${path.slice(0, MAX_LOGGED_PATH)}…` : path);
@@ -14,12 +15,15 @@ const loggedPath = (path: string) => (path.length > MAX_LOGGED_PATH ? `${path.sl
 export function requestLog({ now = () => Date.now() }: { now?: () => number } = {}) {
   return createMiddleware<AppEnv>(async (c, next) => {
     const started = now();
-    const log = createLogger({ request_id: c.var.requestId });
+    // A client's own X-Request-Id is kept beside Mailroom's (never instead of it), cut to 64 characters.
+    const clientRequestId = c.req.header("X-Request-Id")?.slice(0, MAX_CLIENT_REQUEST_ID);
+    const log = createLogger({ request_id: c.var.requestId, ...(clientRequestId ? { client_request_id: clientRequestId } : {}) });
     c.set("log", log);
     c.set("deferred", []);
     const usage = createUsage();
     if (c.env?.DB) c.env = { ...c.env, DB: meterD1(c.env.DB, usage), OUTBOX: meterQueue(c.env.OUTBOX, usage), ATTACHMENTS: meterR2(c.env.ATTACHMENTS, usage) };
     await next();
+    c.header("X-Request-Id", c.var.requestId);
     const fields = { method: c.req.method, path: loggedPath(c.req.path), status: c.res.status, latency_ms: now() - started };
     const deferred = [...c.var.deferred];
     defer(c, async () => {

@@ -10,6 +10,7 @@ import type { AppEnv } from "../context";
 import type { renderedTemplateSchema, templateListSchema } from "../responses";
 import { ApiError } from "../errors";
 import { readJsonBody } from "../json-body";
+import { sendRateLimit } from "../middleware/send-rate-limit";
 
 export const templateRoutes = new Hono<AppEnv>()
   .get("/", (c) => {
@@ -26,7 +27,8 @@ export const templateRoutes = new Hono<AppEnv>()
       });
     return c.json({ data } satisfies z.output<typeof templateListSchema>);
   })
-  .post("/:name/render", async (c) => {
+  // Rendering costs what a templated send costs, so it is counted by the same per-key limit.
+  .post("/:name/render", sendRateLimit(), async (c) => {
     const name = c.req.param("name");
     const catalog = templateCatalog();
     if (!catalog.templates.has(name)) throw new ApiError("not_found", `no template named "${name.slice(0, 64)}"`);
