@@ -3,6 +3,7 @@
 import * as z from "zod";
 import type { Mailbox } from "./core/address";
 import { mailboxSchema } from "./core/schema";
+import { SOURCE_ENV } from "./usage";
 
 export type SmtpSecurity = "tls" | "starttls" | "none";
 
@@ -157,12 +158,16 @@ export function parseConfig(env: Record<string, unknown>): Config {
 
 const cache = new WeakMap<object, Config>();
 
-/** parseConfig, once per env object (the runtime hands the same env to every request of an isolate). */
+/**
+ * parseConfig, once per env object (the runtime hands the same env to every request of an isolate; a
+ * request's copy with metered bindings is keyed by the env it was made from).
+ */
 export function getConfig(env: Env): Config {
-  let config = cache.get(env);
+  const key = (env as { [SOURCE_ENV]?: Env })[SOURCE_ENV] ?? env;
+  let config = cache.get(key);
   if (!config) {
-    config = parseConfig(env as unknown as Record<string, unknown>);
-    cache.set(env, config);
+    config = parseConfig(key as unknown as Record<string, unknown>);
+    cache.set(key, config);
   }
   return config;
 }

@@ -3,6 +3,9 @@
 // written, read and deleted is one), and calls that leave the isolate. The bindings are wrapped once per
 // invocation, so no query can go uncounted; the totals go into that invocation's log line.
 
+/** On an env whose bindings were swapped for metered ones: the env the runtime gave (what config is cached by). */
+export const SOURCE_ENV = Symbol("the runtime's env");
+
 export interface Usage {
   d1RowsRead: number;
   d1RowsWritten: number;

@@ -3,7 +3,8 @@
 // schema's cost: a new index or an extra write shows up here (and belongs in the README's figures).
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
-import { createUsage, meterD1 } from "../../src/usage";
+import { getConfig } from "../../src/config";
+import { createUsage, meterD1, SOURCE_ENV } from "../../src/usage";
 import { api, captureLogs, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
 
@@ -51,6 +52,14 @@ describe("what a mail costs, in the log lines", () => {
     const lines = await linesOf(() => api(`/v1/emails/${id}`).then((r) => r.text()), (lines) => lines.some((l) => l.msg === "request"));
     expect(lines.find((l) => l.msg === "request")).toMatchObject({ status: 200, d1_rows_written: 0, queue_ops: 0, binding_calls: 1 });
     expect(lines.find((l) => l.msg === "request")!.d1_rows_read).toBeGreaterThan(0);
+  });
+});
+
+describe("a request's env with metered bindings", () => {
+  it("shares the settings parsed for the runtime's env: no request parses them again", () => {
+    const metered = { ...env, DB: meterD1(env.DB, createUsage()), [SOURCE_ENV]: env } as Env;
+    expect(getConfig(metered)).toBe(getConfig(env));
+    expect(getConfig({ ...env } as Env)).not.toBe(getConfig(env)); // another env object is parsed on its own
   });
 });
 

@@ -3,7 +3,7 @@
 // handlers see are the metered ones.
 import { createMiddleware } from "hono/factory";
 import { createLogger } from "../../log";
-import { createUsage, meterD1, meterQueue, meterR2, usageFields } from "../../usage";
+import { createUsage, meterD1, meterQueue, meterR2, SOURCE_ENV, usageFields } from "../../usage";
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 
@@ -21,7 +21,10 @@ export function requestLog({ now = () => Date.now() }: { now?: () => number } = 
     c.set("log", log);
     c.set("deferred", []);
     const usage = createUsage();
-    if (c.env?.DB) c.env = { ...c.env, DB: meterD1(c.env.DB, usage), OUTBOX: meterQueue(c.env.OUTBOX, usage), ATTACHMENTS: meterR2(c.env.ATTACHMENTS, usage) };
+    if (c.env?.DB) {
+      const source = c.env;
+      c.env = { ...source, DB: meterD1(source.DB, usage), OUTBOX: meterQueue(source.OUTBOX, usage), ATTACHMENTS: meterR2(source.ATTACHMENTS, usage), [SOURCE_ENV]: source } as Env;
+    }
     await next();
     c.header("X-Request-Id", c.var.requestId);
     const fields = { method: c.req.method, path: loggedPath(c.req.path), status: c.res.status, latency_ms: now() - started };
