@@ -44,7 +44,9 @@ export default defineConfig({
                 SMTP_SECURITY: "none",
                 MAIL_FROM: "Mailroom Tests <noreply@mailroom.test>",
                 API_KEYS: TEST_API_KEYS,
+                // Retries at once (allowed only in development, as the local webhook receivers will be).
                 RETRY_BASE_DELAY_SECONDS: "0",
+                ENVIRONMENT: "development",
                 SMTP_TIMEOUT_MS: "5000",
               },
               // wrangler.toml's window (10 s), with the tests' limit.

@@ -142,6 +142,12 @@ export async function applyMigrations({ persistTo, env, onOutput } = {}) {
   return applied;
 }
 
+class SettingsError extends Error {
+  constructor(settings) {
+    super(`the settings cannot work: ${settings.join(", ")} (the Worker's log line "service is misconfigured" says why)`);
+  }
+}
+
 async function waitForHealthy(url, { exited, timeoutMs, output }) {
   let exit;
   exited.then((e) => (exit = e));
@@ -151,7 +157,10 @@ async function waitForHealthy(url, { exited, timeoutMs, output }) {
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       if (res.ok) return;
-    } catch {
+      // Up, but its settings cannot work: say which, at once (waiting would not fix them).
+      if (res.status === 503) throw new SettingsError((await res.json()).settings);
+    } catch (error) {
+      if (error instanceof SettingsError) throw error;
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`wrangler dev did not answer ${url} within ${timeoutMs} ms:\n${output()}`);

@@ -5,7 +5,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { secureHeaders } from "hono/secure-headers";
-import { ConfigError } from "./config";
+import { ConfigError, getConfig } from "./config";
 import type { AppEnv } from "./http/context";
 import { ApiError, ERROR_STATUS, toErrorResponse, type ErrorCode } from "./http/errors";
 import { apiKeyAuth } from "./http/middleware/api-key-auth";
@@ -30,7 +30,15 @@ export function createApp() {
 
   // The request id is always Mailroom's own (a client's X-Request-Id is logged beside it, see requestLog).
   app.use(requestId({ headerName: "" }), requestLog(), secureHeaders());
-  app.get("/healthz", (c) => c.json({ status: "ok" } satisfies z.output<typeof healthSchema>));
+  app.get("/healthz", (c) => {
+    try {
+      getConfig(c.env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      return c.json({ status: "misconfigured", settings: error.settings } satisfies z.output<typeof healthSchema>, 503);
+    }
+    return c.json({ status: "ok" } satisfies z.output<typeof healthSchema>);
+  });
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
   app.get("/docs", (c) => c.html(DOCS_PAGE));
 

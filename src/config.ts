@@ -3,6 +3,7 @@
 import * as z from "zod";
 import type { Mailbox } from "./core/address";
 import { mailboxSchema } from "./core/schema";
+import { attemptAllowanceMs } from "./core/time-budget";
 import { SOURCE_ENV } from "./usage";
 
 export type SmtpSecurity = "tls" | "starttls" | "none";
@@ -55,6 +56,11 @@ export class ConfigError extends Error {
     super(`invalid configuration: ${problems.join("; ")}`);
     this.name = "ConfigError";
   }
+
+  /** The names of the settings at fault (each problem starts with one), never their values. */
+  get settings(): string[] {
+    return [...new Set(this.problems.map((problem) => problem.split(":")[0]!))];
+  }
 }
 
 const DEFAULT_PORTS: Record<SmtpSecurity, number> = { tls: 465, starttls: 587, none: 25 };
@@ -91,7 +97,14 @@ const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
       ctx.addIssue({ code: "custom", message: `entry ${index + 1} repeats the name ${name}; each key needs its own` });
       continue;
     }
-    entries.push({ name, digest: Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16)), ...(senderDomains ? { senderDomains } : {}) });
+    const digest = Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16));
+    // The same key twice: only the first entry would ever match, and the second's sender domains never apply.
+    const twin = entries.find((e) => e.digest.every((byte, i) => byte === digest[i]));
+    if (twin) {
+      ctx.addIssue({ code: "custom", message: `entry ${index + 1} (${name}) has the same key digest as ${twin.name}; each key must be different` });
+      continue;
+    }
+    entries.push({ name, digest, ...(senderDomains ? { senderDomains } : {}) });
   }
   if (entries.length === 0 && ctx.issues.length === 0) ctx.addIssue({ code: "custom", message: "no API keys configured" });
   return entries;
@@ -129,6 +142,21 @@ export function parseConfig(env: Record<string, unknown>): Config {
   }
   if (e.SMTP_USER && !e.SMTP_PASS) problems.push("SMTP_PASS: required when SMTP_USER is set");
   if (e.SMTP_PASS && !e.SMTP_USER) problems.push("SMTP_USER: required when SMTP_PASS is set");
+  const leaseSeconds = e.DELIVERY_LEASE_SECONDS ?? 900;
+  const timeoutMs = e.SMTP_TIMEOUT_MS ?? 30_000;
+  if (attemptAllowanceMs(leaseSeconds) < timeoutMs) {
+    // No attempt could wait for the relay's verdict on the final dot: every mail would retry until its window ends.
+    problems.push(
+      `DELIVERY_LEASE_SECONDS: ${leaseSeconds} s leaves an attempt ${attemptAllowanceMs(leaseSeconds) / 1000} s (less the time kept for recording), shorter than one SMTP_TIMEOUT_MS (${timeoutMs} ms) wait for the reply to the final dot; raise it or lower SMTP_TIMEOUT_MS`,
+    );
+  }
+  const development = e.ENVIRONMENT === "development";
+  if (!development && e.RETRY_BASE_DELAY_SECONDS === 0) {
+    problems.push("RETRY_BASE_DELAY_SECONDS: 0 is only allowed with ENVIRONMENT=development (a relay that is down would be retried in a tight loop)");
+  }
+  if (!development && e.RETRY_MAX_DELAY_SECONDS === 0) {
+    problems.push("RETRY_MAX_DELAY_SECONDS: 0 is only allowed with ENVIRONMENT=development (a relay that is down would be retried in a tight loop)");
+  }
   if (problems.length) throw new ConfigError(problems);
   const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
   return {
@@ -139,7 +167,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
       user: e.SMTP_USER,
       pass: e.SMTP_PASS,
       heloName: e.SMTP_HELO_NAME ?? fromDomain,
-      timeoutMs: e.SMTP_TIMEOUT_MS ?? 30_000,
+      timeoutMs,
     },
     mailFrom: e.MAIL_FROM,
     apiKeys: e.API_KEYS,
@@ -148,11 +176,11 @@ export function parseConfig(env: Record<string, unknown>): Config {
       maxDelaySeconds: e.RETRY_MAX_DELAY_SECONDS ?? DEFAULT_RETRY.maxDelaySeconds,
       windowSeconds: e.RETRY_WINDOW_SECONDS ?? 72 * 3600,
     },
-    leaseSeconds: e.DELIVERY_LEASE_SECONDS ?? 900,
+    leaseSeconds,
     smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
-    development: e.ENVIRONMENT === "development",
+    development,
   };
 }
 

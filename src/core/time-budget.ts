@@ -22,10 +22,18 @@ export interface TimeBudget {
 export function createTimeBudget(startedAt: number, leaseSeconds: number): TimeBudget {
   const leaseMs = leaseSeconds * 1000;
   const allowanceMs = Math.min(leaseMs, INVOCATION_LIMIT_MS);
-  const marginMs = Math.min(30_000, allowanceMs / 5);
+  const marginMs = recordingMarginMs(leaseSeconds);
   return {
     startsNoneAfter: startedAt + allowanceMs / 3 - marginMs,
     attemptDeadline: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - marginMs,
     recordBy: (claimedAt) => Math.min(claimedAt + leaseMs, startedAt + INVOCATION_LIMIT_MS) - 1000,
   };
+}
+
+/** Kept back from an attempt's time for recording its outcome. */
+const recordingMarginMs = (leaseSeconds: number) => Math.min(30_000, Math.min(leaseSeconds * 1000, INVOCATION_LIMIT_MS) / 5);
+
+/** The longest a freshly claimed attempt may wait on the relay: its lease (or the invocation's limit) less the margin. */
+export function attemptAllowanceMs(leaseSeconds: number): number {
+  return Math.min(leaseSeconds * 1000, INVOCATION_LIMIT_MS) - recordingMarginMs(leaseSeconds);
 }

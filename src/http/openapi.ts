@@ -108,7 +108,7 @@ export const OPERATIONS: Operation[] = [
     errors: [404],
     open: true,
   },
-  { method: "get", path: "/healthz", summary: "Health check", answer: [200, healthSchema], errors: [], open: true },
+  { method: "get", path: "/healthz", summary: "Health check: 503 names the settings that cannot work", answer: [200, healthSchema], errors: [503], open: true },
   { method: "get", path: "/openapi.json", summary: "This document (OpenAPI 3.1)", answer: [200, z.record(z.string(), z.unknown())], errors: [], open: true },
   { method: "get", path: "/docs", summary: "This document as a page to read", answer: [200, "html"], errors: [], open: true },
 ];

@@ -11,7 +11,11 @@ export const batchAcceptedSchema = z.object({ data: z.array(z.object({ id })).me
 export const classicAcceptedSchema = z.object({ message: z.string(), id });
 export const rescheduledSchema = z.object({ object: z.literal("email"), id });
 export const canceledSchema = z.object({ object: z.literal("email"), id, status: z.literal("canceled") });
-export const healthSchema = z.object({ status: z.literal("ok") });
+export const healthSchema = z.union([
+  z.object({ status: z.literal("ok") }),
+  // 503: the settings cannot work; which ones, by name (never their values).
+  z.object({ status: z.literal("misconfigured"), settings: z.array(z.string()) }),
+]);
 
 export const emailViewSchema = z.object({
   id,

@@ -68,7 +68,7 @@ describe("crash recovery under wrangler dev", () => {
   it("delivers mail accepted while SMTP_HOST was wrong, past every queue retry, once the setting is fixed", async () => {
     await wrangler?.stop();
     // A typo in SMTP_HOST (nothing listens on 127.0.0.2), retries without delay to get past max_retries (8) fast.
-    const vars = { ...stack.options.vars, RETRY_BASE_DELAY_SECONDS: "0" };
+    const vars = { ...stack.options.vars, RETRY_BASE_DELAY_SECONDS: "0", ENVIRONMENT: "development" }; // zero delays: development only
     wrangler = await startWranglerDev({ ...stack.options, vars: { ...vars, SMTP_HOST: "127.0.0.2" } });
     const to = `typo-${randomUUID().slice(0, 8)}@example.com`;
     const res = await api("/v1/emails", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ to, subject: "Despite a typo", text: "Hello" }) });

@@ -223,7 +223,7 @@ describe("delivery outcomes", () => {
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
-    const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5" });
+    const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000" });
     expect(result.explicitAcks).toEqual([`job-${broken.id}`]);
     expect((await loadMessage(broken.id)).message.status).toBe("failed");
     expect(result.retryMessages).toEqual(waiting.map((m) => ({ msgId: `job-${m.id}` })));
@@ -248,9 +248,18 @@ describe("delivery outcomes", () => {
   });
 
   it("stops before the end of the message when too little time is left to wait for the relay's verdict", async () => {
-    // A 5 s lease leaves an attempt 4 s, less than the 5 s a reply may take: the final dot is never sent.
+    // A 5 s lease leaves an attempt 4 s, enough for one 3 s wait (the settings allow it), but the claim
+    // takes D1 1.5 s: 2.5 s are left when the message is ready, less than the reply may take. The final dot is never sent.
     const { id, to } = await insertQueuedMessage();
-    const { result } = await deliver([id], { DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "5000" });
+    let calls = 0;
+    const slowDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if ((calls += 1) === 1) await new Promise((resolve) => setTimeout(resolve, 1500));
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const { result } = await deliver([id], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "3000" });
     expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
     const { message } = await loadMessage(id);
     expect(message.status).toBe("retrying");

@@ -4,7 +4,7 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import mailroom from "../../src/index";
-import { API_KEY, captureLogs } from "../helpers/api";
+import { API_KEY, captureLogs, fetchWorker } from "../helpers/api";
 import { insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 describe("misconfiguration", () => {
@@ -61,5 +61,18 @@ describe("misconfiguration", () => {
     expect(await res.json()).toEqual({ statusCode: 500, name: "internal_error", message: "internal error", error: { code: "internal_error", message: "internal error" } });
     const entry = JSON.parse(logs.lines.find((l) => l.includes("misconfigured"))!);
     expect(entry.error.message).toContain("MAIL_FROM: required");
+  });
+
+  it("/healthz answers 503 with the names of the settings that cannot work, never their values", async () => {
+    const broken = { ...env, SMTP_HOST: "", DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "9000", API_KEYS: "secret-looking-value" } as Env;
+    const res = await fetchWorker(new Request("https://mailroom.test/healthz"), broken);
+    expect(res.status).toBe(503);
+    const text = await res.text();
+    expect(JSON.parse(text)).toEqual({ status: "misconfigured", settings: ["SMTP_HOST", "API_KEYS"] });
+    expect(text).not.toContain("secret-looking-value");
+    // Fixed, it is ok again (the settings are read once per env object).
+    const lease = await fetchWorker(new Request("https://mailroom.test/healthz"), { ...env, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "9000" } as Env);
+    expect(await lease.json()).toEqual({ status: "misconfigured", settings: ["DELIVERY_LEASE_SECONDS"] });
+    expect((await fetchWorker(new Request("https://mailroom.test/healthz"))).status).toBe(200);
   });
 });

@@ -130,8 +130,9 @@ describe("the preview pages", () => {
   const get = (path: string, environment: Partial<Env> = {}) => fetchWorker(new Request(`https://mailroom.test${path}`), { ...env, ...environment } as Env);
 
   it("are not served unless ENVIRONMENT is development", async () => {
-    expect((await get("/preview/welcome")).status).toBe(404);
-    expect((await get("/preview")).status).toBe(404);
+    const production = { ENVIRONMENT: "production", RETRY_BASE_DELAY_SECONDS: "30" } as Partial<Env>;
+    expect((await get("/preview/welcome", production)).status).toBe(404);
+    expect((await get("/preview", production)).status).toBe(404);
   });
 
   it("show each locale's subject, HTML and text, rendered with the sample data", async () => {

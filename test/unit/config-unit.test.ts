@@ -111,4 +111,43 @@ describe("parseConfig", () => {
   it("refuses two keys with one name, which would share their messages", () => {
     expect(problems({ ...base, API_KEYS: `web:${KEY_HASH},web:${"ab".repeat(32)}` })).toEqual(["API_KEYS: entry 2 repeats the name web; each key needs its own"]);
   });
+
+  it("refuses two entries with the same key, whose second entry's sender domains would never apply", () => {
+    expect(problems({ ...base, API_KEYS: `web:${KEY_HASH},shop:${KEY_HASH.toUpperCase()}:shop.example` })).toEqual([
+      "API_KEYS: entry 2 (shop) has the same key digest as web; each key must be different",
+    ]);
+  });
+});
+
+describe("settings that cannot work", () => {
+  it("refuse a lease too short to wait SMTP_TIMEOUT_MS for the reply to the final dot, naming both", () => {
+    // 60 s leaves 48 s after the recording margin (a fifth): enough for 30 s, not for 50 s.
+    expect(problems({ ...base, DELIVERY_LEASE_SECONDS: "60", SMTP_TIMEOUT_MS: "30000" })).toEqual([]);
+    expect(problems({ ...base, DELIVERY_LEASE_SECONDS: "60", SMTP_TIMEOUT_MS: "48000" })).toEqual([]);
+    const [problem, ...more] = problems({ ...base, DELIVERY_LEASE_SECONDS: "60", SMTP_TIMEOUT_MS: "48001" });
+    expect(more).toEqual([]);
+    expect(problem).toMatch(/^DELIVERY_LEASE_SECONDS: 60 s leaves an attempt 48 s .* shorter than one SMTP_TIMEOUT_MS \(48001 ms\) wait/);
+    // The default lease (900 s) and the longest timeout (600 s): 15 minutes less 30 s is enough.
+    expect(problems({ ...base, SMTP_TIMEOUT_MS: "600000" })).toEqual([]);
+    expect(problems({ ...base, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "5000" })[0]).toMatch(/^DELIVERY_LEASE_SECONDS: 5 s leaves an attempt 4 s/);
+  });
+
+  it("refuse zero retry delays outside development, where a relay that is down would be retried in a tight loop", () => {
+    expect(problems({ ...base, RETRY_BASE_DELAY_SECONDS: "0" })).toEqual([
+      "RETRY_BASE_DELAY_SECONDS: 0 is only allowed with ENVIRONMENT=development (a relay that is down would be retried in a tight loop)",
+    ]);
+    expect(problems({ ...base, RETRY_MAX_DELAY_SECONDS: "0", ENVIRONMENT: "production" })).toHaveLength(1);
+    expect(problems({ ...base, RETRY_BASE_DELAY_SECONDS: "0", RETRY_MAX_DELAY_SECONDS: "0", ENVIRONMENT: "development" })).toEqual([]);
+    expect(problems({ ...base, RETRY_BASE_DELAY_SECONDS: "1" })).toEqual([]);
+  });
+
+  it("are named by setting, never by value", () => {
+    try {
+      parseConfig({ ...base, SMTP_HOST: "", RETRY_BASE_DELAY_SECONDS: "0", API_KEYS: "not-a-key" });
+    } catch (error) {
+      expect((error as ConfigError).settings).toEqual(["SMTP_HOST", "API_KEYS"]);
+      return;
+    }
+    throw new Error("parseConfig accepted broken settings");
+  });
 });
