@@ -413,6 +413,8 @@ async function recordChunk({ db, config }: DeliveryContext, chunk: Chunk): Promi
       smtp_code: outcome!.code,
       reason: outcome!.kind === "sent" ? undefined : outcome!.reason,
       retry_in_s: outcome!.kind === "retry" ? outcome!.delaySeconds : undefined,
+      // What API clients read says "the relay"; the operator's log says which.
+      relay: outcome!.kind === "sent" ? undefined : `${config.smtp.host}:${config.smtp.port}`,
     });
   });
 }

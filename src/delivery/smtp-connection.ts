@@ -55,6 +55,8 @@ export class SmtpConnection {
   private constructor(
     private socket: Socket,
     private readonly timeoutMs: number,
+    /** SMTP_HOST and SMTP_PORT: the runtime's errors may quote them; what API clients read says "the relay" instead. */
+    private readonly relay: { host: string; port: number },
   ) {
     this.attachStreams();
   }
@@ -65,10 +67,10 @@ export class SmtpConnection {
    */
   static async open(options: { host: string; port: number; security: SmtpSecurity; timeoutMs: number }, deadline = Infinity): Promise<SmtpConnection> {
     const secureTransport = options.security === "tls" ? "on" : options.security === "starttls" ? "starttls" : "off";
-    const connection = new SmtpConnection(connect({ hostname: options.host, port: options.port }, { secureTransport, allowHalfOpen: false }), options.timeoutMs);
+    const connection = new SmtpConnection(connect({ hostname: options.host, port: options.port }, { secureTransport, allowHalfOpen: false }), options.timeoutMs, { host: options.host, port: options.port });
     connection.handshaking = secureTransport === "on";
     connection.limitWaitsTo(deadline);
-    await connection.withDeadline(connection.socket.opened, "connect", `CONNECT ${options.host}:${options.port}`);
+    await connection.withDeadline(connection.socket.opened, "connect", "CONNECT to the relay");
     return connection;
   }
 
@@ -179,7 +181,9 @@ export class SmtpConnection {
     } catch (error) {
       this.close();
       if (error instanceof SmtpFailed) throw error;
-      throw new SmtpFailed(this.handshaking ? tlsHandshakeFailure(error, stage, command) : socketFailure(error, stage, command));
+      const failure = this.handshaking ? tlsHandshakeFailure(error, stage, command) : socketFailure(error, stage, command);
+      const { host, port } = this.relay;
+      throw new SmtpFailed({ ...failure, message: failure.message.replaceAll(`${host}:${port}`, "the relay").replaceAll(host, "the relay") });
     } finally {
       clearTimeout(timer);
     }

@@ -8,6 +8,7 @@ import { startMisbehavingSmtp } from "./misbehaving-smtp";
 import { startPipeliningRelay } from "./pipelining-relays";
 import { startRelayGate, type GateMode } from "./relay-gate";
 import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
+import { createServer as createNetServer } from "node:net";
 
 const tlsDir = new URL("../fixtures/tls/", import.meta.url);
 const tls = { key: readFileSync(new URL("server-key.pem", tlsDir)), cert: readFileSync(new URL("server.pem", tlsDir)) };
@@ -60,7 +61,13 @@ export default async function setup(project: TestProject) {
   const controlAddress = control.address();
   if (!controlAddress || typeof controlAddress === "string") throw new Error("control server has no port");
 
+  const closed = createNetServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const closedPort = (closed.address() as { port: number }).port;
+  await new Promise<void>((resolve) => closed.close(() => resolve()));
+
   const fixtures: SmtpFixtures = {
+    closedPort,
     plain: { smtpPort: plain.smtpPort, httpPort: plain.httpPort! },
     starttls: { smtpPort: starttls.smtpPort, httpPort: starttls.httpPort! },
     tls: { smtpPort: implicitTls.smtpPort, httpPort: implicitTls.httpPort! },

@@ -10,6 +10,8 @@ export interface InboxPorts {
 }
 
 export interface SmtpFixtures {
+  /** A loopback port nothing listens on (the OS gave it, and it was closed again): connections are refused. */
+  closedPort: number;
   plain: InboxPorts;
   starttls: InboxPorts;
   tls: InboxPorts;

@@ -4,7 +4,7 @@
 import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
 import { SmtpSession, type SmtpOptions } from "../../src/delivery/smtp";
-import { inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
+import { captureLogs, inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";
 
@@ -51,6 +51,26 @@ describe("delivery over SMTP", () => {
     expect(message.lastError).toMatch(/^TLS error: the TLS handshake with the relay failed, so nothing was sent \(is its certificate trusted, and does it name SMTP_HOST\?\)/);
     expect(events.at(-1)).toMatchObject({ type: "deferred", attempt: 1 });
     expect((await (await fetch(`http://${host}:${relay.httpPort}/api/messages?to=${encodeURIComponent(to)}`)).json<unknown[]>())).toHaveLength(0);
+    // What API clients read names "the relay", never its address (the runtime's error quotes the host).
+    for (const text of [message.lastError!, events.at(-1)!.detail!]) {
+      expect(text).not.toContain(host);
+      expect(text).not.toContain(String(relay.smtpPort));
+    }
+  });
+
+  it("names neither SMTP_HOST nor its port in what API clients read when the relay refuses connections; the log line names them", async () => {
+    const { id } = await insertQueuedMessage();
+    const logs = captureLogs();
+    try {
+      await deliver([id], { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtp.closedPort), SMTP_SECURITY: "none" });
+    } finally {
+      logs.restore();
+    }
+    const { message, events } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    for (const text of [message.lastError!, events.at(-1)!.detail!]) expect(text).not.toMatch(/127\.0\.0\.1|:\d{2,5}\b/);
+    const line = logs.lines.map((l) => JSON.parse(l)).find((e) => e.msg === "delivery attempt" && e.email_id === id);
+    expect(line).toMatchObject({ outcome: "retry", relay: `127.0.0.1:${smtp.closedPort}` });
   });
 
   it("retries (not fails) when the relay rejects the credentials, and says so", async () => {
