@@ -1,7 +1,7 @@
 // A request's template ({id, variables, locale}) made into a subject and bodies, or the issues that
 // stop it: an unknown template, every variable the template uses but the data lacks (all of them at
 // once, by path), and a rendered subject or body the API would refuse had the client sent it itself.
-import { chooseVariant, renderVariant, variableProblems, type RenderedTemplate, type TemplateCatalog } from "./templates";
+import { chooseVariant, renderVariant, RenderTooLong, variableProblems, type RenderedTemplate, type TemplateCatalog } from "./templates";
 import { MAX_BODY_CHARS, MAX_SUBJECT_LENGTH, NOT_IN_A_HEADER, type SendEmailRequest, type Validated, type ValidationIssue } from "./schema";
 
 export interface TemplateRequest {
@@ -20,16 +20,20 @@ export function renderTemplateRequest(catalog: TemplateCatalog, request: Templat
   const variant = chooseVariant(template, request.locale);
   const problems = variableProblems(catalog, variant, request.variables);
   if (problems.length > 0) return { ok: false, issues: problems.map(({ name, problem }) => ({ path: path(`variables.${name}`), message: PROBLEM[problem] })) };
-  const rendered = renderVariant(catalog, variant, request.variables, { maxHtmlChars: MAX_BODY_CHARS });
+  let rendered: RenderedTemplate;
+  try {
+    rendered = renderVariant(catalog, variant, request.variables, { maxHtmlChars: MAX_BODY_CHARS, maxSubjectChars: MAX_SUBJECT_LENGTH });
+  } catch (error) {
+    // Stopped as soon as a part passed its limit: the rest was never built.
+    if (error instanceof RenderTooLong) return { ok: false, issues: [{ path: path("variables"), message: error.message }] };
+    throw error;
+  }
   const issues: ValidationIssue[] = [];
   if (rendered.subject.trim() === "") issues.push({ path: path("variables"), message: "the rendered subject is empty" });
   if (NOT_IN_A_HEADER.test(rendered.subject)) issues.push({ path: path("variables"), message: "the rendered subject contains a line break or control character" });
-  if (rendered.subject.length > MAX_SUBJECT_LENGTH) issues.push({ path: path("variables"), message: `the rendered subject is longer than ${MAX_SUBJECT_LENGTH} characters` });
   for (const part of ["html", "text"] as const) {
     if (rendered[part].length > MAX_BODY_CHARS) issues.push({ path: path("variables"), message: `the rendered ${part} is longer than ${MAX_BODY_CHARS} characters` });
-    else if (rendered[part].trim() === "" && !(part === "text" && rendered.html.length > MAX_BODY_CHARS)) {
-      issues.push({ path: path("variables"), message: `the rendered ${part} is empty` });
-    }
+    else if (rendered[part].trim() === "") issues.push({ path: path("variables"), message: `the rendered ${part} is empty` });
   }
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: rendered };
 }

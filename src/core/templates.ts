@@ -227,21 +227,56 @@ export function variableProblems(catalog: TemplateCatalog, variant: TemplateVari
 
 const verbatim = { escape: (value: unknown) => String(value) };
 
-/** Renders a variant whose data has no problems (see variableProblems). A line break after the subject template is not part of it. */
+export type RenderedPart = "subject" | "html" | "text";
+
+/** A part's output passed its limit: rendering stopped there, before the rest was built. */
+export class RenderTooLong extends Error {
+  constructor(
+    readonly part: RenderedPart,
+    readonly limit: number,
+  ) {
+    super(`the rendered ${part} is longer than ${limit} characters`);
+    this.name = "RenderTooLong";
+  }
+}
+
+/**
+ * Mustache.render that stops as soon as the output passes `limit` characters: every piece of output (text,
+ * escaped and unescaped values) goes through the writer's three value methods, so their lengths add up to
+ * the output's. A section over 300,000 items thus costs what its first few thousand cost, not 63 M characters.
+ */
+function renderWithin(part: RenderedPart, limit: number, template: string, data: unknown, partials: Record<string, string>, config?: typeof verbatim): string {
+  if (limit === Infinity) return Mustache.render(template, data, partials, config);
+  const writer = new Mustache.Writer() as unknown as Record<string, (...args: unknown[]) => unknown> & { render: typeof Mustache.render };
+  let produced = 0;
+  for (const method of ["rawValue", "escapedValue", "unescapedValue"]) {
+    const original = writer[method]!;
+    writer[method] = function (this: unknown, ...args: unknown[]) {
+      const value = original.apply(this, args);
+      if (value != null && (produced += String(value).length) > limit) throw new RenderTooLong(part, limit);
+      return value;
+    };
+  }
+  return writer.render(template, data, partials, config);
+}
+
+/**
+ * Renders a variant whose data has no problems (see variableProblems). A line break after the subject
+ * template is not part of it. With limits, a part that would pass its limit throws RenderTooLong.
+ */
 export function renderVariant(
   catalog: TemplateCatalog,
   variant: TemplateVariant,
   data: Record<string, unknown>,
-  { maxHtmlChars = Infinity }: { maxHtmlChars?: number } = {},
+  { maxHtmlChars = Infinity, maxTextChars = maxHtmlChars, maxSubjectChars = Infinity }: { maxHtmlChars?: number; maxTextChars?: number; maxSubjectChars?: number } = {},
 ): RenderedTemplate {
   const { subject, html, text, partials } = sources(catalog, variant);
-  const renderedHtml = Mustache.render(html, data, partials);
-  // Text is derived only from HTML the caller will take: deriving it from megabytes costs seconds.
-  const derive = () => (renderedHtml.length > maxHtmlChars ? "" : htmlToText(renderedHtml));
+  const renderedHtml = renderWithin("html", maxHtmlChars, html, data, partials);
   return {
-    subject: Mustache.render(subject.replace(/\r?\n$/, ""), data, partials, verbatim),
+    subject: renderWithin("subject", maxSubjectChars, subject.replace(/\r?\n$/, ""), data, partials, verbatim),
     html: renderedHtml,
-    text: text === undefined ? derive() : Mustache.render(text, data, partials, verbatim),
+    // Text is derived only from HTML within its limit, which the caller will take.
+    text: text === undefined ? htmlToText(renderedHtml) : renderWithin("text", maxTextChars, text, data, partials, verbatim),
     locale: variant.locale,
   };
 }

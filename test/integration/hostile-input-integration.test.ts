@@ -116,4 +116,16 @@ describe("hostile input", () => {
       restore();
     }
   });
+
+  it("a template section over 300,000 items: 422 once the HTML passes its limit (rendering stops there); nothing stored or queued", async () => {
+    const to = uniqueRecipient("sections");
+    const variables = { service: "api", summary: "down", severity: "high", started_at: "now", button_url: "https://status.example", button_label: "Open", details: Array.from({ length: 300_000 }, () => ({ label: "x", value: "y" })) };
+    const { res, body, enqueued } = await postCounted(JSON.stringify({ to, template: { id: "alert", variables } }));
+    expect(res.status).toBe(422);
+    expect(body.error.issues).toEqual([{ path: "template.variables", message: "the rendered html is longer than 262144 characters" }]);
+    expect(enqueued).toBe(0);
+    expect(await messageRowsFor(to)).toBe(0);
+    const render = await api("/v1/templates/alert/render", { method: "POST", json: { variables } });
+    expect(render.status).toBe(422);
+  });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { htmlToText } from "../../src/core/html-to-text";
 import { renderTemplateSchema, templateSchema, validate } from "../../src/core/schema";
 import { renderTemplateRequest } from "../../src/core/template-request";
-import { chooseVariant, readCatalog, renderVariant, templateVariables, variableProblems, type TemplateCatalog } from "../../src/core/templates";
+import { chooseVariant, readCatalog, renderVariant, RenderTooLong, templateVariables, variableProblems, type TemplateCatalog } from "../../src/core/templates";
 import { sampleFiles, templateFiles } from "../../src/templates/files.generated";
 
 const shipped = readCatalog(templateFiles, sampleFiles);
@@ -481,11 +481,25 @@ describe("templates, from a mutation pass", () => {
     expect(templateVariables(catalog, chooseVariant(catalog.templates.get("t")!))).toEqual(["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9"]);
   });
 
-  it("derives text from HTML of exactly maxHtmlChars, and none from longer", () => {
+  it("renders HTML of exactly maxHtmlChars (and derives its text); one character more stops rendering", () => {
     const catalog = catalogOf({ "t/subject.mustache": "s", "t/html.mustache": "<p>{{v}}</p>" });
     const variant = chooseVariant(catalog.templates.get("t")!);
     expect(renderVariant(catalog, variant, { v: "abc" }, { maxHtmlChars: 10 }).text).toBe("abc");
-    expect(renderVariant(catalog, variant, { v: "abcd" }, { maxHtmlChars: 10 }).text).toBe("");
+    expect(() => renderVariant(catalog, variant, { v: "abcd" }, { maxHtmlChars: 10 })).toThrow(new RenderTooLong("html", 10));
+  });
+
+  it("stops a section as soon as the output passes the limit: the rest of its items are never read", () => {
+    const catalog = catalogOf({ "t/subject.mustache": "{{#rows}}{{s}}{{/rows}}", "t/html.mustache": "{{#rows}}<li>{{label}}</li>{{/rows}}", "t/text.mustache": "{{#rows}}{{label}}{{/rows}}" });
+    const variant = chooseVariant(catalog.templates.get("t")!);
+    let read = 0;
+    const rows = Array.from({ length: 100_000 }, () => ({ s: "", get label() {
+      read++;
+      return "x";
+    } }));
+    expect(() => renderVariant(catalog, variant, { rows }, { maxHtmlChars: 1000 })).toThrow(new RenderTooLong("html", 1000));
+    expect(read).toBeLessThan(200); // about 1000 / 10 characters an item
+    expect(() => renderVariant(catalog, variant, { rows: rows.slice(0, 50) }, { maxHtmlChars: 1000, maxTextChars: 20 })).toThrow(new RenderTooLong("text", 20));
+    expect(() => renderVariant(catalog, variant, { rows: [{ s: "long subject", label: "x" }] }, { maxSubjectChars: 5 })).toThrow(new RenderTooLong("subject", 5));
   });
 });
 
