@@ -155,7 +155,10 @@ async function waitForHealthy(url, { exited, timeoutMs, output }) {
   for (;;) {
     if (exit) throw new Error(`wrangler dev exited (${exit.signal ?? `exit code ${exit.code}`}) before it was ready:\n${output()}`);
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      // One request that waits as long as it must (a probe given up while workerd still starts would be
+      // answered and logged later anyway, and npm start hides exactly one probe's lines); a refused
+      // connection logs nothing and is simply tried again.
+      const res = await fetch(url, { signal: AbortSignal.timeout(Math.max(1000, deadline - Date.now())) });
       if (res.ok) return;
       // Up, but its settings cannot work: say which, at once (waiting would not fix them).
       if (res.status === 503) throw new SettingsError((await res.json()).settings);
