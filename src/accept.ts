@@ -10,7 +10,7 @@ import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { attachmentsKeyOf, deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
-import { insertMessages, withdrawMessages, type NewMessage } from "./store/messages";
+import { insertMessages, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
@@ -46,13 +46,13 @@ export async function acceptEmails(
   env: AcceptEnv,
   config: Config,
   requests: AcceptRequest[],
-  { ids, apiKeyName, requestId, log }: { ids: string[]; apiKeyName: string; requestId: string; log: Logger },
+  { ids, apiKeyName, requestId, log, fence }: { ids: string[]; apiKeyName: string; requestId: string; log: Logger; fence?: KeyFence },
 ): Promise<Accepted[]> {
   const createdAt = new Date().toISOString();
   // Before the rows and the jobs, so that no attempt can find a message without its attachments.
   const attachmentKeys = await storeLargeAttachments(env.ATTACHMENTS, requests, ids, log);
   const messages = requests.map((request, i): NewMessage => toNewMessage(request, { id: ids[i]!, apiKeyName, createdAt, config, attachmentsKey: attachmentKeys[i] }));
-  const stored = insertMessages(env.DB, messages);
+  const stored = insertMessages(env.DB, messages, fence);
   // A send more than 12 hours ahead is looked at again then, and put back until it is due.
   const jobs = messages.map((m) => ({ body: { id: m.id, request_id: requestId } satisfies OutboxJob, contentType: "json" as const, delaySeconds: m.scheduledAt ? delayUntil(m.scheduledAt) : 0 }));
   const [only] = jobs;

@@ -5,6 +5,7 @@
 import { AcceptOutcomeUnknown, type Accepted } from "./accept";
 import type { Logger } from "./log";
 import { completeKey, releaseKey, reserveKey } from "./store/idempotency";
+import { KeyTakenOver, type KeyFence } from "./store/messages";
 
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 3600_000;
 /** A first request that stored nothing for this long has died; its key may be taken over. */
@@ -19,7 +20,7 @@ export type IdempotentAccept =
 export async function acceptOnce(
   db: D1Database,
   { apiKeyName, key, fingerprint, count, log }: { apiKeyName: string; key: string; fingerprint: string; count: number; log: Logger },
-  accept: (ids: string[]) => Promise<Accepted[]>,
+  accept: (ids: string[], fence: KeyFence) => Promise<Accepted[]>,
 ): Promise<IdempotentAccept> {
   const messageIds = Array.from({ length: count }, () => crypto.randomUUID());
   const messageId = messageIds[0]!;
@@ -28,8 +29,11 @@ export async function acceptOnce(
   if (reservation.kind !== "reserved") return reservation;
   let accepted: Accepted[];
   try {
-    accepted = await accept(messageIds);
+    accepted = await accept(messageIds, { apiKeyName, key, messageId });
   } catch (error) {
+    // A retry took the key over while this request was still storing (it looked abandoned): this one stored
+    // nothing, and the retry's answer stands. Its client is told to retry, which then replays that answer.
+    if (error instanceof KeyTakenOver) return { kind: "in_flight" };
     // Else it is taken over once abandoned; when the messages may be stored, a retry must find them instead.
     if (!(error instanceof AcceptOutcomeUnknown)) await releaseKey(db, { apiKeyName, key, messageId }).catch(() => {});
     throw error;

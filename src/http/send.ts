@@ -13,6 +13,7 @@ import { resolveEmail } from "../core/template-request";
 import { templateCatalog } from "../templates/catalog";
 import type * as z from "zod";
 import { acceptOnce, type IdempotentAccept } from "../idempotency";
+import type { KeyFence } from "../store/messages";
 import type { AppEnv } from "./context";
 import { ApiError } from "./errors";
 import { readJsonBody } from "./json-body";
@@ -78,7 +79,7 @@ async function sendRequests(c: Context<AppEnv>, body: unknown, requests: AcceptR
   if (key && !key.ok) throw new ApiError("validation_error", "the Idempotency-Key header is not valid", [{ path: "headers.Idempotency-Key", message: key.message }]);
 
   const origin = { apiKeyName: c.var.apiKey.name, requestId: c.var.requestId, log: c.var.log };
-  const accept = (ids: string[]) => acceptEmails(c.env, getConfig(c.env), requests, { ...origin, ids });
+  const accept = (ids: string[], fence?: KeyFence) => acceptEmails(c.env, getConfig(c.env), requests, { ...origin, ids, fence });
   const result: IdempotentAccept = key
     ? await acceptOnce(c.env.DB, { apiKeyName: origin.apiKeyName, key: key.key, fingerprint: await fingerprintBody(body), count: requests.length, log: c.var.log }, accept)
     : { kind: "accepted", accepted: await accept(requests.map(() => crypto.randomUUID())) };

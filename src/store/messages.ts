@@ -152,29 +152,59 @@ export function insertEvent(db: D1Database, messageId: string, event: NewEvent, 
     .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
 }
 
-/** Each message's row, a pending row per recipient and its "accepted" event, all in one transaction. */
-export async function insertMessages(db: D1Database, messages: NewMessage[]): Promise<void> {
-  await db.batch(messages.flatMap((m) => insertStatements(db, m)));
+/**
+ * The Idempotency-Key a request holds, as the key's row names it (its first message's id). Messages stored
+ * under a fence are written only while the key still names that id: once a retry has taken the key over
+ * (the first request looked abandoned), the first request's insert writes nothing, so only one of the two
+ * can ever be stored. A takeover and an insert are each one transaction, so one of them comes first.
+ */
+export interface KeyFence {
+  apiKeyName: string;
+  key: string;
+  messageId: string;
 }
 
-function insertStatements(db: D1Database, m: NewMessage): D1PreparedStatement[] {
-  return [
-    db
-      .prepare(
-        `INSERT INTO messages (id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
-                              attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .bind(
-        ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
-        ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null, m.template ? JSON.stringify(m.template) : null],
-        ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
-      ),
-    db
-      .prepare("INSERT OR IGNORE INTO recipients (message_id, address, position, status, updated_at) SELECT ?, value, key, 'pending', ? FROM json_each(?)")
-      .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
-    insertEvent(db, m.id, { at: m.createdAt, type: "accepted" }),
+/** The request's Idempotency-Key was taken over by a retry before its messages were stored: nothing was. */
+export class KeyTakenOver extends Error {
+  constructor() {
+    super("a retry took this Idempotency-Key over before the messages were stored; none were");
+    this.name = "KeyTakenOver";
+  }
+}
+
+/** Each message's row, a pending row per recipient and its "accepted" event, all in one transaction. */
+export async function insertMessages(db: D1Database, messages: NewMessage[], fence?: KeyFence): Promise<void> {
+  const results = await db.batch(messages.flatMap((m) => insertStatements(db, m, fence)));
+  if (fence && results[0]?.meta.changes === 0) throw new KeyTakenOver();
+}
+
+const MESSAGE_COLUMNS = `id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
+  attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at`;
+const FENCE_HOLDS = "EXISTS (SELECT 1 FROM idempotency_keys WHERE api_key_name = ? AND key = ? AND message_id = ?)";
+
+function insertStatements(db: D1Database, m: NewMessage, fence: KeyFence | undefined): D1PreparedStatement[] {
+  const values = [
+    ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
+    ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null, m.template ? JSON.stringify(m.template) : null],
+    ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
   ];
+  const placeholders = values.map(() => "?").join(", ");
+  const message = fence
+    ? db.prepare(`INSERT INTO messages (${MESSAGE_COLUMNS}) SELECT ${placeholders} WHERE ${FENCE_HOLDS}`).bind(...values, fence.apiKeyName, fence.key, fence.messageId)
+    : db.prepare(`INSERT INTO messages (${MESSAGE_COLUMNS}) VALUES (${placeholders})`).bind(...values);
+  // Under a fence the message may not have been written: its recipients and event follow it or not at all.
+  const stored = fence ? " WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)" : "";
+  return [
+    message,
+    db
+      .prepare(`INSERT OR IGNORE INTO recipients (message_id, address, position, status, updated_at) SELECT ?1, value, key, 'pending', ?2 FROM json_each(?3)${stored}`)
+      .bind(m.id, m.createdAt, JSON.stringify(m.recipients)),
+    fence ? insertEventIfStored(db, m) : insertEvent(db, m.id, { at: m.createdAt, type: "accepted" }),
+  ];
+}
+
+function insertEventIfStored(db: D1Database, m: NewMessage): D1PreparedStatement {
+  return db.prepare(`${INSERT_EVENT} WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)`).bind(m.id, m.createdAt, "accepted", null, null, null);
 }
 
 /**

@@ -188,6 +188,40 @@ describe("Idempotency-Key", () => {
     expect(await env.DB.prepare("SELECT message_id, state FROM idempotency_keys WHERE key = ?").bind(base.key).first()).toEqual({ message_id: taker, state: "pending" });
   });
 
+  it("never stores a second message when a retry takes the key over while the first request is still storing (the takeover race)", async () => {
+    const to = uniqueRecipient("race");
+    const key = `race-${crypto.randomUUID()}`;
+    const mail = { to, subject: "Once", text: "Exactly once" };
+    // The first request's second D1 batch (its insert) waits until the retry has taken the key over.
+    let batches = 0;
+    let letInsertGo!: () => void;
+    const insertMayGo = new Promise<void>((resolve) => (letInsertGo = resolve));
+    let insertWaiting!: () => void;
+    const insertReached = new Promise<void>((resolve) => (insertWaiting = resolve));
+    const slowDb = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      batch: async (statements: D1PreparedStatement[]) => {
+        if ((batches += 1) === 2) (insertWaiting(), await insertMayGo);
+        return env.DB.batch(statements);
+      },
+    } as unknown as D1Database;
+    const first = post(mail, { key, environment: { ...env, DB: slowDb } });
+    await insertReached;
+    // Over a minute has passed, as far as the key can tell: the first request looks abandoned.
+    await env.DB.prepare("UPDATE idempotency_keys SET created_at = ? WHERE key = ?").bind(new Date(Date.now() - 120_000).toISOString(), key).run();
+    const retry = await post(mail, { key });
+    expect(retry.status).toBe(202);
+    const { id } = await retry.json<{ id: string }>();
+    letInsertGo();
+    const late = await first;
+    expect(late.status).toBe(409); // its insert wrote nothing; retrying it replays the retry's answer
+    expect(await messageRowsFor(to)).toBe(1);
+    const again = await post(mail, { key });
+    expect(await again.json()).toMatchObject({ id });
+    await waitForSent(id);
+    expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
   it("keeps a key for 24 hours", async () => {
     const key = crypto.randomUUID();
     const before = Date.now();
