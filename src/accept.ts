@@ -10,7 +10,7 @@ import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { attachmentsKeyOf, deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
-import { insertMessages, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
+import { insertMessages, MAX_ROW_BYTES, storedRowBytes, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
@@ -49,9 +49,13 @@ export async function acceptEmails(
   { ids, apiKeyName, requestId, log, fence }: { ids: string[]; apiKeyName: string; requestId: string; log: Logger; fence?: KeyFence },
 ): Promise<Accepted[]> {
   const createdAt = new Date().toISOString();
-  // Before the rows and the jobs, so that no attempt can find a message without its attachments.
-  const attachmentKeys = await storeLargeAttachments(env.ATTACHMENTS, requests, ids, log);
-  const messages = requests.map((request, i): NewMessage => toNewMessage(request, { id: ids[i]!, apiKeyName, createdAt, config, attachmentsKey: attachmentKeys[i] }));
+  const inline = requests.map((request, i): NewMessage => toNewMessage(request, { id: ids[i]!, apiKeyName, createdAt, config }));
+  // Attachments go to R2 when they are large, or when the row would not fit D1 with them (then it does:
+  // the other fields' limits keep it under 1.9 MB). Before the rows and the jobs, so that no attempt can
+  // find a message without its attachments.
+  const toR2 = inline.map((m) => m.attachments.length > 0 && (attachmentBytes(m.attachments) > INLINE_ATTACHMENT_BYTES || storedRowBytes(m) > MAX_ROW_BYTES));
+  const attachmentKeys = await storeLargeAttachments(env.ATTACHMENTS, requests, ids, toR2, log);
+  const messages = inline.map((m, i): NewMessage => (attachmentKeys[i] ? { ...m, attachments: [], attachmentsKey: attachmentKeys[i] } : m));
   const stored = insertMessages(env.DB, messages, fence);
   // A send more than 12 hours ahead is looked at again then, and put back until it is due.
   const jobs = messages.map((m) => ({ body: { id: m.id, request_id: requestId } satisfies OutboxJob, contentType: "json" as const, delaySeconds: m.scheduledAt ? delayUntil(m.scheduledAt) : 0 }));
@@ -75,7 +79,7 @@ export async function acceptEmails(
 
 function toNewMessage(
   request: AcceptRequest,
-  { id, apiKeyName, createdAt, config, attachmentsKey }: { id: string; apiKeyName: string; createdAt: string; config: Config; attachmentsKey: string | undefined },
+  { id, apiKeyName, createdAt, config }: { id: string; apiKeyName: string; createdAt: string; config: Config },
 ): NewMessage {
   const from = request.from ?? config.mailFrom;
   const cc = request.cc ?? [];
@@ -92,8 +96,7 @@ function toNewMessage(
     replyTo: request.replyTo ?? [],
     headers: request.headers ?? {},
     tags: request.tags ?? [],
-    attachments: attachmentsKey ? [] : (request.attachments ?? []),
-    attachmentsKey,
+    attachments: request.attachments ?? [],
     recipients: envelopeRecipients({ to: request.to, cc, bcc }),
     subject: request.subject,
     template: request.template,
@@ -103,9 +106,8 @@ function toNewMessage(
   };
 }
 
-/** The R2 key of each request's attachments where they are too large for its row; all or none are stored. */
-async function storeLargeAttachments(bucket: R2Bucket, requests: AcceptRequest[], ids: string[], log: Logger): Promise<(string | undefined)[]> {
-  const large = requests.map((request) => attachmentBytes(request.attachments ?? []) > INLINE_ATTACHMENT_BYTES);
+/** The R2 key of each request's attachments where they do not go in its row (`large`); all or none are stored. */
+async function storeLargeAttachments(bucket: R2Bucket, requests: AcceptRequest[], ids: string[], large: boolean[], log: Logger): Promise<(string | undefined)[]> {
   const puts = await Promise.allSettled(requests.map((request, i) => (large[i] ? putAttachments(bucket, ids[i]!, request.attachments!) : undefined)));
   const refused = puts.find((p) => p.status === "rejected");
   if (refused) {

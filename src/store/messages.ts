@@ -178,6 +178,29 @@ export async function insertMessages(db: D1Database, messages: NewMessage[], fen
   if (fence && results[0]?.meta.changes === 0) throw new KeyTakenOver();
 }
 
+/** D1 refuses a row over 2,000,000 bytes; this leaves room for the columns Mailroom adds later (last_error…). */
+export const MAX_ROW_BYTES = 1_900_000;
+
+/** UTF-8 bytes of a string, without encoding it. */
+function utf8Bytes(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x80) bytes += 1;
+    else if (code < 0x800) bytes += 2;
+    else if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) (bytes += 4), i++; // a surrogate pair
+    else bytes += 3;
+  }
+  return bytes;
+}
+
+/** About how many bytes a message's row takes (its text columns; the few fixed ones are in the margin). */
+export function storedRowBytes(m: NewMessage): number {
+  const texts = [m.subject, m.text ?? "", m.html ?? "", JSON.stringify(m.attachments), JSON.stringify(m.headers), JSON.stringify(m.tags)];
+  const addresses = [m.from, m.to, m.cc, m.bcc, m.replyTo].map((a) => JSON.stringify(a));
+  return [...texts, ...addresses, m.template ? JSON.stringify(m.template) : ""].reduce((sum, text) => sum + utf8Bytes(text), 0);
+}
+
 const MESSAGE_COLUMNS = `id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
   attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at`;
 const FENCE_HOLDS = "EXISTS (SELECT 1 FROM idempotency_keys WHERE api_key_name = ? AND key = ? AND message_id = ?)";
