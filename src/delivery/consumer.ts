@@ -182,11 +182,15 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
   };
 }
 
-/** The lane's next message with its content built; those whose content cannot be are settled on the way. */
+/**
+ * The lane's next message with its wire form built, only now that its turn comes: a lane holds two built
+ * messages at most (the one in hand and the one after it), not its whole chunk, so the consumer's memory
+ * grows with its sessions, not with its chunks (50 claimed 256 KiB CJK messages are 250 MB once encoded).
+ * Those whose content cannot be built are settled on the way.
+ */
 async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Promise<Attempt | undefined> {
   for (let attempt = await feed.next(); attempt; attempt = await feed.next()) {
-    if (attempt.mail) return attempt;
-    const transaction = await buildWithStoredAttachments(run.context.attachments, attempt);
+    const transaction = attempt.claim.message.attachmentsKey ? await buildWithStoredAttachments(run.context.attachments, attempt) : buildContent(attempt.claim.message);
     if (typeof transaction === "string") {
       attempt.mail = mailFor(attempt, transaction);
       return attempt;
@@ -292,13 +296,9 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
       continue;
     }
     if (claim.interrupted) attempt.log.warn("the previous attempt was interrupted; this one may deliver a duplicate", { attempt: claim.attempt, outcome: "possible_duplicate" });
-    // Attachments in R2 are read when the lane comes to the message (nextBuilt).
-    const built = attempt.attempted.length === 0 ? NOBODY_LEFT : claim.message.attachmentsKey ? undefined : buildContent(claim.message);
-    if (typeof built === "object") settled.push([attempt, built]);
-    else {
-      if (built !== undefined) attempt.mail = mailFor(attempt, built);
-      forRelay.push(attempt);
-    }
+    // Its wire form is built when the lane comes to it (nextBuilt).
+    if (attempt.attempted.length === 0) settled.push([attempt, NOBODY_LEFT]);
+    else forRelay.push(attempt);
   }
   for (const [attempt, transaction] of settled) finish(run, attempt, transaction);
   return forRelay;

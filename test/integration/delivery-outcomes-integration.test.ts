@@ -247,6 +247,23 @@ describe("delivery outcomes", () => {
     for (const { id } of batch.slice(1)) expect((await loadMessage(id)).message).toMatchObject({ status: "queued", attempts: 0 });
   });
 
+  it("builds a message's wire form only when its lane comes to it: one the budget hands back first is never built", { timeout: 15_000 }, async () => {
+    // As above, one session and a 1 s relay: the first message goes alone, the next chunk holds the other
+    // three. Only the one after the message in hand is built; the last cannot be built at all, and is not
+    // found out: it goes back with the others instead of failing at its claim.
+    const batch = [];
+    for (let i = 0; i < 3; i++) batch.push(await insertQueuedMessage({ to: uniqueRecipient("slow") }));
+    const broken = await insertQueuedMessage({ to: uniqueRecipient("slow") });
+    await env.DB.prepare("UPDATE messages SET from_json = '{}' WHERE id = ?").bind(broken.id).run();
+    const { result } = await deliver(
+      [...batch, broken].map((m) => m.id),
+      { SMTP_PORT: String(smtp.dataPolicy.smtpPort), DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000", SMTP_SESSIONS: "1" },
+    );
+    expect(result.explicitAcks).toEqual([`job-${batch[0]!.id}`]);
+    expect(result.retryMessages).toEqual([...batch.slice(1), broken].map((m) => ({ msgId: `job-${m.id}` })));
+    expect((await loadMessage(broken.id)).message).toMatchObject({ status: "queued", attempts: 0 });
+  });
+
   it("stops before the end of the message when too little time is left to wait for the relay's verdict", async () => {
     // A 5 s lease leaves an attempt 4 s, enough for one 3 s wait (the settings allow it), but the claim
     // takes D1 1.5 s: 2.5 s are left when the message is ready, less than the reply may take. The final dot is never sent.
