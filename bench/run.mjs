@@ -213,6 +213,17 @@ async function mailroom() {
     );
     const refusedSeconds = (performance.now() - refusedStarted) / 1000;
 
+    // Hostile input, which once cost time super-linear in its size: a 16 KB path (masked for the log line)
+    // and an address padded with 40,000 spaces (parsed as an address). Each should go at about /healthz's rate.
+    const hostile = async (request) => {
+      const started = performance.now();
+      const latencies = await load(Math.min(MESSAGES, 300), CONCURRENCY, (i) => request(i).then((res) => res.arrayBuffer()));
+      return { perSecond: latencies.length / ((performance.now() - started) / 1000), p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+    };
+    const longPath = await hostile(() => fetch(`${wrangler.url}/${"a".repeat(16_000)}`));
+    const paddedBody = JSON.stringify({ to: `a${" ".repeat(40_000)}b@example.com`, subject: "x", text: "x" });
+    const paddedAddress = await hostile((i) => fetch(`${wrangler.url}/v1/emails`, { method: "POST", headers: { Authorization: `Bearer ${keyFor(i)}`, "Content-Type": "application/json" }, body: paddedBody }));
+
     /** A phase's figures: delivered/s from `started`, CPU and usage per mail once its last batch has logged. */
     const measure = async (name, { started, cpu, used }) => {
       const stats = await waitForMails(MESSAGES, 1_800_000);
@@ -261,6 +272,8 @@ async function mailroom() {
       accept: { perSecond: MESSAGES / acceptSeconds, p50: percentile(accepts, 50), p99: percentile(accepts, 99) },
       health: { perSecond: health.length / healthSeconds, p50: percentile(health, 50), p99: percentile(health, 99) },
       refused: { perSecond: refused.length / refusedSeconds, p50: percentile(refused, 50), p99: percentile(refused, 99) },
+      longPath,
+      paddedAddress,
     };
   } finally {
     await wrangler.stop();
@@ -283,6 +296,9 @@ try {
   console.log(`| GET /healthz | ${fixed(ours.health.perSecond)} | ${fixed(ours.health.p50)} | ${fixed(ours.health.p99)} |`);
   console.log(`| POST /v1/emails, invalid (422: no writes) | ${fixed(ours.refused.perSecond)} | ${fixed(ours.refused.p50)} | ${fixed(ours.refused.p99)} |`);
   console.log(`| POST /v1/emails (202, while delivering) | ${fixed(ours.accept.perSecond)} | ${fixed(ours.accept.p50)} | ${fixed(ours.accept.p99)} |`);
+  console.log(`| hostile input: GET of a 16 KB path (404) | ${fixed(ours.longPath.perSecond)} | ${fixed(ours.longPath.p50)} | ${fixed(ours.longPath.p99)} |`);
+  console.log(`| hostile input: POST with a 40,000-space address (422) | ${fixed(ours.paddedAddress.perSecond)} | ${fixed(ours.paddedAddress.p50)} | ${fixed(ours.paddedAddress.p99)} |`);
+  console.log(`hostile input ÷ /healthz's requests/s: 16 KB path ${fixed(ours.longPath.perSecond / ours.health.perSecond, 2)}, padded address ${fixed(ours.paddedAddress.perSecond / ours.health.perSecond, 2)}`);
   console.log(`\naccept requests/s ÷ /healthz's: ${fixed(ours.accept.perSecond / ours.health.perSecond, 2)}`);
   console.log("\nWhat each delivered mail costs (from Mailroom's log lines; CPU: workerd's, the part Workers bills), and a million such mails at Workers Paid list prices:");
   console.log("| path | requests | D1 rows read | D1 rows written | queue ops | subrequests | CPU ms | $ per million mails | × Amazon SES ($100) | × Email Service ($350) |");
