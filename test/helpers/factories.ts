@@ -78,3 +78,15 @@ const recordOne = async (db: D1Database, record: AttemptRecord) => (await record
 export const recordSent = (db: D1Database, fields: Fields<"sent">) => recordOne(db, { kind: "sent", ...fields });
 export const recordRetry = (db: D1Database, fields: Fields<"retry">) => recordOne(db, { kind: "retry", ...fields });
 export const recordFailure = (db: D1Database, fields: Fields<"failed">) => recordOne(db, { kind: "failed", ...fields });
+
+/** The test database, except that its first batch (a claim, as a rule) takes `delayMs` longer. */
+export function dbWithSlowFirstBatch(delayMs: number): D1Database {
+  let calls = 0;
+  return {
+    prepare: (sql: string) => env.DB.prepare(sql),
+    batch: async (statements: D1PreparedStatement[]) => {
+      if ((calls += 1) === 1) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      return env.DB.batch(statements);
+    },
+  } as unknown as D1Database;
+}

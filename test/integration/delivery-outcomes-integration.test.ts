@@ -4,7 +4,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, inject, it, vi } from "vitest";
 import { captureLogs, inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
-import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+import { dbWithSlowFirstBatch, deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 
 const smtp = inject("smtp");
 
@@ -215,14 +215,7 @@ describe("delivery outcomes", () => {
     const broken = await insertQueuedMessage();
     await env.DB.prepare("UPDATE messages SET from_json = '{}' WHERE id = ?").bind(broken.id).run();
     const waiting = [await insertQueuedMessage(), await insertQueuedMessage()];
-    let calls = 0;
-    const slowDb = {
-      prepare: (sql: string) => env.DB.prepare(sql),
-      batch: async (statements: D1PreparedStatement[]) => {
-        if ((calls += 1) === 1) await new Promise((resolve) => setTimeout(resolve, 1000));
-        return env.DB.batch(statements);
-      },
-    } as unknown as D1Database;
+    const slowDb = dbWithSlowFirstBatch(1000);
     const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000" });
     expect(result.explicitAcks).toEqual([`job-${broken.id}`]);
     expect((await loadMessage(broken.id)).message.status).toBe("failed");
@@ -268,14 +261,7 @@ describe("delivery outcomes", () => {
     // A 5 s lease leaves an attempt 4 s, enough for one 3 s wait (the settings allow it), but the claim
     // takes D1 1.5 s: 2.5 s are left when the message is ready, less than the reply may take. The final dot is never sent.
     const { id, to } = await insertQueuedMessage();
-    let calls = 0;
-    const slowDb = {
-      prepare: (sql: string) => env.DB.prepare(sql),
-      batch: async (statements: D1PreparedStatement[]) => {
-        if ((calls += 1) === 1) await new Promise((resolve) => setTimeout(resolve, 1500));
-        return env.DB.batch(statements);
-      },
-    } as unknown as D1Database;
+    const slowDb = dbWithSlowFirstBatch(1500);
     const { result } = await deliver([id], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "3000" });
     expect(result.retryMessages).toEqual([{ msgId: `job-${id}` }]);
     const { message } = await loadMessage(id);
