@@ -10,7 +10,7 @@ import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
 import { attachmentsKeyOf, deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
-import { insertMessages, MAX_ROW_BYTES, storedRowBytes, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
+import { insertMessages, KeyTakenOver, MAX_ROW_BYTES, storedRowBytes, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
 
 export interface Accepted {
   id: string;
@@ -63,6 +63,11 @@ export async function acceptEmails(
   const queued = jobs.length === 1 ? env.OUTBOX.send(only!.body, { contentType: only!.contentType, delaySeconds: only!.delaySeconds }) : env.OUTBOX.sendBatch(jobs);
   const [insert, send] = await Promise.allSettled([stored, queued]);
   const failure = insert.status === "rejected" ? insert.reason : send.status === "rejected" ? send.reason : undefined;
+  if (failure instanceof KeyTakenOver) {
+    // The fence wrote nothing in that transaction: nothing to withdraw, only the attachments to delete.
+    await deleteStored(env.ATTACHMENTS, attachmentKeys, log);
+    throw failure;
+  }
   if (failure !== undefined) {
     // The insert may have committed before its answer was lost, and the jobs may have gone out before the
     // queue's error came back; a consumer may even have claimed one already: then all of them are in place.

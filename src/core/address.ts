@@ -16,8 +16,11 @@ const DNS_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 // C0 controls, DEL and the Unicode line/paragraph separators: never allowed in names.
 const CONTROL = /[\u0000-\u001f\u007f\u2028\u2029]/;
 const MAX_NAME_LENGTH = 200;
-/** A display name, its quotes and brackets, and the longest address: longer is refused before any parsing. */
-export const MAX_MAILBOX_LENGTH = 512;
+/**
+ * Longer is refused before any parsing: room for a display name of 200 characters written with an escape
+ * before each (about 400), its quotes and brackets, the longest address and some spaces around them.
+ */
+export const MAX_MAILBOX_LENGTH = 1024;
 
 function toAsciiDomain(domain: string): string | undefined {
   // Only letters, digits, "-" and "." belong in a domain. Refuse the rest before the URL parser sees

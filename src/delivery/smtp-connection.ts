@@ -182,8 +182,7 @@ export class SmtpConnection {
       this.close();
       if (error instanceof SmtpFailed) throw error;
       const failure = this.handshaking ? tlsHandshakeFailure(error, stage, command) : socketFailure(error, stage, command);
-      const { host, port } = this.relay;
-      throw new SmtpFailed({ ...failure, message: failure.message.replaceAll(`${host}:${port}`, "the relay").replaceAll(host, "the relay") });
+      throw new SmtpFailed({ ...failure, message: hideRelay(failure.message, this.relay) });
     } finally {
       clearTimeout(timer);
     }
@@ -221,6 +220,13 @@ function tlsHandshakeFailure(error: unknown, stage: SmtpStage, command: string):
     command,
     message: `TLS error: the TLS handshake with the relay failed, so nothing was sent (is its certificate trusted, and does it name SMTP_HOST?): ${message}`,
   };
+}
+
+/** `host:port`, and `host` where it stands as a name of its own (not inside a longer word, as "mx" in "mxtoolbox"), as "the relay". */
+function hideRelay(message: string, { host, port }: { host: string; port: number }): string {
+  const isNameChar = (char: string | undefined) => char !== undefined && /[A-Za-z0-9.-]/.test(char);
+  const parts = message.replaceAll(`${host}:${port}`, "the relay").split(host);
+  return parts.reduce((out, part, i) => (i === 0 ? part : isNameChar(out.at(-1)) || isNameChar(part[0]) ? `${out}${host}${part}` : `${out}the relay${part}`), "");
 }
 
 /** Any error from below as an SmtpFailure: ours as they are, the runtime's as connection/TLS errors. */
