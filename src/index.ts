@@ -10,7 +10,7 @@ import { sweep } from "./delivery/sweeper";
 import { createLogger, type Logger } from "./log";
 import { applyRetention } from "./retention";
 import { purgeExpiredKeys } from "./store/idempotency";
-import { createUsage, meterBatch, meterD1, meterQueue, meterR2, usageFields, type Usage } from "./usage";
+import { createUsage, meterBatch, meterBindings, usageFields, type Usage } from "./usage";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 
@@ -27,12 +27,9 @@ function readConfig(env: Env, log: Logger): Config | undefined {
   }
 }
 
-/** The bindings that cost per use, counted into `usage`. */
-const meteredBindings = (env: Env, usage: Usage) => ({ db: meterD1(env.DB, usage), outbox: meterQueue(env.OUTBOX, usage), attachments: meterR2(env.ATTACHMENTS, usage) });
-
 async function handleBatch(batch: MessageBatch<OutboxJob>, env: Env, usage: Usage, log: Logger): Promise<void> {
   const config = readConfig(env, log);
-  const { db, outbox, attachments } = meteredBindings(env, usage);
+  const { DB: db, OUTBOX: outbox, ATTACHMENTS: attachments } = meterBindings(env, usage);
   if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, { db, outbox, config, log });
   if (!config) {
     // Nothing can be delivered until the settings are fixed; keep every job meanwhile, backing off.

@@ -88,6 +88,11 @@ export function meterQueue<Body>(queue: Queue<Body>, usage: Usage): Queue<Body> 
   } as Queue<Body>;
 }
 
+/** The env's bindings that cost per use (D1, the outbox queue, the R2 bucket), counted into `usage`. */
+export function meterBindings(env: Env, usage: Usage): Pick<Env, "DB" | "OUTBOX" | "ATTACHMENTS"> {
+  return { DB: meterD1(env.DB, usage), OUTBOX: meterQueue(env.OUTBOX, usage), ATTACHMENTS: meterR2(env.ATTACHMENTS, usage) };
+}
+
 /** R2 calls are subrequests too (no rows, no queue operations). */
 export function meterR2(bucket: R2Bucket, usage: Usage): R2Bucket {
   return new Proxy(bucket, {

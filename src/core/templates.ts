@@ -240,24 +240,36 @@ export class RenderTooLong extends Error {
   }
 }
 
+/** The render in progress with a limit, and what it has produced (rendering is synchronous: one at a time). */
+let budget: { part: RenderedPart; limit: number; produced: number } | undefined;
+
 /**
- * Mustache.render that stops as soon as the output passes `limit` characters: every piece of output (text,
- * escaped and unescaped values) goes through the writer's three value methods, so their lengths add up to
- * the output's. A section over 300,000 items thus costs what its first few thousand cost, not 63 M characters.
+ * One Mustache writer for limited renders, kept so that it keeps its cache of parsed templates: every piece of
+ * output (text, escaped and unescaped values) goes through its three value methods, so their lengths add up
+ * to the output's, and it throws as soon as they pass the budget.
  */
-function renderWithin(part: RenderedPart, limit: number, template: string, data: unknown, partials: Record<string, string>, config?: typeof verbatim): string {
-  if (limit === Infinity) return Mustache.render(template, data, partials, config);
+const limitedWriter = (() => {
   const writer = new Mustache.Writer() as unknown as Record<string, (...args: unknown[]) => unknown> & { render: typeof Mustache.render };
-  let produced = 0;
   for (const method of ["rawValue", "escapedValue", "unescapedValue"]) {
     const original = writer[method]!;
     writer[method] = function (this: unknown, ...args: unknown[]) {
       const value = original.apply(this, args);
-      if (value != null && (produced += String(value).length) > limit) throw new RenderTooLong(part, limit);
+      if (budget && value != null && (budget.produced += String(value).length) > budget.limit) throw new RenderTooLong(budget.part, budget.limit);
       return value;
     };
   }
-  return writer.render(template, data, partials, config);
+  return writer;
+})();
+
+/** Mustache.render that stops as soon as the output passes `limit`: 300,000 section items cost what their first few thousand cost. */
+function renderWithin(part: RenderedPart, limit: number, template: string, data: unknown, partials: Record<string, string>, config?: typeof verbatim): string {
+  if (limit === Infinity) return Mustache.render(template, data, partials, config);
+  budget = { part, limit, produced: 0 };
+  try {
+    return limitedWriter.render(template, data, partials, config);
+  } finally {
+    budget = undefined;
+  }
 }
 
 /**

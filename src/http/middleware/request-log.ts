@@ -3,7 +3,7 @@
 // handlers see are the metered ones.
 import { createMiddleware } from "hono/factory";
 import { createLogger } from "../../log";
-import { createUsage, meterD1, meterQueue, meterR2, SOURCE_ENV, usageFields } from "../../usage";
+import { createUsage, meterBindings, SOURCE_ENV, usageFields } from "../../usage";
 import type { AppEnv } from "../context";
 import { defer } from "../defer";
 
@@ -23,7 +23,7 @@ export function requestLog({ now = () => Date.now() }: { now?: () => number } = 
     const usage = createUsage();
     if (c.env?.DB) {
       const source = c.env;
-      c.env = { ...source, DB: meterD1(source.DB, usage), OUTBOX: meterQueue(source.OUTBOX, usage), ATTACHMENTS: meterR2(source.ATTACHMENTS, usage), [SOURCE_ENV]: source } as Env;
+      c.env = { ...source, ...meterBindings(source, usage), [SOURCE_ENV]: source } as Env;
     }
     await next();
     c.header("X-Request-Id", c.var.requestId);
