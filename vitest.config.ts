@@ -14,13 +14,15 @@ const migrations = await readD1Migrations(new URL("./migrations", import.meta.ur
 /**
  * name:SHA-256 of the API keys the integration tests send (test/helpers/api.ts): "test-key", the one most
  * tests use; "other-key", another client; "scoped-key", which may send only from mailroom.test and
- * example.org; "limited-key", which the rate-limit test uses up.
+ * example.org; "limited-key", which the rate-limit test uses up; "webhooks-key", whose webhooks the webhook
+ * tests register (so that other tests' mail makes no events for them).
  */
 const TEST_API_KEYS = [
   "tests:62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef",
   "other:580843d03d2216ff1a275d0991bad66e4d1af871171d929e9de604b7959f9bca",
   "scoped:5cebef33ff96c82119865fdc964ee6aa7b3df8d7c22936614b210fb454ea2188:mailroom.test|Example.ORG",
   "limited:f33b2500796d61f96eeef0f5331ddc40c17e434aff139f4d9e00bfe75170d87a",
+  "hooks:a1011f8bb8d3200d4c5dbe07a9e92d9a0e94e58624ea43cffef9b6c7a8d4ae59",
 ].join(",");
 
 export default defineConfig({
@@ -48,12 +50,16 @@ export default defineConfig({
                 RETRY_BASE_DELAY_SECONDS: "0",
                 ENVIRONMENT: "development",
                 SMTP_TIMEOUT_MS: "5000",
+                // Webhook retries at once, three of them (4 attempts in all).
+                WEBHOOK_RETRY_DELAYS_SECONDS: "0,0,0",
               },
               // wrangler.toml's window (10 s), with the tests' limit.
               ratelimits: { SEND_RATE_LIMIT: { namespace_id: "1001", simple: { limit: TEST_SEND_RATE_LIMIT, period: 10 } } },
               queueConsumers: {
                 "mailroom-outbox": { maxBatchTimeout: 0, maxRetries: 2, deadLetterQueue: "mailroom-dead-letter" },
                 "mailroom-dead-letter": { maxBatchTimeout: 0 },
+                "mailroom-webhooks": { maxBatchTimeout: 0, maxRetries: 2, deadLetterQueue: "mailroom-webhooks-dead-letter" },
+                "mailroom-webhooks-dead-letter": { maxBatchTimeout: 0 },
               },
             },
           })),

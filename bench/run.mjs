@@ -3,7 +3,8 @@
 // through it go (1) one connection per mail with unbounded concurrency (the FastAPI BackgroundTasks +
 // aiosmtplib service's pattern), (2) nodemailer's pooled transport with 5 connections, and (3) the real
 // Mailroom path under `wrangler dev`: POST → D1 + queue → consumer → relay, posted as it goes, posted in
-// batches of 100 (POST /v1/emails/batch), and as a scheduled backlog (no API traffic beside the consumer). It prints delivered mails per second and the
+// batches of 100 (POST /v1/emails/batch), as a scheduled backlog (no API traffic beside the consumer), and in
+// batches again with a webhook subscribed to email.sent (a receiver in this process). It prints delivered mails per second and the
 // ratios, round trips per message (counted at the proxy), accept requests per second and p50/p99 against
 // /healthz (and an invalid POST) in the same wrangler dev, CPU ms per delivered mail, by process, and what
 // each delivered mail costs — D1 rows, queue operations, subrequests, CPU — and a million of them in dollars.
@@ -17,6 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import nodemailer from "nodemailer";
+import { startWebhookReceiver } from "../scripts/webhook-receiver.mjs";
 import { applyMigrations, startWranglerDev } from "../scripts/wrangler-dev.mjs";
 
 const args = Object.fromEntries(process.argv.slice(2).map((a) => a.replace(/^--/, "").split("=")));
@@ -62,9 +64,10 @@ function cpuPerMail(before, after) {
  * queue_ops, binding_calls), and counts invocations and delivered mails, from wrangler dev's output.
  */
 function createUsageCollector() {
-  const totals = { requests: 0, batches: 0, rowsRead: 0, rowsWritten: 0, queueOps: 0, bindingCalls: 0, sent: 0 };
+  const totals = { requests: 0, batches: 0, rowsRead: 0, rowsWritten: 0, queueOps: 0, bindingCalls: 0, sent: 0, hooked: 0 };
   let partial = "";
   let batchSinceLastSent = true;
+  let batchSinceLastHook = true;
   const waiters = new Set();
   const read = (line) => {
     if (!line.startsWith("{")) return;
@@ -75,8 +78,10 @@ function createUsageCollector() {
       return;
     }
     if (entry.msg === "delivery attempt" && entry.outcome === "sent") (totals.sent++, (batchSinceLastSent = false));
+    if (entry.msg === "webhook attempt" && entry.outcome === "success") (totals.hooked++, (batchSinceLastHook = false));
     if (entry.msg !== "request" && entry.msg !== "queue batch") return;
     if (entry.msg === "request") totals.requests++;
+    else if (entry.queue === "mailroom-webhooks") (totals.batches++, (batchSinceLastHook = true));
     else (totals.batches++, (batchSinceLastSent = true));
     totals.rowsRead += entry.d1_rows_read ?? 0;
     totals.rowsWritten += entry.d1_rows_written ?? 0;
@@ -92,12 +97,16 @@ function createUsageCollector() {
       for (const check of waiters) check();
     },
     snapshot: () => ({ ...totals }),
-    /** Resolves once `count` more mails than in `since` were logged sent and the batch that sent the last one has logged its cost. */
-    settled(since, count, timeoutMs = 60_000) {
+    /**
+     * Resolves once `count` more mails than in `since` were logged sent (with `hooks`, also `count` more
+     * webhook events delivered) and the batch that did the last one has logged its cost.
+     */
+    settled(since, count, { hooks = false, timeoutMs = 60_000 } = {}) {
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`only ${totals.sent - since.sent} of ${count} deliveries logged`))), timeoutMs);
+        const timer = setTimeout(() => (waiters.delete(check), reject(new Error(`only ${totals.sent - since.sent} of ${count} deliveries (${totals.hooked - since.hooked} webhook events) logged`))), timeoutMs);
         const check = () => {
           if (totals.sent - since.sent < count || !batchSinceLastSent) return;
+          if (hooks && (totals.hooked - since.hooked < count || !batchSinceLastHook)) return;
           clearTimeout(timer);
           waiters.delete(check);
           resolve({ ...totals });
@@ -183,6 +192,8 @@ async function mailroom() {
       SMTP_PORT: String(relayPort),
       SMTP_SECURITY: "none",
       MAIL_FROM: "Bench <bench@mailroom.test>",
+      // development: the webhook receiver is http:// on loopback
+      ENVIRONMENT: "development",
       API_KEYS: apiKeys.map((key, n) => `bench${n}:${createHash("sha256").update(key).digest("hex")}`).join(","),
     },
   });
@@ -225,9 +236,9 @@ async function mailroom() {
     const paddedAddress = await hostile((i) => fetch(`${wrangler.url}/v1/emails`, { method: "POST", headers: { Authorization: `Bearer ${keyFor(i)}`, "Content-Type": "application/json" }, body: paddedBody }));
 
     /** A phase's figures: delivered/s from `started`, CPU and usage per mail once its last batch has logged. */
-    const measure = async (name, { started, cpu, used }) => {
+    const measure = async (name, { started, cpu, used }, hooks = false) => {
       const stats = await waitForMails(MESSAGES, 1_800_000);
-      const after = await usage.settled(used, MESSAGES);
+      const after = await usage.settled(used, MESSAGES, { hooks });
       const { total, byName } = cpuPerMail(cpu, groupCpuMs(wrangler.pid));
       return { name, perSecond: MESSAGES / ((stats.lastMailAt - started) / 1000), roundTrips: stats.roundTrips / MESSAGES, connections: stats.connections, cpuMs: total, cpuByName: byName, usage: usagePerMail(used, after, stats.connections) };
     };
@@ -265,16 +276,48 @@ async function mailroom() {
     if (Date.now() >= dueAt) throw new Error("posting the backlog took longer than planned; its figures would include the API traffic");
     await delay(dueAt - Date.now());
     const backlog = await measure("Mailroom (wrangler dev), a scheduled backlog", { started: dueAt, cpu: groupCpuMs(wrangler.pid), used: backlogUsed });
-    return {
-      delivery,
-      batched,
-      backlog,
+
+    const requestRates = {
       accept: { perSecond: MESSAGES / acceptSeconds, p50: percentile(accepts, 50), p99: percentile(accepts, 99) },
       health: { perSecond: health.length / healthSeconds, p50: percentile(health, 50), p99: percentile(health, 99) },
       refused: { perSecond: refused.length / refusedSeconds, p50: percentile(refused, 50), p99: percentile(refused, 99) },
       longPath,
       paddedAddress,
     };
+
+    // Batches again, now with one webhook on email.sent per key: every delivered mail is also an event
+    // POSTed to the receiver. Its figures less the batches' are what webhooks add per mail.
+    const receiver = await startWebhookReceiver();
+    try {
+      for (let k = 0; k < KEYS; k++) {
+        const res = await fetch(`${wrangler.url}/v1/webhooks`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${keyFor(k)}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ endpoint: `http://127.0.0.1:${receiver.port}/webhooks/bench`, events: ["email.sent"] }),
+        });
+        if (res.status !== 201) throw new Error(`webhook create answered ${res.status}: ${await res.text()}`);
+      }
+      await relayStats("reset");
+      const hooked = phaseStart();
+      await load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
+        fetch(`${wrangler.url}/v1/emails/batch`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${keyFor(b)}`, "Content-Type": "application/json" },
+          body: JSON.stringify(Array.from({ length: Math.min(100, MESSAGES - b * 100) }, (_, k) => ({ ...mail(b * 100 + k), from: undefined }))),
+        }).then(async (res) => {
+          if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
+        }),
+      );
+      const withHooks = await measure("Mailroom (wrangler dev), in batches, one webhook on email.sent", hooked, true);
+      const events = receiver.received("bench");
+      if (events.length !== MESSAGES) throw new Error(`the receiver got ${events.length} webhook events for ${MESSAGES} mails`);
+      const lastEventAt = Math.max(...events.map((e) => Date.parse(e.at)));
+      withHooks.eventsPerSecond = MESSAGES / ((lastEventAt - hooked.started) / 1000);
+      return { delivery, batched, backlog, withHooks, ...requestRates };
+    } finally {
+      await receiver.close();
+    }
+
   } finally {
     await wrangler.stop();
     await rm(stateDir, { recursive: true, force: true });
@@ -289,7 +332,7 @@ try {
   const ours = await mailroom();
   console.log("| path | delivered/s | × per-mail | × nodemailer pool | round trips/msg | connections | CPU ms/mail |");
   console.log("|---|---|---|---|---|---|---|");
-  for (const row of [perMail, pooled, ours.delivery, ours.batched, ours.backlog]) {
+  for (const row of [perMail, pooled, ours.delivery, ours.batched, ours.backlog, ours.withHooks]) {
     console.log(`| ${row.name} | ${fixed(row.perSecond)} | ${fixed(row.perSecond / perMail.perSecond, 2)} | ${fixed(row.perSecond / pooled.perSecond, 2)} | ${fixed(row.roundTrips, 2)} | ${row.connections} | ${fixed(row.cpuMs, 2)} |`);
   }
   console.log(`\n| wrangler dev | requests/s | p50 ms | p99 ms |\n|---|---|---|---|`);
@@ -303,13 +346,15 @@ try {
   console.log("\nWhat each delivered mail costs (from Mailroom's log lines; CPU: workerd's, the part Workers bills), and a million such mails at Workers Paid list prices:");
   console.log("| path | requests | D1 rows read | D1 rows written | queue ops | subrequests | CPU ms | $ per million mails | × Amazon SES ($100) | × Email Service ($350) |");
   console.log("|---|---|---|---|---|---|---|---|---|---|");
-  for (const row of [ours.delivery, ours.batched, ours.backlog]) {
+  for (const row of [ours.delivery, ours.batched, ours.backlog, ours.withHooks]) {
     const u = row.usage;
     const cpuMs = row.cpuByName.workerd ?? row.cpuMs;
     const cost = costPerMillionMails(u, cpuMs);
     console.log(`| ${row.name} | ${fixed(u.requests, 2)} | ${fixed(u.rowsRead)} | ${fixed(u.rowsWritten, 2)} | ${fixed(u.queueOps, 2)} | ${fixed(u.subrequests, 2)} | ${fixed(cpuMs, 2)} | ${fixed(cost, 2)} | ${fixed(cost / 100, 3)} | ${fixed(cost / 350, 3)} |`);
   }
   console.log("(CPU ms/mail: the client process for the baselines, the whole wrangler dev process group for Mailroom.)");
+  const [a, b] = [ours.batched.usage, ours.withHooks.usage];
+  console.log(`\nWebhooks (one on email.sent): ${fixed(ours.withHooks.eventsPerSecond)} events delivered/s (mails: ${fixed(ours.withHooks.perSecond)}/s, ${fixed(ours.withHooks.perSecond / ours.batched.perSecond, 2)}× the batches without); per mail they add ${fixed(b.rowsWritten - a.rowsWritten, 2)} D1 rows written, ${fixed(b.rowsRead - a.rowsRead, 1)} read, ${fixed(b.queueOps - a.queueOps, 2)} queue operations, ${fixed(b.requests - a.requests, 2)} invocations, ${fixed(b.subrequests - a.subrequests, 2)} subrequests`);
   const split = (row) => Object.entries(row.cpuByName).filter(([, ms]) => ms >= 0.05).map(([name, ms]) => `${name} ${fixed(ms, 2)}`).join(", ");
   console.log(`Mailroom's CPU ms/mail by process: posted as it goes: ${split(ours.delivery)}; in batches: ${split(ours.batched)}; the backlog: ${split(ours.backlog)}`);
 } finally {

@@ -14,7 +14,7 @@ const SMTP_KEYS = ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP
 const CONFIG_KEYS = [
   ...SMTP_KEYS,
   ...["SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS", "RETRY_WINDOW_SECONDS"],
-  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS", "ENVIRONMENT"],
+  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS", "ENVIRONMENT", "WEBHOOK_RETRY_DELAYS_SECONDS"],
 ];
 /**
  * Local development recovers faster than production's defaults: a restart of wrangler dev drops the
@@ -41,6 +41,14 @@ function loadDevApiKey() {
   return key;
 }
 
+/** The signing secrets of the dev key's webhooks that point at `endpoint` (at most 100 webhooks looked at). */
+async function webhookSecretsFor(endpoint, apiUrl, apiKey) {
+  const headers = { Authorization: `Bearer ${apiKey}` };
+  const list = await (await fetch(`${apiUrl}/v1/webhooks?limit=100`, { headers })).json();
+  const ours = (list.data ?? []).filter((w) => w.endpoint === endpoint);
+  return Promise.all(ours.map(async (w) => (await (await fetch(`${apiUrl}/v1/webhooks/${w.id}`, { headers })).json()).signing_secret));
+}
+
 /** An explicit port from the environment is used as is (0: any free one); otherwise the friendly default if it is free. */
 const portFromEnv = (name, fallback) => {
   const port = Number(process.env[name] || fallback);
@@ -49,6 +57,7 @@ const portFromEnv = (name, fallback) => {
 
 let inbox;
 let wrangler;
+let inboxWebhookSecrets = async () => [];
 let stopping = false;
 async function shutdown(exitCode) {
   if (stopping) return;
@@ -108,6 +117,8 @@ try {
     inbox = await startInbox({
       smtpPort: await portFromEnv("MAILROOM_INBOX_SMTP_PORT", 2525),
       httpPort: await portFromEnv("MAILROOM_INBOX_HTTP_PORT", 8025),
+      // Known once wrangler dev runs and only with the dev key: the secrets to check deliveries' signatures with.
+      webhookSecrets: () => inboxWebhookSecrets(),
     });
     Object.assign(vars, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(inbox.smtpPort), SMTP_SECURITY: "none" });
   }
@@ -133,6 +144,8 @@ try {
     shutdown(code || 1);
   });
 
+  if (useInbox && apiKey) inboxWebhookSecrets = () => webhookSecretsFor(`http://127.0.0.1:${inbox.httpPort}/webhooks`, wrangler.url, apiKey);
+
   const source = [...local.files, ...(Object.keys(shell).length ? ["your shell"] : [])].join(", ");
   const key = apiKey ?? "<one of your keys from API_KEYS>";
   const auth = `-H "Authorization: Bearer ${key}"`;
@@ -154,7 +167,15 @@ try {
   Then read its status (queued → sent within a second or two):
 
     curl -s ${wrangler.url}/v1/emails/$ID ${auth}
+${
+  useInbox
+    ? `
+  Have delivery events pushed to the inbox's webhook receiver (each shown at http://127.0.0.1:${inbox.httpPort}/webhooks, signature checked):
 
+    curl -s ${wrangler.url}/v1/webhooks ${auth} -H "Content-Type: application/json" -d '${JSON.stringify({ endpoint: `http://127.0.0.1:${inbox.httpPort}/webhooks`, events: ["email.sent", "email.delivery_delayed", "email.bounced", "email.failed"] })}'
+`
+    : ""
+}
   Stop with Ctrl-C.
 `);
 } catch (error) {

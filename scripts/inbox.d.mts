@@ -29,11 +29,22 @@ export interface InboxStats {
   chaosFailures: number;
 }
 
+/** A webhook delivery to the inbox's /webhooks. */
+export interface InboxWebhookDelivery {
+  receivedAt: string;
+  webhookId: string;
+  type: string;
+  payload: unknown;
+  /** Whether its signature verifies with a secret of a webhook pointing here; null: no secret to check with. */
+  verified: boolean | null;
+}
+
 export interface Inbox {
   smtpPort: number;
   httpPort: number | null;
   messages: InboxMessage[];
   stats: InboxStats;
+  webhookDeliveries: InboxWebhookDelivery[];
   close(): Promise<void>;
 }
 
@@ -48,6 +59,8 @@ export interface InboxOptions {
   recipientPolicy?: boolean;
   /** Fail about `rate` of each step at random (421 on connect, 451 to MAIL, RCPT, end of DATA), reproducibly. */
   chaos?: { rate: number; seed?: number };
+  /** The signing secrets of the webhooks pointing at this inbox's /webhooks (npm start reads them from the API). */
+  webhookSecrets?: () => Promise<string[]>;
 }
 
 export function startInbox(options?: InboxOptions): Promise<Inbox>;

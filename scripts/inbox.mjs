@@ -21,6 +21,8 @@ import { SMTPServer } from "smtp-server";
  * @property {{ rate: number, seed?: number }} [chaos] a relay that fails about `rate` of each step at
  *   random, reproducibly from `seed`: 421 on connect, 451 to MAIL FROM, to RCPT TO or to the end of DATA
  *   (that mail is then not kept, as a real relay would not deliver it)
+ * @property {() => Promise<string[]>} [webhookSecrets] the signing secrets of the webhooks pointing at
+ *   this inbox's /webhooks, to check each delivery's signature with (npm start reads them from the API)
  */
 
 /** A small seeded generator (mulberry32), so a chaos run fails the same steps each time. */
@@ -42,6 +44,8 @@ export async function startInbox(options = {}) {
   const messages = [];
   const busyOnce = new Set();
   const stats = { connections: 0, authAttempts: [], mailFrom: 0, chaosFailures: 0 };
+  /** Webhook deliveries to POST /webhooks on the web port. */
+  const deliveries = [];
   const random = chaos ? seededRandom(chaos.seed ?? 1) : undefined;
   /** With chaos, now and then an error with this code instead of going on. */
   const chaosError = (responseCode, text) => {
@@ -148,7 +152,10 @@ export async function startInbox(options = {}) {
 
   let http;
   if (httpPort !== null) {
-    http = createHttpServer((req, res) => serveInbox(req, res, messages, stats));
+    http = createHttpServer((req, res) => {
+      if (req.url === "/webhooks" || req.url === "/api/webhooks") return serveWebhooks(req, res, deliveries, options.webhookSecrets);
+      serveInbox(req, res, messages, stats, deliveries);
+    });
     await new Promise((resolve, reject) => {
       http.once("error", reject);
       http.listen(httpPort, host, () => resolve(undefined));
@@ -160,6 +167,7 @@ export async function startInbox(options = {}) {
     httpPort: http ? http.address().port : null,
     messages,
     stats,
+    webhookDeliveries: deliveries,
     async close() {
       await new Promise((resolve) => smtp.close(() => resolve(undefined)));
       if (http) {
@@ -181,7 +189,67 @@ function page(title, body) {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>${PAGE_STYLE}</style></head><body>${body}</body></html>`;
 }
 
-function serveInbox(req, res, messages, stats) {
+/** The most webhook deliveries kept, and the largest body read. */
+const MAX_DELIVERIES = 500;
+const MAX_DELIVERY_BYTES = 1024 * 1024;
+
+/**
+ * The inbox's webhook receiver: POST /webhooks records a delivery (its type, whether its signature verifies
+ * with a signing secret of a webhook that points here, its payload) and answers 200; GET /webhooks shows
+ * them, GET /api/webhooks lists them as JSON.
+ */
+async function serveWebhooks(req, res, deliveries, webhookSecrets) {
+  if (req.method === "POST" && req.url === "/webhooks") {
+    const chunks = [];
+    let size = 0;
+    for await (const chunk of req) {
+      size += chunk.length;
+      if (size > MAX_DELIVERY_BYTES) return void res.writeHead(413).end();
+      chunks.push(chunk);
+    }
+    const body = Buffer.concat(chunks).toString("utf8");
+    deliveries.push({ receivedAt: new Date().toISOString(), webhookId: String(req.headers["webhook-id"] ?? ""), ...(await judgeDelivery(body, req.headers, webhookSecrets)) });
+    if (deliveries.length > MAX_DELIVERIES) deliveries.shift();
+    return void res.writeHead(200, { "Content-Type": "text/plain" }).end("ok");
+  }
+  if (req.method === "GET" && req.url === "/api/webhooks") return void res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(deliveries));
+  if (req.method !== "GET") return void res.writeHead(405).end();
+  const verdict = { true: "verifies", false: "does NOT verify", null: "not checked (npm start knows no key to read the secret with)" };
+  const rows = deliveries
+    .slice()
+    .reverse()
+    .map((d) => `<tr><td>${escapeHtml(d.receivedAt)}</td><td>${escapeHtml(d.type)}</td><td>${escapeHtml(d.payload?.data?.email_id ?? "")}</td><td>${verdict[String(d.verified)]}</td><td><pre>${escapeHtml(JSON.stringify(d.payload ?? d.body, null, 2))}</pre></td></tr>`)
+    .join("");
+  const table = deliveries.length
+    ? `<table><thead><tr><th>Received</th><th>Type</th><th>Email</th><th>Signature</th><th>Payload</th></tr></thead><tbody>${rows}</tbody></table>`
+    : "<p>No webhook delivery yet. Register this receiver with the curl command <code>npm start</code> printed, then send a mail.</p>";
+  res.writeHead(200, { "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store" });
+  res.end(page("Webhook deliveries", `<p><a href="/">← inbox</a></p><h1>Webhook deliveries (${deliveries.length})</h1>${table}`));
+}
+
+/** A delivery's type and payload, and whether its signature verifies (null: no secret to check it with). */
+async function judgeDelivery(body, headers, webhookSecrets) {
+  let payload;
+  try {
+    payload = JSON.parse(body);
+  } catch {
+    return { type: "(not JSON)", payload: undefined, body, verified: false };
+  }
+  const secrets = webhookSecrets ? await webhookSecrets().catch(() => []) : [];
+  if (secrets.length === 0) return { type: String(payload?.type), payload, verified: null };
+  const { Webhook } = await import("standardwebhooks");
+  const verifies = (secret) => {
+    try {
+      new Webhook(secret).verify(body, headers);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  return { type: String(payload?.type), payload, verified: secrets.some(verifies) };
+}
+
+function serveInbox(req, res, messages, stats, deliveries) {
   const url = new URL(req.url ?? "/", "http://inbox.local");
   const send = (status, type, body, headers = {}) => {
     res.writeHead(status, { "Content-Type": type, "Cache-Control": "no-store", ...headers });
@@ -208,7 +276,8 @@ function serveInbox(req, res, messages, stats) {
     const body = messages.length
       ? `<table><thead><tr><th>Received</th><th>From</th><th>To</th><th>Subject</th></tr></thead><tbody>${rows}</tbody></table>`
       : "<p>No mail yet. Send one with the curl command <code>npm start</code> printed.</p>";
-    return send(200, "text/html; charset=utf-8", page("Mailroom inbox", `<h1>Mailroom inbox (${messages.length})</h1>${body}`));
+    const hooks = `<p><a href="/webhooks">Webhook deliveries (${deliveries.length})</a></p>`;
+    return send(200, "text/html; charset=utf-8", page("Mailroom inbox", `<h1>Mailroom inbox (${messages.length})</h1>${hooks}${body}`));
   }
   const message = detail ? messages.find((m) => m.id === detail[1]) : undefined;
   if (req.method === "GET" && message && detail?.[2]) {

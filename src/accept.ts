@@ -9,6 +9,7 @@ import { createMessageId, envelopeRecipients } from "./core/message";
 import type { ResolvedEmail } from "./core/template-request";
 import type { Logger } from "./log";
 import { delayUntil, type OutboxJob } from "./delivery/outbox";
+import { enqueueWebhookEvents, type WebhookJob } from "./delivery/webhooks";
 import { attachmentsKeyOf, deleteAttachments, INLINE_ATTACHMENT_BYTES, putAttachments } from "./store/attachment-objects";
 import { insertMessages, KeyTakenOver, MAX_ROW_BYTES, storedRowBytes, withdrawMessages, type KeyFence, type NewMessage } from "./store/messages";
 
@@ -33,6 +34,7 @@ export class AcceptOutcomeUnknown extends Error {
 export interface AcceptEnv {
   DB: D1Database;
   OUTBOX: Queue;
+  WEBHOOKS: Queue<WebhookJob>;
   ATTACHMENTS: R2Bucket;
 }
 
@@ -79,6 +81,7 @@ export async function acceptEmails(
       throw failure;
     }
   }
+  if (insert.status === "fulfilled") await enqueueWebhookEvents(env.WEBHOOKS, insert.value, log);
   return messages.map((m) => ({ id: m.id, status: m.scheduledAt ? "scheduled" : "queued" }));
 }
 

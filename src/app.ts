@@ -14,6 +14,7 @@ import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
 import { previewRoutes } from "./http/routes/preview";
 import { templateRoutes } from "./http/routes/templates";
+import { webhookRoutes } from "./http/routes/webhooks";
 import { createLogger } from "./log";
 import type * as z from "zod";
 import type { healthSchema } from "./http/responses";
@@ -57,6 +58,7 @@ export function createApp() {
   }
   app.route("/v1/emails", emailRoutes);
   app.route("/v1/templates", templateRoutes);
+  app.route("/v1/webhooks", webhookRoutes);
   app.route("/send-notification", classicRoutes);
   app.route("/preview", previewRoutes);
 

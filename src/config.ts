@@ -44,9 +44,14 @@ export interface Config {
   sweepGraceSeconds: number;
   /** Message bodies and attachments are deleted this many days after acceptance, once the message is settled. */
   retentionDays: number;
-  /** ENVIRONMENT=development (npm start): the template preview pages are served. */
+  /** Delays between a webhook event's attempts (WEBHOOK_RETRY_DELAYS_SECONDS): one attempt more than delays. */
+  webhookRetryDelaysSeconds: number[];
+  /** ENVIRONMENT=development (npm start): the template preview pages are served; webhooks may be http:// and loopback. */
   development: boolean;
 }
+
+/** Resend's schedule after the first attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h. */
+export const DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 36000];
 
 /** Backoff when the settings themselves cannot be read, so no configured policy exists. */
 export const DEFAULT_RETRY = { baseDelaySeconds: 30, maxDelaySeconds: 3600 } as const;
@@ -127,6 +132,15 @@ const envSchema = z.object({
   SMTP_SESSIONS: intInRange(1, 6),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
   RETENTION_DAYS: intInRange(1, 3650),
+  WEBHOOK_RETRY_DELAYS_SECONDS: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z
+      .string()
+      .regex(/^\d{1,5}(,\d{1,5}){0,19}$/, "must be 1 to 20 whole numbers of seconds, separated by commas")
+      .transform((v) => v.split(",").map(Number))
+      .refine((delays) => delays.every((d) => d <= 43_200), "each delay must be at most 43200 (a queue delay's limit, 12 h)")
+      .optional(),
+  ),
   ENVIRONMENT: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["production", "development"], { error: "must be production or development" }).default("production")),
 });
 
@@ -157,6 +171,10 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (!development && e.RETRY_MAX_DELAY_SECONDS === 0) {
     problems.push("RETRY_MAX_DELAY_SECONDS: 0 is only allowed with ENVIRONMENT=development (a relay that is down would be retried in a tight loop)");
   }
+  const webhookRetryDelaysSeconds = e.WEBHOOK_RETRY_DELAYS_SECONDS ?? DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS;
+  if (!development && webhookRetryDelaysSeconds.includes(0)) {
+    problems.push("WEBHOOK_RETRY_DELAYS_SECONDS: 0 is only allowed with ENVIRONMENT=development (an endpoint that is down would be retried in a tight loop)");
+  }
   if (problems.length) throw new ConfigError(problems);
   const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
   return {
@@ -180,6 +198,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
+    webhookRetryDelaysSeconds,
     development,
   };
 }

@@ -1,5 +1,6 @@
-// Composition root: the HTTP app, the queue consumers and the minute-by-minute sweep (overdue messages
-// back on the queue, expired idempotency keys forgotten), wired to the runtime's bindings.
+// Composition root: the HTTP app, the queue consumers (outbox, webhooks, their dead letters) and the
+// minute-by-minute sweep (overdue messages and webhook events back on their queues, expired idempotency
+// keys forgotten), wired to the runtime's bindings.
 import { createApp } from "./app";
 import { ConfigError, DEFAULT_RETRY, getConfig, type Config } from "./config";
 import { backoffSeconds } from "./core/retry";
@@ -7,12 +8,15 @@ import { deliverBatch } from "./delivery/consumer";
 import { handleDeadLetters } from "./delivery/dead-letter";
 import type { OutboxJob } from "./delivery/outbox";
 import { sweep } from "./delivery/sweeper";
+import { deliverWebhookBatch, sweepWebhookEvents, type WebhookJob } from "./delivery/webhooks";
 import { createLogger, type Logger } from "./log";
 import { applyRetention } from "./retention";
 import { purgeExpiredKeys } from "./store/idempotency";
 import { createUsage, meterBatch, meterBindings, usageFields, type Usage } from "./usage";
 
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
+const WEBHOOK_QUEUE = "mailroom-webhooks";
+const WEBHOOK_DEAD_LETTER_QUEUE = "mailroom-webhooks-dead-letter";
 
 const app = createApp();
 
@@ -27,17 +31,23 @@ function readConfig(env: Env, log: Logger): Config | undefined {
   }
 }
 
-async function handleBatch(batch: MessageBatch<OutboxJob>, env: Env, usage: Usage, log: Logger): Promise<void> {
+async function handleBatch(batch: MessageBatch<OutboxJob | WebhookJob>, env: Env, usage: Usage, log: Logger): Promise<void> {
   const config = readConfig(env, log);
-  const { DB: db, OUTBOX: outbox, ATTACHMENTS: attachments } = meterBindings(env, usage);
-  if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch, { db, outbox, config, log });
+  const { DB: db, OUTBOX: outbox, ATTACHMENTS: attachments, WEBHOOKS: webhooks } = meterBindings(env, usage);
+  if (batch.queue === WEBHOOK_DEAD_LETTER_QUEUE) {
+    // The event's row still says it is to be delivered: the sweep puts it back on the queue.
+    log.warn("webhook jobs dead-lettered; the sweep delivers their events", { messages: batch.messages.length });
+    return batch.ackAll();
+  }
+  if (batch.queue === DEAD_LETTER_QUEUE) return handleDeadLetters(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, config, log });
   if (!config) {
     // Nothing can be delivered until the settings are fixed; keep every job meanwhile, backing off.
     const attempts = Math.max(...batch.messages.map((m) => m.attempts));
     batch.retryAll({ delaySeconds: backoffSeconds(attempts, DEFAULT_RETRY) });
     return;
   }
-  return deliverBatch(batch, { db, outbox, attachments, config, log });
+  if (batch.queue === WEBHOOK_QUEUE) return deliverWebhookBatch(batch as MessageBatch<WebhookJob>, { db, webhooks, config, log });
+  return deliverBatch(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, attachments, config, log });
 }
 
 export default {
@@ -62,8 +72,10 @@ export default {
     const config = readConfig(env, log);
     if (config) {
       await sweep({ db: env.DB, outbox: env.OUTBOX, config, log });
+      // Its failure must not stop the rest of the sweep.
+      await sweepWebhookEvents({ db: env.DB, webhooks: env.WEBHOOKS, config, log }).catch((error) => log.error("webhook sweep failed; the next one tries again", { error }));
       await applyRetention({ db: env.DB, attachments: env.ATTACHMENTS, config, log });
     }
     await purgeExpiredKeys(env.DB, new Date());
   },
-} satisfies ExportedHandler<Env, OutboxJob>;
+} satisfies ExportedHandler<Env, OutboxJob | WebhookJob>;

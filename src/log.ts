@@ -15,7 +15,7 @@ export interface Logger {
 /** Field names whose values are message content or secrets: never written. */
 const REDACTED_FIELDS = new Set([
   "subject", "text", "html", "body", "content", "data", "attachments", "headers",
-  "password", "pass", "smtp_pass", "api_key", "api_keys", "authorization", "token",
+  "password", "pass", "smtp_pass", "api_key", "api_keys", "authorization", "token", "secret", "signing_secret", "payload",
 ]);
 /** Field names that hold recipients: written masked. */
 const ADDRESS_FIELDS = new Set(["to", "cc", "bcc", "from", "reply_to", "recipient", "recipients"]);

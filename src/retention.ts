@@ -2,11 +2,13 @@
 // after it was accepted, and then deleted once it is settled (a message still waiting to be sent keeps them until it
 // is). What happened to it — status, events, recipients, subject — stays. Attachments in R2 are deleted
 // before the rows that point at them are cleared, so a failure leaves nothing unreachable: the next run
-// finds the same messages again.
+// finds the same messages again. Webhook events delivered or failed are deleted RETENTION_DAYS after they
+// happened, with their attempts.
 import type { Config } from "./config";
 import type { Logger } from "./log";
 import { deleteAttachments } from "./store/attachment-objects";
 import { clearBodies, findExpiredBodies } from "./store/retention";
+import { deleteOldWebhookEvents } from "./store/webhook-events";
 
 /** Messages cleared per round (at most R2's 1000 keys per delete), and rounds per run: the next run, a minute later, takes the rest. */
 const BATCH = 500;
@@ -25,5 +27,8 @@ export async function applyRetention(
     if (expired.length < BATCH) break;
   }
   if (cleared > 0) log.info("retention: deleted the bodies and attachments of old settled messages", { outcome: "bodies_deleted", messages: cleared, retention_days: config.retentionDays });
+  let events = 0;
+  for (let round = 0, deleted = BATCH; round < MAX_BATCHES && deleted === BATCH; round++) events += deleted = await deleteOldWebhookEvents(db, { cutoff, limit: BATCH });
+  if (events > 0) log.info("retention: deleted old settled webhook events", { outcome: "webhook_events_deleted", webhook_events: events, retention_days: config.retentionDays });
   return cleared;
 }

@@ -89,8 +89,8 @@ export function meterQueue<Body>(queue: Queue<Body>, usage: Usage): Queue<Body> 
 }
 
 /** The env's bindings that cost per use (D1, the outbox queue, the R2 bucket), counted into `usage`. */
-export function meterBindings(env: Env, usage: Usage): Pick<Env, "DB" | "OUTBOX" | "ATTACHMENTS"> {
-  return { DB: meterD1(env.DB, usage), OUTBOX: meterQueue(env.OUTBOX, usage), ATTACHMENTS: meterR2(env.ATTACHMENTS, usage) };
+export function meterBindings(env: Env, usage: Usage): Pick<Env, "DB" | "OUTBOX" | "WEBHOOKS" | "ATTACHMENTS"> {
+  return { DB: meterD1(env.DB, usage), OUTBOX: meterQueue(env.OUTBOX, usage), WEBHOOKS: meterQueue(env.WEBHOOKS, usage), ATTACHMENTS: meterR2(env.ATTACHMENTS, usage) };
 }
 
 /** R2 calls are subrequests too (no rows, no queue operations). */

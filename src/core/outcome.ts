@@ -1,18 +1,24 @@
 // What one delivery attempt means for each recipient and for the message. A recipient the relay accepted
-// is done and never sent the mail again; one refused for good is done; one refused temporarily, or not
-// reached because the session failed, waits for the next attempt until the retry window ends. The message
-// is settled once every recipient is: "sent" when the relay took it for at least one, else "failed".
+// is done and never sent the mail again; one the relay refused for good is done ("bounced"); one refused
+// temporarily, or not reached because the session failed, waits for the next attempt until the retry
+// window ends, and is then given up on ("failed", as is one whose mail could not be sent at all). The
+// message is settled once every recipient is: "sent" when the relay took it for at least one, else "failed".
 import type { SmtpTransaction } from "../delivery/smtp";
 import { backoffSeconds, describeFailure, isAccepted, isPermanent, isPermanentReply, windowEndedReason, type RetryPolicy } from "./retry";
 
-export type RecipientStatus = "pending" | "sent" | "deferred" | "failed";
+export type RecipientStatus = "pending" | "sent" | "deferred" | "bounced" | "failed";
 
 export interface RecipientUpdate {
   address: string;
   status: Exclude<RecipientStatus, "pending">;
   smtpCode?: number;
+  /** The RFC 3463 status the reply carried (5.1.1), when it had one. */
+  enhancedCode?: string;
   detail: string;
 }
+
+/** A refusal for good by the relay of the mail to its recipients (RCPT, DATA, the final dot), not of the sender or the session. */
+const BOUNCING_STAGES = new Set(["rcpt", "data", "message"]);
 
 export type DeliveryOutcome =
   | { kind: "sent"; code?: number; detail: string; recipients: RecipientUpdate[] }
@@ -35,17 +41,22 @@ function recipientOutcome(address: string, { recipients, end }: SmtpTransaction)
   const rcpt = recipients.find((r) => r.recipient === address);
   if (rcpt && !isAccepted(rcpt)) {
     const detail = `${rcpt.command} answered ${[rcpt.code, rcpt.enhanced_code, rcpt.reply].filter(Boolean).join(" ")}`.slice(0, 1000);
-    return { address, status: isPermanentReply(rcpt.code, "rcpt") ? "failed" : "deferred", smtpCode: rcpt.code, detail };
+    return { address, status: isPermanentReply(rcpt.code, "rcpt") ? "bounced" : "deferred", smtpCode: rcpt.code, ...enhanced(rcpt.enhanced_code), detail };
   }
   if (end.ok) return rcpt ? { address, status: "sent", smtpCode: end.value.code, detail: end.value.reply } : undefined;
   const { failure } = end;
-  if (isPermanent(failure)) return { address, status: "failed", smtpCode: failure.code, detail: describeFailure(failure) };
-  return rcpt ? { address, status: "deferred", smtpCode: failure.code, detail: describeFailure(failure) } : undefined;
+  if (isPermanent(failure)) {
+    const bounced = failure.kind === "reply" && BOUNCING_STAGES.has(failure.stage);
+    return { address, status: bounced ? "bounced" : "failed", smtpCode: failure.code, ...enhanced(failure.enhanced_code), detail: describeFailure(failure) };
+  }
+  return rcpt ? { address, status: "deferred", smtpCode: failure.code, ...enhanced(failure.enhanced_code), detail: describeFailure(failure) } : undefined;
 }
+
+const enhanced = (code: string | undefined) => (code ? { enhancedCode: code } : {});
 
 /** "queued as 7; not delivered to gone@example.com (RCPT TO:<…> answered 550 …)": what a settling attempt records. */
 function describeSettled(transaction: SmtpTransaction, updates: RecipientUpdate[]): string {
-  const failed = updates.filter((u) => u.status === "failed").map((u) => `${u.address} (${u.detail})`);
+  const failed = updates.filter((u) => u.status === "failed" || u.status === "bounced").map((u) => `${u.address} (${u.detail})`);
   const accepted = transaction.end.ok ? transaction.end.value.reply : "every recipient is settled";
   return (failed.length ? `${accepted}; not delivered to ${failed.join(", ")}` : accepted).slice(0, 1000);
 }

@@ -15,12 +15,16 @@ import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
 import { getAttachments } from "../store/attachment-objects";
 import { claimMessages, recordAttempts, recordedBy, releaseClaims, type AttemptRecord, type Claim } from "../store/attempts";
+import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
 import { requeue, type OutboxJob } from "./outbox";
+import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
 import { SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
 
 export interface DeliveryContext {
   db: D1Database;
   outbox: Queue<OutboxJob>;
+  /** Where the webhook events the outcomes make are queued. */
+  webhooks: Queue<WebhookJob>;
   attachments: R2Bucket;
   config: Config;
   log: Logger;
@@ -376,18 +380,23 @@ async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Cl
  * the chunk, the write is retried however often D1 fails, until just before the claims end (after that,
  * another attempt could take a claim and send again), and such a job is never re-queued.
  */
-async function recordChunk({ db, config }: DeliveryContext, chunk: Chunk): Promise<void> {
+async function recordChunk({ db, webhooks, config, log }: DeliveryContext, chunk: Chunk): Promise<void> {
   const at = new Date();
   const records = chunk.attempts.map((a) => attemptRecord(a, at));
   const anySent = records.some((r) => r.kind === "sent");
+  // The webhook events the history makes are read in the same transaction, and queued once it committed.
+  const madeEvents = newWebhookEvents(db, { at: at.toISOString(), messageIds: records.map((r) => r.id) });
   let applied: boolean[] | undefined;
+  let made: DueWebhookEvent[] = [];
   let failures = 0;
   for (let pauseMs = 100; !applied; pauseMs = Math.min(pauseMs * 2, 5000)) {
     try {
-      const written = await recordAttempts(db, records);
+      const written = await recordAttempts(db, records, [madeEvents]);
+      // (A write that committed but failed on its way back leaves its events to the sweep.)
+      made = dueEventsOf(written.extra[0]);
       // After a write that committed but failed on its way back, the rows already say what it wrote.
       const recorded = failures > 0 ? await recordedBy(db, records) : [];
-      applied = written.map((yes, i) => yes || recorded[i] === true);
+      applied = written.applied.map((yes, i) => yes || recorded[i] === true);
     } catch (error) {
       failures += 1;
       if (!anySent || Date.now() + pauseMs >= chunk.recordBy) {
@@ -403,6 +412,7 @@ async function recordChunk({ db, config }: DeliveryContext, chunk: Chunk): Promi
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
     }
   }
+  await enqueueWebhookEvents(webhooks, made, log);
   chunk.attempts.forEach(({ msg, log, claim, outcome }, i) => {
     const mine = applied[i]!;
     if (outcome!.kind === "retry" && mine) msg.retry({ delaySeconds: outcome!.delaySeconds });

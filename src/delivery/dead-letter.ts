@@ -9,16 +9,18 @@ import type { Logger } from "../log";
 import { closeRetryWindow } from "../store/attempts";
 import { getMessage, isSettled } from "../store/messages";
 import { requeue, type OutboxJob } from "./outbox";
+import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
 
 export interface DeadLetterContext {
   db: D1Database;
   outbox: Queue<OutboxJob>;
+  webhooks: Queue<WebhookJob>;
   /** Undefined when the settings cannot be read: then nothing is failed, every job goes back. */
   config: Config | undefined;
   log: Logger;
 }
 
-export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, outbox, config, log }: DeadLetterContext): Promise<void> {
+export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, outbox, webhooks, config, log }: DeadLetterContext): Promise<void> {
   for (const msg of batch.messages) {
     const id = msg.body?.id;
     const jobLog = log.child({ email_id: id, request_id: msg.body?.request_id });
@@ -30,7 +32,8 @@ export async function handleDeadLetters(batch: MessageBatch<OutboxJob>, { db, ou
         jobLog.info("dead letter for a settled message", { outcome: "skipped", status: message.status });
       } else if (config && message.status !== "sending" && Date.now() >= retryWindowEndsAt(message, config.retry).getTime()) {
         const reason = windowEndedReason(config.retry, message.attempts, message.lastError);
-        const changed = await closeRetryWindow(db, { id: message.id, at: new Date().toISOString(), reason });
+        const { changed, webhookEvents } = await closeRetryWindow(db, { id: message.id, at: new Date().toISOString(), reason });
+        await enqueueWebhookEvents(webhooks, webhookEvents, jobLog);
         jobLog.warn("retry window ended; recipients still waiting failed", { attempt: message.attempts, outcome: changed ? "window_closed" : "skipped" });
       } else {
         const delaySeconds = await requeue(outbox, msg.body, message.nextAttemptAt);

@@ -3,22 +3,34 @@
 // /openapi.json. A test checks that every route the app serves is in it, so it cannot drift.
 import * as z from "zod";
 import { classicNotificationSchema, renderTemplateSchema, rescheduleSchema, sendEmailSchema } from "../core/schema";
+import { createWebhookSchema, updateWebhookSchema } from "../core/webhook-request";
 import { MAX_BATCH } from "./send";
 import {
   acceptedSchema,
   batchAcceptedSchema,
   canceledSchema,
   classicAcceptedSchema,
+  emailListSchema,
   emailViewSchema,
   errorSchema,
   healthSchema,
   renderedTemplateSchema,
   rescheduledSchema,
   templateListSchema,
+  webhookAttemptListSchema,
+  webhookChangedSchema,
+  webhookCreatedSchema,
+  webhookDeletedSchema,
+  webhookEventListSchema,
+  webhookEventReplayedSchema,
+  webhookEventSchema,
+  webhookListSchema,
+  webhookRotatedSchema,
+  webhookSchema,
 } from "./responses";
 
 interface Operation {
-  method: "get" | "post" | "patch";
+  method: "get" | "post" | "patch" | "delete";
   /** Hono's form: /v1/emails/:id. */
   path: string;
   summary: string;
@@ -35,7 +47,15 @@ interface Operation {
   open?: boolean;
   /** Takes an Idempotency-Key header. */
   idempotent?: boolean;
+  /** A list: takes limit, after and before (Resend's pagination). */
+  paginated?: boolean;
 }
+
+const PAGINATION = [
+  { name: "limit", in: "query", required: false, description: "1–100, default 20", schema: { type: "integer", minimum: 1, maximum: 100 } },
+  { name: "after", in: "query", required: false, description: "the id of an item: the page of items after it (older); not with before", schema: { type: "string" } },
+  { name: "before", in: "query", required: false, description: "the id of an item: the page of items before it (newer); not with after", schema: { type: "string" } },
+];
 
 const SENDING_ERRORS = [400, 401, 403, 409, 413, 415, 422, 429];
 
@@ -77,6 +97,7 @@ export const OPERATIONS: Operation[] = [
     errors: [400, 401, 404, 409, 415, 422],
   },
   { method: "post", path: "/v1/emails/:id/cancel", summary: "Cancel an email not yet handed to the relay", answer: [200, canceledSchema], errors: [401, 404, 409] },
+  { method: "get", path: "/v1/emails", summary: "The key's emails, newest first", answer: [200, emailListSchema], errors: [401, 422], paginated: true },
   { method: "get", path: "/v1/templates", summary: "The templates, their locales and variables", answer: [200, templateListSchema], errors: [401] },
   {
     method: "post",
@@ -87,6 +108,39 @@ export const OPERATIONS: Operation[] = [
     pathExamples: { name: "welcome" },
     answer: [200, renderedTemplateSchema],
     errors: [400, 401, 404, 415, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/webhooks",
+    summary: "Subscribe an endpoint to delivery events (signed, retried until delivered)",
+    request: createWebhookSchema,
+    example: { endpoint: "https://acme.example/webhooks/mailroom", events: ["email.sent", "email.bounced", "email.failed"] },
+    answer: [201, webhookCreatedSchema],
+    errors: [400, 401, 409, 415, 422],
+  },
+  { method: "get", path: "/v1/webhooks", summary: "The key's webhooks, newest first", answer: [200, webhookListSchema], errors: [401, 422], paginated: true },
+  { method: "get", path: "/v1/webhooks/:id", summary: "A webhook, with its signing secret", answer: [200, webhookSchema], errors: [401, 404] },
+  {
+    method: "patch",
+    path: "/v1/webhooks/:id",
+    summary: "Change a webhook's endpoint, events or status",
+    request: updateWebhookSchema,
+    example: { status: "enabled" },
+    answer: [200, webhookChangedSchema],
+    errors: [400, 401, 404, 415, 422],
+  },
+  { method: "delete", path: "/v1/webhooks/:id", summary: "Delete a webhook and its events", answer: [200, webhookDeletedSchema], errors: [401, 404] },
+  { method: "post", path: "/v1/webhooks/:id/signing-secret/rotate", summary: "A new signing secret; the old one also signs for 24 h", answer: [200, webhookRotatedSchema], errors: [401, 404] },
+  { method: "get", path: "/v1/webhooks/:id/events", summary: "A webhook's events and their delivery status, newest first", answer: [200, webhookEventListSchema], errors: [401, 404, 422], paginated: true },
+  { method: "get", path: "/v1/webhooks/:id/events/:eventId", summary: "One event, with its payload and next attempt", answer: [200, webhookEventSchema], errors: [401, 404] },
+  { method: "post", path: "/v1/webhooks/:id/events/:eventId/replay", summary: "Deliver an event again (same webhook-id)", answer: [200, webhookEventReplayedSchema], errors: [401, 404, 409] },
+  {
+    method: "get",
+    path: "/v1/webhooks/:id/events/:eventId/attempts",
+    summary: "An event's delivery attempts, newest first",
+    answer: [200, webhookAttemptListSchema],
+    errors: [401, 404, 422],
+    paginated: true,
   },
   {
     method: "post",
@@ -144,6 +198,7 @@ export function openApiDocument(): Record<string, unknown> {
         ...(op.pathExamples?.[name!] ? { example: op.pathExamples[name!] } : {}),
       })),
       ...(op.idempotent ? [IDEMPOTENCY_KEY] : []),
+      ...(op.paginated ? PAGINATION : []),
     ];
     paths[path] ??= {};
     paths[path][op.method] = {

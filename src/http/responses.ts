@@ -1,10 +1,12 @@
 // What the API answers, as zod schemas: the handlers build their answers as these types (`satisfies`, so a
 // field added to one and not the other fails the typecheck), and /openapi.json describes them from here.
 import * as z from "zod";
+import { WEBHOOK_EVENT_TYPES } from "../core/webhook-events";
 import { ERROR_STATUS, type ErrorCode } from "./errors";
 
 const id = z.string().meta({ description: "the email's id (a UUID)" });
 const status = z.enum(["scheduled", "queued", "sending", "retrying", "sent", "failed", "canceled"]);
+const lastEvent = z.enum(["queued", "scheduled", "sent", "delivery_delayed", "bounced", "failed", "canceled"]).meta({ description: "Resend's name for the latest thing that happened to it" });
 
 export const acceptedSchema = z.object({ id, status: z.enum(["queued", "scheduled"]) });
 export const batchAcceptedSchema = z.object({ data: z.array(z.object({ id })).meta({ description: "the emails' ids, in the order sent" }) });
@@ -34,14 +36,96 @@ export const emailViewSchema = z.object({
   sent_at: z.string().nullable(),
   attempts: z.number().int(),
   last_error: z.string().nullable(),
-  recipients: z.array(z.object({ address: z.string(), status: z.enum(["pending", "sent", "deferred", "failed"]), smtp_code: z.number().int().nullable(), detail: z.string().nullable() })),
+  last_event: lastEvent,
+  recipients: z.array(
+    z.object({
+      address: z.string(),
+      status: z.enum(["pending", "sent", "deferred", "bounced", "failed"]).meta({ description: "bounced: the relay refused it for good; failed: given up (retry window over, canceled, not sendable)" }),
+      smtp_code: z.number().int().nullable(),
+      detail: z.string().nullable(),
+    }),
+  ),
   events: z.array(
     z.object({
       at: z.string(),
-      type: z.enum(["accepted", "sent", "deferred", "failed", "interrupted", "rescheduled", "canceled"]),
+      type: z.enum(["accepted", "sent", "deferred", "bounced", "failed", "interrupted", "rescheduled", "canceled"]),
       attempt: z.number().int().nullable(),
       smtp_code: z.number().int().nullable(),
       detail: z.string().nullable(),
+      recipient: z.string().nullable().meta({ description: "the recipient a per-recipient event (bounced) is about" }),
+    }),
+  ),
+});
+
+export const emailListSchema = z.object({
+  object: z.literal("list"),
+  has_more: z.boolean(),
+  data: z.array(
+    z.object({
+      id,
+      message_id: z.string(),
+      from: z.string(),
+      to: z.array(z.string()),
+      cc: z.array(z.string()),
+      bcc: z.array(z.string()),
+      reply_to: z.array(z.string()),
+      subject: z.string(),
+      created_at: z.string(),
+      scheduled_at: z.string().nullable(),
+      last_event: lastEvent,
+    }),
+  ),
+});
+
+const webhookEventType = z.enum(WEBHOOK_EVENT_TYPES);
+const webhookStatus = z.enum(["enabled", "disabled"]);
+const webhookId = z.string().meta({ description: "the webhook's id (a UUID)" });
+
+export const webhookCreatedSchema = z.object({ object: z.literal("webhook"), id: webhookId, signing_secret: z.string().meta({ description: "whsec_…: verify deliveries with it" }) });
+export const webhookSchema = z.object({
+  object: z.literal("webhook"),
+  id: webhookId,
+  created_at: z.string(),
+  status: webhookStatus,
+  endpoint: z.string(),
+  events: z.array(webhookEventType),
+  signing_secret: z.string(),
+});
+export const webhookListSchema = z.object({
+  object: z.literal("list"),
+  has_more: z.boolean(),
+  data: z.array(z.object({ id: webhookId, endpoint: z.string(), created_at: z.string(), status: webhookStatus, events: z.array(webhookEventType) })),
+});
+export const webhookChangedSchema = z.object({ object: z.literal("webhook"), id: webhookId });
+export const webhookDeletedSchema = z.object({ object: z.literal("webhook"), id: webhookId, deleted: z.literal(true) });
+export const webhookRotatedSchema = webhookCreatedSchema;
+
+const eventStatus = z.enum(["success", "pending", "failed", "attempting"]);
+const eventId = z.string().meta({ description: "the event's id: the webhook-id of each of its deliveries" });
+export const webhookEventListSchema = z.object({
+  object: z.literal("list"),
+  has_more: z.boolean(),
+  data: z.array(z.object({ id: eventId, type: webhookEventType, created_at: z.string(), status: eventStatus })),
+});
+export const webhookEventSchema = z.object({
+  object: z.literal("webhook_event"),
+  id: eventId,
+  type: webhookEventType,
+  created_at: z.string(),
+  status: eventStatus,
+  next_attempt_at: z.string().nullable(),
+  payload: z.object({ type: webhookEventType, created_at: z.string(), data: z.record(z.string(), z.unknown()) }),
+});
+export const webhookEventReplayedSchema = z.object({ object: z.literal("webhook_event"), id: eventId });
+export const webhookAttemptListSchema = z.object({
+  object: z.literal("list"),
+  has_more: z.boolean(),
+  data: z.array(
+    z.object({
+      id: z.string(),
+      http_status_code: z.number().int().meta({ description: "0: no answer (timeout, refused connection)" }),
+      response: z.string().meta({ description: "the first 1 KiB of the answer, or why there was none" }),
+      sent_at: z.string(),
     }),
   ),
 });

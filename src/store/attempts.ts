@@ -3,7 +3,9 @@
 // apply only to the claim that made them (status "sending" and the same attempt number), so an attempt
 // whose claim expired, or a repeated job, can never move a message that another attempt owns.
 import type { RecipientStatus, RecipientUpdate } from "../core/outcome";
-import { insertEvent, isSettled, NEXT_EVENT_SEQ_SQL, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
+import { insertEvent, isSettled, NEXT_EVENT_SEQ_SQL, type NewEvent, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
+import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
+
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
 export type Claim =
@@ -116,13 +118,20 @@ export type AttemptRecord = {
 
 /**
  * Records the outcomes of several attempts in one transaction and releases their claims. Returns, for
- * each, whether the claim was still that attempt's (else nothing of it was written).
+ * each, whether the claim was still that attempt's (else nothing of it was written). With `also`, its
+ * statements run last in the same transaction and their results come back as `extra`.
  */
-export async function recordAttempts(db: D1Database, records: AttemptRecord[]): Promise<boolean[]> {
-  const results = await db.batch(records.flatMap((r) => [updateRecipients(db, r), updateMessage(db, r), recordEvent(db, r)]));
-  return records.map((_, i) => (results[3 * i + 1]?.meta.changes ?? 0) > 0);
+export async function recordAttempts(db: D1Database, records: AttemptRecord[], also: D1PreparedStatement[] = []): Promise<{ applied: boolean[]; extra: D1Result[] }> {
+  const groups = records.map((r) => [updateRecipients(db, r), updateMessage(db, r), ...recordEvents(db, r)]);
+  const results = await db.batch([...groups.flat(), ...also]);
+  let at = 0;
+  const applied = groups.map((group) => {
+    const mine = (results[at + 1]?.meta.changes ?? 0) > 0;
+    at += group.length;
+    return mine;
+  });
+  return { applied, extra: results.slice(at) };
 }
-
 /**
  * The recipients' outcomes, written only while the attempt still holds its claim; it must come first,
  * before the message's own guarded update releases the claim.
@@ -152,10 +161,30 @@ function updateMessage(db: D1Database, r: AttemptRecord): D1PreparedStatement {
   }
 }
 
-/** The attempt's event, written only if the message's update just before it applied. */
-function recordEvent(db: D1Database, r: AttemptRecord): D1PreparedStatement {
-  const type = r.kind === "retry" ? "deferred" : r.kind;
-  return insertEvent(db, r.id, { at: r.at, type, attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason }, true);
+/**
+ * The attempt's history, written only if the message's update just before it in the batch applied (each
+ * event row only if the statement before it changed a row: the update, or the event before it): "bounced" for each recipient refused for good; "sent" when the relay
+ * took the mail for recipients it had not before (also when others still wait); "deferred" when someone
+ * waits for the next attempt; "failed" when recipients were given up on (the retry window ended, or the
+ * mail could not be sent at all) or nobody was left to try and nobody had been served.
+ */
+function recordEvents(db: D1Database, r: AttemptRecord): D1PreparedStatement[] {
+  const events: NewEvent[] = r.recipients
+    .filter((u) => u.status === "bounced")
+    .map((u) => ({ at: r.at, type: "bounced", attempt: r.attempt, smtpCode: u.smtpCode, enhancedCode: u.enhancedCode, detail: u.detail, recipient: u.address }));
+  if (r.recipients.some((u) => u.status === "sent")) {
+    events.push({ at: r.at, type: "sent", attempt: r.attempt, smtpCode: r.kind === "sent" ? r.smtpCode : undefined, detail: r.kind === "sent" ? r.detail : sentPart(r) });
+  }
+  if (r.kind === "retry") events.push({ at: r.at, type: "deferred", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.reason });
+  const givenUp = r.recipients.some((u) => u.status === "failed") || (r.kind === "failed" && r.recipients.length === 0);
+  if (givenUp && r.kind !== "retry") events.push({ at: r.at, type: "failed", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason });
+  return events.map((event) => insertEvent(db, r.id, event, true));
+}
+
+/** What a retrying attempt's "sent" event says: the relay's reply for those it took. */
+function sentPart(r: AttemptRecord): string {
+  const sent = r.recipients.filter((u) => u.status === "sent");
+  return `${sent[0]!.detail} (for ${sent.map((u) => u.address).join(", ")})`.slice(0, 1000);
 }
 
 /**
@@ -176,8 +205,8 @@ export async function recordedBy(db: D1Database, attempts: { id: string; attempt
  * recipient still waiting fails with `reason`; the message is "sent" if an earlier attempt delivered it
  * to someone, else "failed".
  */
-export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id: string; at: string; reason: string }): Promise<boolean> {
-  const [, update] = await db.batch([
+export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id: string; at: string; reason: string }): Promise<{ changed: boolean; webhookEvents: DueWebhookEvent[] }> {
+  const [, update, , made] = await db.batch([
     db
       .prepare(
         `UPDATE recipients SET status = 'failed', detail = ?1, updated_at = ?2
@@ -195,6 +224,7 @@ export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id:
       )
       .bind(reason, at, id),
     insertEvent(db, id, { at, type: "failed", detail: reason }, true),
+    newWebhookEvents(db, { at, messageIds: [id] }),
   ]);
-  return (update?.meta.changes ?? 0) > 0;
+  return { changed: (update?.meta.changes ?? 0) > 0, webhookEvents: dueEventsOf(made) };
 }

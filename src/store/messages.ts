@@ -2,9 +2,10 @@
 // domain types here and nowhere else; delivery attempts (claims, outcomes) are in attempts.ts.
 import type { OutgoingMessage } from "../core/message";
 import type { RecipientStatus } from "../core/outcome";
+import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
-export type EventType = "accepted" | "sent" | "deferred" | "failed" | "interrupted" | "rescheduled" | "canceled";
+export type EventType = "accepted" | "sent" | "deferred" | "bounced" | "failed" | "interrupted" | "rescheduled" | "canceled";
 
 /** Statuses a message waits in between attempts, as SQL. */
 export const WAITING_SQL = "('scheduled', 'queued', 'retrying')";
@@ -65,11 +66,16 @@ export interface RecipientRecord {
 }
 
 export interface MessageEvent {
+  /** Its place in the message's history (1, 2, 3…); with the message's id, what names it. */
+  seq: number;
   at: string;
   type: EventType;
   attempt: number | null;
   smtpCode: number | null;
   detail: string | null;
+  /** The one recipient a per-recipient event (bounced) is about. */
+  recipient: string | null;
+  enhancedCode: string | null;
 }
 
 export interface MessageRow {
@@ -130,7 +136,7 @@ export function toRecord(row: MessageRow): MessageRecord {
 
 /** An event's seq counts per message (the table's key is message_id, seq: one row written per event). */
 const INSERT_EVENT =
-  "INSERT INTO events (message_id, seq, at, type, attempt, smtp_code, detail) SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE message_id = ?1), ?2, ?3, ?4, ?5, ?6";
+  "INSERT INTO events (message_id, seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code) SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE message_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8";
 /** The same for each message a statement's SELECT yields as messages.id (see attempts.ts). */
 export const NEXT_EVENT_SEQ_SQL = "(SELECT COALESCE(MAX(e.seq), 0) + 1 FROM events AS e WHERE e.message_id = messages.id)";
 
@@ -140,7 +146,11 @@ export interface NewEvent {
   attempt?: number;
   smtpCode?: number;
   detail?: string;
+  recipient?: string;
+  enhancedCode?: string;
 }
+
+const eventValues = (messageId: string, e: NewEvent) => [messageId, e.at, e.type, e.attempt ?? null, e.smtpCode ?? null, e.detail ?? null, e.recipient ?? null, e.enhancedCode ?? null];
 
 /**
  * An event row. With `onlyIfChanged`, it is written only if the statement just before it in the same
@@ -149,8 +159,9 @@ export interface NewEvent {
 export function insertEvent(db: D1Database, messageId: string, event: NewEvent, onlyIfChanged = false) {
   return db
     .prepare(onlyIfChanged ? `${INSERT_EVENT} WHERE changes() > 0` : INSERT_EVENT)
-    .bind(messageId, event.at, event.type, event.attempt ?? null, event.smtpCode ?? null, event.detail ?? null);
+    .bind(...eventValues(messageId, event));
 }
+
 
 /**
  * The Idempotency-Key a request holds, as the key's row names it (its first message's id). Messages stored
@@ -172,10 +183,16 @@ export class KeyTakenOver extends Error {
   }
 }
 
-/** Each message's row, a pending row per recipient and its "accepted" event, all in one transaction. */
-export async function insertMessages(db: D1Database, messages: NewMessage[], fence?: KeyFence): Promise<void> {
-  const results = await db.batch(messages.flatMap((m) => insertStatements(db, m, fence)));
+/**
+ * Each message's row, a pending row per recipient and its "accepted" event, all in one transaction. Returns
+ * the webhook events that made (email.scheduled, for scheduled messages), to be queued.
+ */
+export async function insertMessages(db: D1Database, messages: NewMessage[], fence?: KeyFence): Promise<DueWebhookEvent[]> {
+  const scheduled = messages.filter((m) => m.scheduledAt).map((m) => m.id);
+  const made = scheduled.length > 0 ? [newWebhookEvents(db, { at: messages[0]!.createdAt, messageIds: scheduled })] : [];
+  const results = await db.batch([...messages.flatMap((m) => insertStatements(db, m, fence)), ...made]);
   if (fence && results[0]?.meta.changes === 0) throw new KeyTakenOver();
+  return made.length > 0 ? dueEventsOf(results.at(-1)) : [];
 }
 
 /** D1 refuses a row over 2,000,000 bytes; this leaves room for the columns Mailroom adds later (last_error…). */
@@ -227,7 +244,7 @@ function insertStatements(db: D1Database, m: NewMessage, fence: KeyFence | undef
 }
 
 function insertEventIfStored(db: D1Database, m: NewMessage): D1PreparedStatement {
-  return db.prepare(`${INSERT_EVENT} WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)`).bind(m.id, m.createdAt, "accepted", null, null, null);
+  return db.prepare(`${INSERT_EVENT} WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)`).bind(...eventValues(m.id, { at: m.createdAt, type: "accepted" }));
 }
 
 /**
@@ -260,21 +277,25 @@ export interface MessageHistory {
   recipients: RecipientRecord[];
 }
 
-type EventRow = { at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null };
+export type EventRow = { seq: number; at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null; recipient: string | null; enhanced_code: string | null };
+export function toEvent(r: EventRow): MessageEvent {
+  return { seq: r.seq, at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail, recipient: r.recipient, enhancedCode: r.enhanced_code };
+}
+
 type RecipientRow = { address: string; status: RecipientStatus; smtp_code: number | null; detail: string | null };
 
 /** The message, its events and its recipients' outcomes, in one round trip. */
 export async function getMessageWithHistory(db: D1Database, id: string): Promise<MessageHistory | null> {
   const [message, events, recipients] = await db.batch([
     db.prepare("SELECT * FROM messages WHERE id = ?").bind(id),
-    db.prepare("SELECT at, type, attempt, smtp_code, detail FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
+    db.prepare("SELECT seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
     db.prepare("SELECT address, status, smtp_code, detail FROM recipients WHERE message_id = ? ORDER BY position").bind(id),
   ]);
   const row = message?.results[0] as MessageRow | undefined;
   if (!row) return null;
   return {
     message: toRecord(row),
-    events: (events!.results as EventRow[]).map((r) => ({ at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail })),
+    events: (events!.results as EventRow[]).map(toEvent),
     recipients: (recipients!.results as RecipientRow[]).map((r) => ({ address: r.address, status: r.status, smtpCode: r.smtp_code, detail: r.detail })),
   };
 }

@@ -11,7 +11,7 @@ import { stopProcessGroup } from "../../scripts/wrangler-dev.mjs";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const MIGRATIONS = readdirSync(path.join(ROOT, "migrations")).filter((f) => f.endsWith(".sql")).length;
 /** Settings npm start would take from the shell; a fresh clone in a clean shell has none. */
-const SETTINGS = /^(SMTP_|MAIL_FROM$|API_KEYS$|RETRY_|DELIVERY_LEASE_SECONDS$|SWEEP_GRACE_SECONDS$|ENVIRONMENT$|PORT$|MAILROOM_)/;
+const SETTINGS = /^(SMTP_|MAIL_FROM$|API_KEYS$|RETRY_|WEBHOOK_|DELIVERY_LEASE_SECONDS$|SWEEP_GRACE_SECONDS$|ENVIRONMENT$|PORT$|MAILROOM_)/;
 
 let clone: string;
 
@@ -84,6 +84,8 @@ const BANNER_LINES = [
   /^ {4}ID=\$\(curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/emails -H "Authorization: Bearer mr_dev_/,
   /^ {2}Then read its status /,
   /^ {4}curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/emails\/\$ID -H "Authorization: Bearer mr_dev_/,
+  /^ {2}Have delivery events pushed to the inbox's webhook receiver /,
+  /^ {4}curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/webhooks -H "Authorization: Bearer mr_dev_/,
   /^ {2}Stop with Ctrl-C\.$/,
 ];
 
@@ -125,5 +127,32 @@ describe("npm start from a fresh clone", () => {
   it("says the database is up to date on the next start", async () => {
     const { before } = await runUntilFirstRequest();
     expect(before.split("\n").find((line) => line.trim() !== "")).toBe("mailroom: local D1 database up to date (.wrangler/state)");
+  });
+
+  it("prints a curl that registers the inbox's webhook receiver: a mail's events show there, their signatures verified", async () => {
+    const run = start();
+    try {
+      await run.waitFor(/Stop with Ctrl-C\.\n/);
+      const output = run.output();
+      const inbox = /Inbox {6}(http:\/\/127\.0\.0\.1:\d+)/.exec(output)![1]!;
+      const register = /^ {4}(curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/webhooks .*)$/m.exec(output)![1]!;
+      const created = JSON.parse(execFileSync("sh", ["-c", register], { encoding: "utf8" })) as { object: string; id: string };
+      expect(created).toMatchObject({ object: "webhook" });
+      const send = /^ {4}ID=\$\((curl -s .*) \| tee \/dev\/stderr/m.exec(output)![1]!;
+      const { id } = JSON.parse(execFileSync("sh", ["-c", send], { encoding: "utf8" })) as { id: string };
+      const deadline = Date.now() + 20_000;
+      let deliveries: { type: string; verified: boolean | null; payload: { data: { email_id: string } } }[] = [];
+      while (!deliveries.some((d) => d.payload.data.email_id === id)) {
+        if (Date.now() > deadline) throw new Error(`no webhook delivery in the inbox:\n${run.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        deliveries = (await (await fetch(`${inbox}/api/webhooks`)).json()) as typeof deliveries;
+      }
+      expect(deliveries.find((d) => d.payload.data.email_id === id)).toMatchObject({ type: "email.sent", verified: true });
+      const page = await (await fetch(`${inbox}/webhooks`)).text();
+      expect(page).toContain("email.sent");
+      expect(page).toContain("verifies");
+    } finally {
+      await stopProcessGroup(run.child, { graceMs: 10_000 });
+    }
   });
 });

@@ -1,20 +1,25 @@
 // The official `resend` npm SDK, unchanged, against a real `wrangler dev`: only RESEND_BASE_URL points
 // at Mailroom's /v1. emails.send with an idempotencyKey twice sends one mail; scheduled sends are
-// moved with emails.update and stopped with emails.cancel; a send too far ahead is refused.
+// moved with emails.update and stopped with emails.cancel; a send too far ahead is refused; emails.list
+// pages; webhooks.create subscribes a real receiver on loopback (ENVIRONMENT=development allows it),
+// whose deliveries webhooks.verify accepts, and the rest of webhooks.* and webhooks.events.* work.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { Resend } from "resend";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startWebhookReceiver, type WebhookReceiver } from "../../scripts/webhook-receiver.mjs";
 import { startWranglerDev, type WranglerDev } from "../../scripts/wrangler-dev.mjs";
 import { createStack, type Stack } from "../helpers/e2e-stack";
 
 let stack: Stack;
 let wrangler: WranglerDev | undefined;
 let resend: Resend;
+let receiver: WebhookReceiver;
 const previousBaseUrl = process.env.RESEND_BASE_URL;
 
 beforeAll(async () => {
-  stack = await createStack();
+  stack = await createStack({ vars: { ENVIRONMENT: "development" } });
+  receiver = await startWebhookReceiver();
   wrangler = await startWranglerDev(stack.options);
   process.env.RESEND_BASE_URL = `${wrangler.url}/v1`;
   resend = new Resend(stack.apiKey);
@@ -24,6 +29,7 @@ afterAll(async () => {
   if (previousBaseUrl === undefined) delete process.env.RESEND_BASE_URL;
   else process.env.RESEND_BASE_URL = previousBaseUrl;
   await wrangler?.stop();
+  await receiver?.close();
   await stack?.close();
 });
 
@@ -193,5 +199,66 @@ describe("the resend SDK against Mailroom", () => {
     const { data, error } = await resend.emails.send({ from: "noreply@mailroom.test", to: recipient("sdk-far"), subject: "Far", text: "x", scheduledAt: tooFar });
     expect(data).toBeNull();
     expect(error).toMatchObject({ error: { code: "validation_error", issues: [{ path: "scheduled_at", message: "must be at most 30 days ahead" }] } });
+  });
+
+  it("emails.list pages the key's emails newest first", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const { data } = await resend.emails.send({ from: "noreply@mailroom.test", to: recipient(`sdk-list${i}`), subject: `List ${i}`, text: "x", scheduledAt: new Date(Date.now() + 3600_000).toISOString() });
+      ids.push(data!.id);
+    }
+    const first = await resend.emails.list({ limit: 2 });
+    expect(first.error).toBeNull();
+    expect(first.data).toMatchObject({ object: "list", has_more: true, data: [{ id: ids[2], subject: "List 2", last_event: "scheduled" }, { id: ids[1] }] });
+    const next = await resend.emails.list({ limit: 2, after: ids[1]! });
+    expect(next.data!.data[0]!.id).toBe(ids[0]);
+    const back = await resend.emails.list({ limit: 1, before: ids[1]! });
+    expect(back.data!.data.map((e) => e.id)).toEqual([ids[2]]);
+    for (const id of ids) await resend.emails.cancel(id);
+  });
+
+  it("webhooks.create, an event arrives, webhooks.verify accepts it; get, list, update, events, attempts, replay, rotate, remove", async () => {
+    const endpoint = `http://127.0.0.1:${receiver.port}/webhooks/sdk`;
+    const created = await resend.webhooks.create({ endpoint, events: ["email.sent"] });
+    expect(created.error).toBeNull();
+    const { id, signing_secret } = created.data!;
+    expect(created.data).toMatchObject({ object: "webhook", signing_secret: expect.stringMatching(/^whsec_/) });
+
+    const to = recipient("sdk-hook");
+    const sent = await resend.emails.send({ from: "noreply@mailroom.test", to, subject: "Hooked", text: "x" });
+    const deadline = Date.now() + 20_000;
+    while (receiver.received("sdk").length === 0) {
+      if (Date.now() > deadline) throw new Error(`no webhook delivery:\n${wrangler!.output()}`);
+      await delay(50);
+    }
+    const [delivery] = receiver.received("sdk");
+    const header = (name: string) => String(delivery!.headers[name]);
+    const event = resend.webhooks.verify({ payload: delivery!.body, headers: { id: header("svix-id"), timestamp: header("svix-timestamp"), signature: header("svix-signature") }, webhookSecret: signing_secret });
+    expect(event).toMatchObject({ type: "email.sent", data: { email_id: sent.data!.id, to: [to], subject: "Hooked" } });
+
+    expect((await resend.webhooks.get(id)).data).toMatchObject({ object: "webhook", id, status: "enabled", endpoint, events: ["email.sent"], signing_secret });
+    expect((await resend.webhooks.list()).data!.data.map((w) => w.id)).toContain(id);
+    const eventId = header("webhook-id");
+    for (let listed = await resend.webhooks.events.list({ webhookId: id }); ; listed = await resend.webhooks.events.list({ webhookId: id })) {
+      expect(listed.data!.data).toMatchObject([{ id: eventId, type: "email.sent" }]);
+      if (listed.data!.data[0]!.status === "success") break;
+      if (Date.now() > deadline) throw new Error("the event never became a success");
+      await delay(50);
+    }
+    expect((await resend.webhooks.events.get({ webhookId: id, eventId })).data).toMatchObject({ object: "webhook_event", id: eventId, status: "success", payload: event });
+    expect((await resend.webhooks.events.attempts.list({ webhookId: id, eventId })).data!.data).toMatchObject([{ http_status_code: 200, response: "ok" }]);
+    expect((await resend.webhooks.events.replay({ webhookId: id, eventId })).data).toEqual({ object: "webhook_event", id: eventId });
+    while (receiver.received("sdk").length < 2) {
+      if (Date.now() > deadline) throw new Error("the replay never arrived");
+      await delay(50);
+    }
+    expect(receiver.received("sdk")[1]!.headers["webhook-id"]).toBe(eventId);
+
+    const rotated = await resend.webhooks.rotateSigningSecret(id);
+    expect(rotated.data).toMatchObject({ object: "webhook", id, signing_secret: expect.stringMatching(/^whsec_/) });
+    expect((await resend.webhooks.update(id, { status: "disabled" })).data).toEqual({ object: "webhook", id });
+    expect((await resend.webhooks.get(id)).data).toMatchObject({ status: "disabled", signing_secret: rotated.data!.signing_secret });
+    expect((await resend.webhooks.remove(id)).data).toEqual({ object: "webhook", id, deleted: true });
+    expect((await resend.webhooks.get(id)).error).toMatchObject({ statusCode: 404 });
   });
 });

@@ -12,6 +12,8 @@ export const OTHER_KEY = "other-key";
 export const SCOPED_KEY = "scoped-key";
 /** A key only the rate-limit test uses, so that it alone runs out. */
 export const LIMITED_KEY = "limited-key";
+/** The webhook tests' key (its name in API_KEYS: "hooks"). */
+export const HOOKS_KEY = "webhooks-key";
 
 /**
  * One request to the Worker's fetch handler, in an execution context of its own. It returns once the work

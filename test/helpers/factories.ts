@@ -10,13 +10,13 @@ import { getMessageWithHistory, insertMessages } from "../../src/store/messages"
 import { uniqueRecipient } from "./api";
 
 /** A queued message as the accept path would have stored it (without enqueueing it). */
-export async function insertQueuedMessage(fields: { to?: string | string[]; subject?: string; text?: string; createdAt?: string } = {}) {
+export async function insertQueuedMessage(fields: { to?: string | string[]; subject?: string; text?: string; createdAt?: string; apiKeyName?: string } = {}) {
   const id = crypto.randomUUID();
   const from = { name: "Mailroom Tests", address: "noreply@mailroom.test" };
   const recipients = [fields.to ?? uniqueRecipient()].flat();
   await insertMessages(env.DB, [{
     id,
-    apiKeyName: "tests", // the key test/helpers/api.ts sends
+    apiKeyName: fields.apiKeyName ?? "tests", // the key test/helpers/api.ts sends
     createdAt: fields.createdAt ?? new Date().toISOString(),
     messageId: createMessageId(id, from),
     from,
@@ -74,7 +74,7 @@ export async function claimMessage(db: D1Database, id: string, options: { now: D
 }
 
 type Fields<K extends AttemptRecord["kind"]> = Omit<Extract<AttemptRecord, { kind: K }>, "kind">;
-const recordOne = async (db: D1Database, record: AttemptRecord) => (await recordAttempts(db, [record]))[0]!;
+const recordOne = async (db: D1Database, record: AttemptRecord) => (await recordAttempts(db, [record])).applied[0]!;
 export const recordSent = (db: D1Database, fields: Fields<"sent">) => recordOne(db, { kind: "sent", ...fields });
 export const recordRetry = (db: D1Database, fields: Fields<"retry">) => recordOne(db, { kind: "retry", ...fields });
 export const recordFailure = (db: D1Database, fields: Fields<"failed">) => recordOne(db, { kind: "failed", ...fields });

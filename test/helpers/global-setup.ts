@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { TestProject } from "vitest/node";
 import { startInbox } from "../../scripts/inbox.mjs";
+import { startWebhookReceiver } from "../../scripts/webhook-receiver.mjs";
 import { startMisbehavingSmtp } from "./misbehaving-smtp";
 import { startPipeliningRelay } from "./pipelining-relays";
 import { startRelayGate, type GateMode } from "./relay-gate";
@@ -39,6 +40,7 @@ export default async function setup(project: TestProject) {
   // Fails about a third of all attempts: 1 − (1 − 0.1)⁴ of connect, MAIL, RCPT and end of DATA.
   const chaos = await startInbox({ security: "none", chaos: { rate: 0.1, seed: 20261130 } });
   const gate = await startRelayGate(plain.smtpPort, chaos.smtpPort);
+  const webhookReceiver = await startWebhookReceiver();
 
   // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
   // what the injecting server was told.
@@ -87,12 +89,13 @@ export default async function setup(project: TestProject) {
     chaos: { smtpPort: chaos.smtpPort, httpPort: chaos.httpPort! },
     pipeliningOnly: { smtpPort: pipeliningOnly.port },
     strictLockstep: { smtpPort: strictLockstep.port },
+    webhookReceiver: { port: webhookReceiver.port },
   };
   project.provide("smtp", fixtures);
 
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close(), webhookReceiver.close()]);
   };
 }

@@ -41,6 +41,8 @@ export interface SmtpFixtures {
    * each received: GET /pipelining-only/received or /strict-lockstep/received on drop.controlPort. */
   pipeliningOnly: { smtpPort: number };
   strictLockstep: { smtpPort: number };
+  /** The webhook receiver (scripts/webhook-receiver.mjs): endpoints at http://127.0.0.1:<port>/webhooks/<name>. */
+  webhookReceiver: { port: number };
 }
 
 declare module "vitest" {

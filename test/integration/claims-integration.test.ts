@@ -34,10 +34,11 @@ describe("claims on the store", () => {
   });
 
   it("applies an outcome only for the claim that made it, then leaves the message alone", async () => {
-    const { id } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
+    const { id, to } = await insertQueuedMessage({ createdAt: t(0).toISOString() });
     await claimMessage(env.DB, id, { now: t(1), ...lease });
-    expect(await recordSent(env.DB, { id, recipients: [], attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
-    expect(await recordSent(env.DB, { id, recipients: [], attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "queued as 1" })).toBe(true);
+    const recipients = [{ address: to, status: "sent" as const, smtpCode: 250, detail: "queued as 1" }];
+    expect(await recordSent(env.DB, { id, recipients, attempt: 2, at: t(2).toISOString(), smtpCode: 250, detail: "not my claim" })).toBe(false);
+    expect(await recordSent(env.DB, { id, recipients, attempt: 1, at: t(3).toISOString(), smtpCode: 250, detail: "queued as 1" })).toBe(true);
     expect(await recordRetry(env.DB, { id, recipients: [], attempt: 1, at: t(4).toISOString(), reason: "451 later", nextAttemptAt: t(9).toISOString() })).toBe(false);
     expect(await recordFailure(env.DB, { id, recipients: [], attempt: 1, at: t(5).toISOString(), reason: "554 no" })).toBe(false);
     expect(await claimMessage(env.DB, id, { now: t(100), ...lease })).toEqual({ kind: "settled", status: "sent" });
@@ -89,8 +90,8 @@ describe("claims on the store", () => {
 
     const { events } = await loadMessage(id);
     expect(events).toEqual([
-      { at: t(0).toISOString(), type: "accepted", attempt: null, smtpCode: null, detail: null },
-      { at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate") },
+      { seq: 1, at: t(0).toISOString(), type: "accepted", attempt: null, smtpCode: null, detail: null, recipient: null, enhancedCode: null },
+      { seq: 2, at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate"), recipient: null, enhancedCode: null },
     ]);
   });
 
@@ -185,10 +186,25 @@ describe("claims in delivery", () => {
     const batch = [];
     for (let i = 0; i < 12; i++) batch.push(await insertQueuedMessage());
     const writes: number[] = [];
+    const sqlOf = new WeakMap<object, string>();
     const countingDb = {
-      prepare: (sql: string) => env.DB.prepare(sql),
+      prepare: (sql: string) => {
+        const statement = env.DB.prepare(sql);
+        return new Proxy(statement, {
+          get: (target, property) =>
+            property === "bind"
+              ? (...values: unknown[]) => {
+                  const bound = target.bind(...values);
+                  sqlOf.set(bound, sql);
+                  return bound;
+                }
+              : Reflect.get(target, property).bind(target),
+        });
+      },
       batch: (statements: D1PreparedStatement[]) => {
-        if (statements.length !== 4) writes.push(statements.length / 3); // a claim is 4 statements; an outcome, 3
+        // An outcome's batch: each message's recipients update, then the message's, then its history.
+        const outcomes = statements.filter((s) => sqlOf.get(s)?.startsWith("UPDATE messages SET status = 'sent'")).length;
+        if (outcomes > 0) writes.push(outcomes);
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
@@ -270,7 +286,7 @@ describe("claims in delivery", () => {
       prepare: (sql: string) => env.DB.prepare(sql),
       batch: (statements: D1PreparedStatement[]) => {
         // The chunk's first write fails before it commits: one mail of it went out, so it is written again.
-        if (statements.length === 6 && ++chunkWrites === 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        if (statements.length === 7 && ++chunkWrites === 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
@@ -371,7 +387,7 @@ describe("claims in delivery", () => {
       batch: async (statements: D1PreparedStatement[]) => {
         const results = await env.DB.batch(statements);
         // The two outcomes' write commits, but its answer is lost; the consumer writes them again.
-        if (statements.length === 6 && ++chunkWrites === 1) throw new Error("D1_ERROR: Network connection lost.");
+        if (statements.length === 7 && ++chunkWrites === 1) throw new Error("D1_ERROR: Network connection lost.");
         return results;
       },
       // recordedBy reads through prepare().bind().all(), which this wrapper passes to the real database.

@@ -99,7 +99,7 @@ describe("delivery outcomes", () => {
     expect(message.lastError).toMatch(/refusing to send a command containing a line break/);
   });
 
-  it("records a 5xx at the end of DATA as failed, not sent", async () => {
+  it("records a 5xx at the end of DATA as failed, not sent: its recipient bounced", async () => {
     const { id } = await insertQueuedMessage({ to: uniqueRecipient("data554") });
     const { result } = await deliver([id], { SMTP_PORT: String(smtp.dataPolicy.smtpPort) });
     expect(result.explicitAcks).toEqual([`job-${id}`]);
@@ -108,7 +108,8 @@ describe("delivery outcomes", () => {
     expect(message.sentAt).toBeNull();
     // A clear refusal: not flagged as a possible duplicate, as a missing answer would be.
     expect(message.lastError).toBe("(end of data) answered 554 5.6.0 Message content rejected");
-    expect(events.at(-1)).toMatchObject({ type: "failed", attempt: 1, smtpCode: 554 });
+    expect(events.at(-1)).toMatchObject({ type: "bounced", attempt: 1, smtpCode: 554, enhancedCode: "5.6.0" });
+    expect(events.map((e) => e.type)).toEqual(["accepted", "bounced"]);
   });
 
   it("opens a new session when the relay hung up on the previous message of the batch", async () => {

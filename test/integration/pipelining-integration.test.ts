@@ -40,7 +40,7 @@ describe("pipelining", () => {
     expect(message.status).toBe("sent");
     expect(recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
       [first, "sent", 250],
-      [refused, "failed", 550],
+      [refused, "bounced", 550],
       [last, "sent", 250],
     ]);
     expect((await received("pipelining-only")).messages).toContainEqual([first, last]);
@@ -105,7 +105,7 @@ describe("pipelining", () => {
     const partlyLoaded = await loadMessage(partly.id);
     expect(partlyLoaded.message.status).toBe("sent");
     expect(partlyLoaded.recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
-      [refused, "failed", 550],
+      [refused, "bounced", 550],
       [kept, "sent", 250],
     ]);
     expect((await loadMessage(rejected.id)).message).toMatchObject({ status: "failed", lastError: "(end of data) answered 554 5.6.0 Message content rejected" });

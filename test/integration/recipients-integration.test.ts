@@ -10,8 +10,9 @@ type EmailView = {
   status: string;
   attempts: number;
   last_error: string | null;
+  last_event: string;
   recipients: { address: string; status: string; smtp_code: number | null; detail: string | null }[];
-  events: { type: string; attempt: number | null; smtp_code: number | null; detail: string | null }[];
+  events: { type: string; attempt: number | null; smtp_code: number | null; detail: string | null; recipient: string | null }[];
 };
 
 async function send(json: Record<string, unknown>): Promise<string> {
@@ -52,12 +53,15 @@ describe("per-recipient outcomes", () => {
       { address: b, status: "sent", smtp_code: 250, detail: expect.stringMatching(/^Message queued as/) },
       { address: busy, status: "sent", smtp_code: 250, detail: expect.stringMatching(/^Message queued as/) },
     ]);
+    // One "sent" per attempt that reached someone new.
     expect(email.events.map((e) => [e.type, e.attempt, e.smtp_code])).toEqual([
       ["accepted", null, null],
+      ["sent", 1, null],
       ["deferred", 1, 452],
       ["sent", 2, 250],
     ]);
-    expect(email.events[1]!.detail).toBe(`RCPT TO:<${busy}> answered 452 4.2.2 Mailbox busy, try again later`);
+    expect(email.events[1]!.detail).toMatch(new RegExp(`^Message queued as .* \\(for ${a}, ${b}\\)$`));
+    expect(email.events[2]!.detail).toBe(`RCPT TO:<${busy}> answered 452 4.2.2 Mailbox busy, try again later`);
   });
 
   it("is sent when the relay refuses one recipient for good, and says who and why", async () => {
@@ -67,9 +71,11 @@ describe("per-recipient outcomes", () => {
     expect((await inboxMessages(good))[0]!.envelope.to).toEqual([good]);
     expect(email.recipients).toEqual([
       { address: good, status: "sent", smtp_code: 250, detail: expect.any(String) },
-      { address: gone, status: "failed", smtp_code: 550, detail: `RCPT TO:<${gone}> answered 550 5.1.1 Recipient address rejected: user unknown` },
+      { address: gone, status: "bounced", smtp_code: 550, detail: `RCPT TO:<${gone}> answered 550 5.1.1 Recipient address rejected: user unknown` },
     ]);
     expect(email.last_error).toBeNull();
+    expect(email.events.map((e) => [e.type, e.recipient])).toEqual([["accepted", null], ["bounced", gone], ["sent", null]]);
+    expect(email.last_event).toBe("sent");
     expect(email.events.at(-1)!.detail).toContain(`not delivered to ${gone} (RCPT TO:<${gone}> answered 550 5.1.1`);
   });
 
@@ -78,9 +84,12 @@ describe("per-recipient outcomes", () => {
     const email = await waitForStatus(id, "failed");
     expect(email.attempts).toBe(1);
     expect(email.recipients.map((r) => [r.status, r.smtp_code])).toEqual([
-      ["failed", 550],
-      ["failed", 550],
+      ["bounced", 550],
+      ["bounced", 550],
     ]);
+    // Each bounce is an event of its own; nothing was given up on, so no "failed" event.
+    expect(email.events.map((e) => e.type)).toEqual(["accepted", "bounced", "bounced"]);
+    expect(email.last_event).toBe("bounced");
   });
 
   it("retries a recipient answered 552 (too many recipients) on its own, never re-sending to the accepted one", async () => {
@@ -99,6 +108,7 @@ describe("per-recipient outcomes", () => {
     ]);
     expect(message.lastError).toBe(`RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`);
     expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null],
+      ["sent", 1],
       ["deferred", 1],
       ["deferred", 2],
     ]);
@@ -120,10 +130,11 @@ describe("per-recipient outcomes", () => {
       [full, "failed"],
     ]);
     expect(events.map((e) => [e.type, e.attempt])).toEqual([["accepted", null],
+      ["sent", 1],
       ["deferred", 1],
-      ["sent", 2],
+      ["failed", 2],
     ]);
-    expect(events[2]!.detail).toBe(`every recipient is settled; not delivered to ${full} (retry window of 72 h ended after 2 attempts; last error: RCPT TO:<${full}> answered 552 5.5.3 Too many recipients)`);
+    expect(events[3]!.detail).toBe(`every recipient is settled; not delivered to ${full} (retry window of 72 h ended after 2 attempts; last error: RCPT TO:<${full}> answered 552 5.5.3 Too many recipients)`);
   });
 
   it("retries, naming the temporary refusal, when every recipient is refused and one of them only for now", async () => {
@@ -133,10 +144,10 @@ describe("per-recipient outcomes", () => {
     const { message, recipients, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "retrying", lastError: expect.stringMatching(new RegExp(`^RCPT TO:<${later}> answered 451`)) });
     expect(recipients.map((r) => [r.address, r.status, r.smtpCode])).toEqual([
-      [gone, "failed", 550],
+      [gone, "bounced", 550],
       [later, "deferred", 451],
     ]);
-    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["accepted", null], ["deferred", 451]]);
+    expect(events.map((e) => [e.type, e.smtpCode])).toEqual([["accepted", null], ["bounced", 550], ["deferred", 451]]);
   });
 
   it("lists every recipient as pending before the first attempt", async () => {

@@ -153,6 +153,7 @@ describe("dead-letter queue", () => {
       { address: full, status: "failed", smtpCode: 552, detail: reason },
     ]);
     expect(closed.events.map((e) => [e.type, e.detail])).toEqual([["accepted", null],
+      ["sent", expect.stringMatching(new RegExp(`^Message queued as .* \\(for ${good}\\)$`))],
       ["deferred", `RCPT TO:<${full}> answered 552 5.5.3 Too many recipients`],
       ["failed", reason],
     ]);
@@ -165,7 +166,7 @@ describe("dead-letter queue", () => {
   it("never closes the window of a message an attempt holds: neither it nor its recipients change", async () => {
     const { id, to } = await insertQueuedMessage({ createdAt: new Date(Date.now() - 73 * 3600_000).toISOString() });
     await claimMessage(env.DB, id, { now: new Date(), leaseMs: 600_000 });
-    expect(await closeRetryWindow(env.DB, { id, at: new Date().toISOString(), reason: "retry window ended" })).toBe(false);
+    expect(await closeRetryWindow(env.DB, { id, at: new Date().toISOString(), reason: "retry window ended" })).toEqual({ changed: false, webhookEvents: [] });
     const { message, recipients, events } = await loadMessage(id);
     expect(message).toMatchObject({ status: "sending", lastError: null });
     expect(recipients).toEqual([{ address: to, status: "pending", smtpCode: null, detail: null }]);

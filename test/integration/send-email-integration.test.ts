@@ -68,13 +68,15 @@ describe("POST /v1/emails", () => {
     expect(mail!.cc).toBe(cc);
   });
 
-  it("records a permanent rejection as failed with the relay's code and reply, without retrying", async () => {
+  it("records a permanent rejection as a bounce with the relay's code and reply, and the message as failed, without retrying", async () => {
     const res = await api("/v1/emails", { method: "POST", json: { to: uniqueRecipient("reject"), subject: "Hi", text: "x" } });
     const { id } = await res.json<{ id: string }>();
     const record = await waitForStatus(id, ["failed"]);
     expect(record.attempts).toBe(1);
     expect(record.last_error).toMatch(/550/);
     expect(record.last_error).toMatch(/user unknown/);
-    expect(record.events.at(-1)).toMatchObject({ type: "failed", attempt: 1, smtp_code: 550 });
+    expect(record.events.at(-1)).toMatchObject({ type: "bounced", attempt: 1, smtp_code: 550 });
+    expect(record.recipients).toMatchObject([{ status: "bounced", smtp_code: 550 }]);
+    expect(record.last_event).toBe("bounced");
   });
 });

@@ -130,7 +130,7 @@ describe("the preview pages", () => {
   const get = (path: string, environment: Partial<Env> = {}) => fetchWorker(new Request(`https://mailroom.test${path}`), { ...env, ...environment } as Env);
 
   it("are not served unless ENVIRONMENT is development", async () => {
-    const production = { ENVIRONMENT: "production", RETRY_BASE_DELAY_SECONDS: "30" } as Partial<Env>;
+    const production = { ENVIRONMENT: "production", RETRY_BASE_DELAY_SECONDS: "30", WEBHOOK_RETRY_DELAYS_SECONDS: "5" } as Partial<Env>;
     expect((await get("/preview/welcome", production)).status).toBe(404);
     expect((await get("/preview", production)).status).toBe(404);
   });

@@ -22,7 +22,7 @@ async function linesOf(run: () => Promise<unknown>, until: (lines: Line[]) => bo
 }
 
 describe("what a mail costs, in the log lines", () => {
-  it("accepting a single-recipient mail: 6 D1 rows written (message and its three indexes, recipient, event), 1 queue operation", async () => {
+  it("accepting a single-recipient mail: 7 D1 rows written (message and its four indexes, recipient, event), 1 queue operation", async () => {
     const later = new Date(Date.now() + 3600_000).toISOString(); // scheduled: no consumer takes it during the test
     let id = "";
     const lines = await linesOf(
@@ -30,7 +30,7 @@ describe("what a mail costs, in the log lines", () => {
       (lines) => lines.some((l) => l.msg === "request"),
     );
     expect(id).not.toBe("");
-    expect(lines.find((l) => l.msg === "request")).toMatchObject({ method: "POST", status: 202, d1_rows_written: 6, d1_rows_read: expect.any(Number), queue_ops: 1, binding_calls: 2 });
+    expect(lines.find((l) => l.msg === "request")).toMatchObject({ method: "POST", status: 202, d1_rows_written: 7, d1_rows_read: expect.any(Number), queue_ops: 1, binding_calls: 2 });
   });
 
   it("delivering it: 6 D1 rows written (claim and its index entry, recipient, outcome and its index entry, event), 2 queue operations (read, delete)", async () => {

@@ -30,7 +30,7 @@ describe("outcome of an attempt", () => {
     ]);
   });
 
-  it("delivers to the accepted, retries the one refused temporarily on its own, and fails the one refused for good", () => {
+  it("delivers to the accepted, retries the one refused temporarily on its own, and bounces the one refused for good", () => {
     const transaction: SmtpTransaction = { recipients: [rcpt("a@x.test", 250), rcpt("b@x.test", 452, "mailbox full", "4.2.2"), rcpt("c@x.test", 550, "no such user", "5.1.1")], end: accepted };
     const outcome = classifyAttempt(transaction, context());
     expect(outcome).toEqual({
@@ -40,8 +40,8 @@ describe("outcome of an attempt", () => {
       reason: "RCPT TO:<b@x.test> answered 452 4.2.2 mailbox full",
       recipients: [
         { address: "a@x.test", status: "sent", smtpCode: 250, detail: "queued as 7" },
-        { address: "b@x.test", status: "deferred", smtpCode: 452, detail: "RCPT TO:<b@x.test> answered 452 4.2.2 mailbox full" },
-        { address: "c@x.test", status: "failed", smtpCode: 550, detail: "RCPT TO:<c@x.test> answered 550 5.1.1 no such user" },
+        { address: "b@x.test", status: "deferred", smtpCode: 452, enhancedCode: "4.2.2", detail: "RCPT TO:<b@x.test> answered 452 4.2.2 mailbox full" },
+        { address: "c@x.test", status: "bounced", smtpCode: 550, enhancedCode: "5.1.1", detail: "RCPT TO:<c@x.test> answered 550 5.1.1 no such user" },
       ],
     });
   });
@@ -68,19 +68,21 @@ describe("outcome of an attempt", () => {
     expect(outcome).toMatchObject({ kind: "sent", code: undefined, detail: "every recipient is settled; not delivered to b@x.test (RCPT TO:<b@x.test> answered 550 gone)" });
   });
 
-  it("fails when every recipient is refused for good, with the relay's first refusal as the reason", () => {
+  it("fails when every recipient is refused for good (each bounced), with the relay's first refusal as the reason", () => {
     const outcome = classifyAttempt({ recipients: all(550), end: failed({ code: 550, message: "RCPT TO:<a@x.test> answered 550 ok" }) }, context());
     expect(outcome).toMatchObject({ kind: "failed", code: 550, reason: "RCPT TO:<a@x.test> answered 550 ok" });
-    expect(outcome.recipients.every((r) => r.status === "failed")).toBe(true);
+    expect(outcome.recipients.every((r) => r.status === "bounced")).toBe(true);
   });
 
-  it("fails every recipient on a permanent refusal of the message itself (MAIL FROM, end of DATA)", () => {
+  it("bounces every recipient when the relay refuses the message for good at the end of DATA, and fails them when it refuses the sender", () => {
     const mail = classifyAttempt({ recipients: [], end: failed({ stage: "mail", code: 553, message: "MAIL FROM answered 553 sender rejected" }) }, context());
     expect(mail).toMatchObject({ kind: "failed", code: 553, reason: "MAIL FROM answered 553 sender rejected" });
     expect(mail.recipients.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
-    const data = classifyAttempt({ recipients: all(250), end: failed({ stage: "message", code: 554, message: "(end of data) answered 554 spam" }) }, context());
+    const data = classifyAttempt({ recipients: all(250), end: failed({ stage: "message", code: 554, enhanced_code: "5.7.1", message: "(end of data) answered 554 5.7.1 spam" }) }, context());
     expect(data).toMatchObject({ kind: "failed", code: 554 });
-    expect(data.recipients.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
+    expect(data.recipients.map((r) => [r.status, r.enhancedCode])).toEqual([["bounced", "5.7.1"], ["bounced", "5.7.1"], ["bounced", "5.7.1"]]);
+    const content = classifyAttempt({ recipients: [], end: { ok: false, failure: { kind: "content", stage: "message", command: "(building the message)", message: "cannot be built" } } }, context());
+    expect(content.recipients.map((r) => r.status)).toEqual(["failed", "failed", "failed"]);
   });
 
   it("retries everyone, changing no recipient it never reached, when the session fails before RCPT", () => {
@@ -94,7 +96,7 @@ describe("outcome of an attempt", () => {
     expect(outcome).toMatchObject({ kind: "retry", reason: "connection closed" });
     expect(outcome.recipients.map((r) => [r.address, r.status])).toEqual([
       ["a@x.test", "deferred"],
-      ["b@x.test", "failed"],
+      ["b@x.test", "bounced"],
     ]);
   });
 

@@ -1,6 +1,6 @@
 // /v1/emails: accept a message or a batch of up to 100 (at once or scheduled, idempotently under an Idempotency-Key), read its
-// status and history back, move a scheduled send, cancel what has not reached the relay. Paths, fields and
-// answers follow Resend's, so its SDKs' emails.send/get/update/cancel work against them unchanged. A key
+// status and history back, list a key's emails, move a scheduled send, cancel what has not reached the relay.
+// Paths, fields and answers follow Resend's, so its SDKs' emails.send/get/list/update/cancel work against them unchanged. A key
 // sends only from its sender domains, and sees and changes only the messages it sent: another key's
 // message is a 404, exactly like one that does not exist.
 import { Hono } from "hono";
@@ -12,7 +12,11 @@ import { cancelMessage, rescheduleMessage, type Change } from "../../store/clien
 import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
 import type * as z from "zod";
 import type { AppEnv } from "../context";
-import type { acceptedSchema, batchAcceptedSchema, canceledSchema, emailViewSchema, rescheduledSchema } from "../responses";
+import type { acceptedSchema, batchAcceptedSchema, canceledSchema, emailListSchema, emailViewSchema, rescheduledSchema } from "../responses";
+import { lastEventOf } from "../../core/webhook-events";
+import { enqueueWebhookEvents } from "../../delivery/webhooks";
+import { listEmails } from "../../store/email-list";
+import { cursorNotFound, readPageRequest } from "../pagination";
 import { ApiError } from "../errors";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
@@ -21,6 +25,28 @@ import { sendBatchFromBody, sendFromBody } from "../send";
 const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const emailRoutes = new Hono<AppEnv>()
+  .get("/", async (c) => {
+    const page = readPageRequest(c.req.query());
+    const found = await listEmails(c.env.DB, c.var.apiKey.name, page);
+    if (!found) throw cursorNotFound(page, "email");
+    return c.json({
+      object: "list",
+      has_more: found.hasMore,
+      data: found.emails.map((m) => ({
+        id: m.id,
+        message_id: m.messageId,
+        from: formatMailbox(m.from),
+        to: m.to.map(formatMailbox),
+        cc: m.cc.map(formatMailbox),
+        bcc: m.bcc.map(formatMailbox),
+        reply_to: m.replyTo.map(formatMailbox),
+        subject: m.subject,
+        created_at: m.createdAt,
+        scheduled_at: m.scheduledAt,
+        last_event: lastEventOf(m.lastEventType, m.status),
+      })),
+    } satisfies z.output<typeof emailListSchema>);
+  })
   .post("/", sendRateLimit(), async (c) => {
     const accepted = await sendFromBody(c, sendEmailSchema, "email");
     return c.json({ id: accepted.id, status: accepted.status } satisfies z.output<typeof acceptedSchema>, 202);
@@ -56,6 +82,7 @@ export const emailRoutes = new Hono<AppEnv>()
     const id = c.req.param("id");
     const change = ID_PATTERN.test(id) ? await cancelMessage(c.env.DB, { id, apiKeyName: c.var.apiKey.name, at: new Date().toISOString() }) : ({ kind: "unknown" } as const);
     refuseUnchanged(change, id, "only an email not yet handed to the relay can be canceled");
+    if (change.kind === "changed") await enqueueWebhookEvents(c.env.WEBHOOKS, change.webhookEvents, c.var.log);
     c.var.log.info("email canceled", { email_id: id });
     return c.json({ object: "email", id, status: "canceled" } satisfies z.output<typeof canceledSchema>);
   });
@@ -93,7 +120,8 @@ function toEmailView({ message: m, events, recipients }: MessageHistory): z.outp
     sent_at: m.sentAt,
     attempts: m.attempts,
     last_error: m.lastError,
+    last_event: lastEventOf(events.filter((e) => e.type !== "interrupted").at(-1)?.type ?? null, m.status),
     recipients: recipients.map((r) => ({ address: r.address, status: r.status, smtp_code: r.smtpCode, detail: r.detail })),
-    events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail })),
+    events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail, recipient: e.recipient })),
   };
 }
