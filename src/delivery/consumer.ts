@@ -4,7 +4,8 @@
 // is; once the relay has accepted a mail, its outcome is recorded for as long as the claim lasts and the
 // job is never re-queued. Each session (a lane) claims a few messages at a time in one D1 round trip,
 // pipelines them (the next mail's envelope goes out behind the previous mail's final dot, QUIT behind the
-// last one) and records each chunk's outcomes in one D1 transaction while it sends the next. Late in its
+// last one) and records each chunk's outcomes in one D1 transaction while it sends the next; a chunk is at
+// most 10 messages and about 2 MB of rows, so what an invocation holds is bounded by bytes, not by count. Late in its
 // time budget the invocation claims nothing more and hands the rest back to the queue. A message whose
 // attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
 import type { Config } from "../config";
@@ -36,6 +37,12 @@ type Claimed = Extract<Claim, { kind: "claimed" }>;
 const UNKNOWN_ROW_PATIENCE = 3;
 /** The most messages a lane claims at once (one D1 round trip); their outcomes are recorded together. */
 const CHUNK_MAX = 10;
+/**
+ * And the most bytes of rows: a chunk is claimed until its messages' sizes reach this (the first always
+ * is; one more may pass it by its own size, at most 1.9 MB). With a chunk in hand and one claimed ahead per
+ * lane, the rows an invocation holds stay under about 5 lanes × 2 × 3.9 MB, whatever the messages weigh.
+ */
+export const CHUNK_BYTES = 2_000_000;
 
 const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
 
@@ -266,16 +273,21 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
   const ids = jobs.map((msg) => msg.body?.id).filter((id): id is string => typeof id === "string");
   let claims: Map<string, Claim>;
   try {
-    claims = ids.length > 0 ? await claimMessages(db, ids, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000 }) : new Map();
+    claims = ids.length > 0 ? await claimMessages(db, ids, { now: new Date(claimedAt), leaseMs: config.leaseSeconds * 1000, budgetBytes: CHUNK_BYTES }) : new Map();
   } catch (error) {
     for (const msg of jobs) backOff(msg, config, logFor(msg), error);
     return [];
   }
   const chunk: Chunk = { attempts: [], recordBy: run.budget.recordBy(claimedAt), deadline: run.budget.attemptDeadline(claimedAt) };
   const unclaimed: Promise<void>[] = [];
+  const overBudget: Message<OutboxJob>[] = [];
   for (const msg of jobs) {
     const id = msg.body?.id;
     let claim: Claim = typeof id === "string" ? claims.get(id)! : { kind: "unknown" };
+    if (claim.kind === "over_budget") {
+      overBudget.push(msg); // untouched: the next chunk (of this lane or another) takes it
+      continue;
+    }
     if (claim.kind === "claimed" && chunk.attempts.some((a) => a.claim.message.id === id)) {
       // The same message twice in one chunk: the first job holds the claim; this one comes back after it.
       claim = { kind: "not_due", status: "sending", dueAt: new Date(claimedAt + config.leaseSeconds * 1000).toISOString() };
@@ -288,6 +300,7 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
     const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
     chunk.attempts.push({ msg, log: logFor(msg), claim, windowEndsAt: retryWindowEndsAt(claim.message, config.retry), attempted, chunk });
   }
+  run.waiting.unshift(...overBudget);
   await Promise.all(unclaimed);
   const forRelay: Attempt[] = [];
   const settled: [Attempt, SmtpTransaction][] = [];
@@ -347,7 +360,7 @@ function backOff(msg: Message<OutboxJob>, config: Config, log: Logger, error: un
 }
 
 /** A job whose message this invocation did not claim: nothing to send now, or not yet. */
-async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Claimed>, { outbox }: DeliveryContext, log: Logger): Promise<void> {
+async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Claimed | { kind: "over_budget" }>, { outbox }: DeliveryContext, log: Logger): Promise<void> {
   switch (claim.kind) {
     case "unknown":
       if (msg.attempts < UNKNOWN_ROW_PATIENCE) {

@@ -24,6 +24,8 @@ export type Claim =
     }
   /** Pending, but its next attempt is due later (or another attempt holds the claim until then). */
   | { kind: "not_due"; status: MessageStatus; dueAt: string }
+  /** Due, but the messages before it in the list already filled the claim's byte budget: nothing was done to it. */
+  | { kind: "over_budget" }
   /** Sent, failed or canceled: nothing left to do. */
   | { kind: "settled"; status: MessageStatus }
   | { kind: "unknown" };
@@ -34,11 +36,24 @@ const INTERRUPTED_DETAIL =
   "'attempt ' || attempts || ' ended without recording its outcome (its claim expired): possible duplicate, since the relay may have accepted the mail before that attempt stopped; it keeps its Message-ID'";
 
 /**
- * Claims the due messages among `ids` for one attempt each, in one round trip: records the interruption
- * of expired claims, claims the rows (counting an attempt each), reads their recipients, and reads why
- * not for the ones it could not claim (read first, in the same transaction). Ids it does not know are "unknown".
+ * The due messages among a list, in its order, up to a byte budget: each is taken while the sizes of those
+ * before it are under the budget (so the first always is, and the last may pass it by its own size).
+ * ?1 is the time, ?2 the list (JSON), ?4 the budget.
  */
-export async function claimMessages(db: D1Database, ids: string[], { now, leaseMs }: { now: Date; leaseMs: number }): Promise<Map<string, Claim>> {
+const WITHIN_BUDGET = `SELECT id FROM (
+    SELECT m.id, m.size_bytes, SUM(m.size_bytes) OVER (ORDER BY j.key) AS running
+    FROM json_each(?2) AS j JOIN messages AS m ON m.id = j.value
+    WHERE m.status IN ${PENDING_SQL} AND m.next_attempt_at <= ?1)
+  WHERE running - size_bytes < ?4`;
+
+/**
+ * Claims the due messages among `ids` for one attempt each, in one round trip, in their order and until
+ * their rows' sizes reach `budgetBytes`: records the interruption of expired claims, claims the rows
+ * (counting an attempt each), reads their recipients, and reads why not for the ones it could not claim
+ * (read first, in the same transaction). Ids it does not know are "unknown"; due ones past the budget,
+ * "over_budget" (untouched: an interruption is recorded only with the claim that follows it).
+ */
+export async function claimMessages(db: D1Database, ids: string[], { now, leaseMs, budgetBytes = Number.MAX_SAFE_INTEGER }: { now: Date; leaseMs: number; budgetBytes?: number }): Promise<Map<string, Claim>> {
   const at = now.toISOString();
   const expires = new Date(now.getTime() + leaseMs).toISOString();
   const idList = JSON.stringify([...new Set(ids)]);
@@ -48,15 +63,12 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
       .prepare(
         `INSERT INTO events (message_id, seq, at, type, attempt, detail)
          SELECT id, ${NEXT_EVENT_SEQ_SQL}, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages
-         WHERE id IN (SELECT value FROM json_each(?2)) AND status = 'sending' AND next_attempt_at <= ?1 RETURNING message_id`,
+         WHERE id IN (${WITHIN_BUDGET}) AND status = 'sending' RETURNING message_id`,
       )
-      .bind(at, idList),
+      .bind(at, idList, null, budgetBytes),
     db
-      .prepare(
-        `UPDATE messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?3, updated_at = ?1
-         WHERE id IN (SELECT value FROM json_each(?2)) AND status IN ${PENDING_SQL} AND next_attempt_at <= ?1 RETURNING *`,
-      )
-      .bind(at, idList, expires),
+      .prepare(`UPDATE messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?3, updated_at = ?1 WHERE id IN (${WITHIN_BUDGET}) RETURNING *`)
+      .bind(at, idList, expires, budgetBytes),
     db.prepare("SELECT message_id, address, status FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, position").bind(idList),
   ]);
   const wasInterrupted = new Set((interrupted?.results ?? []).map((row) => (row as { message_id: string }).message_id));
@@ -80,7 +92,8 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
   }
   for (const state of found.values()) {
     if (claims.has(state.id)) continue;
-    claims.set(state.id, isSettled(state.status) ? { kind: "settled", status: state.status } : { kind: "not_due", status: state.status, dueAt: state.next_attempt_at });
+    const due = state.next_attempt_at <= at;
+    claims.set(state.id, isSettled(state.status) ? { kind: "settled", status: state.status } : due ? { kind: "over_budget" } : { kind: "not_due", status: state.status, dueAt: state.next_attempt_at });
   }
   for (const id of ids) if (!claims.has(id)) claims.set(id, { kind: "unknown" });
   return claims;

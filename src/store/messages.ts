@@ -219,14 +219,14 @@ export function storedRowBytes(m: NewMessage): number {
 }
 
 const MESSAGE_COLUMNS = `id, status, message_id, api_key_name, from_json, to_json, cc_json, bcc_json, reply_to_json, headers_json, tags_json,
-  attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at`;
+  attachments_json, attachments_key, template_json, subject, text_body, html_body, created_at, updated_at, scheduled_at, next_attempt_at, size_bytes`;
 const FENCE_HOLDS = "EXISTS (SELECT 1 FROM idempotency_keys WHERE api_key_name = ? AND key = ? AND message_id = ?)";
 
 function insertStatements(db: D1Database, m: NewMessage, fence: KeyFence | undefined): D1PreparedStatement[] {
   const values = [
     ...[m.id, m.scheduledAt ? "scheduled" : "queued", m.messageId, m.apiKeyName, JSON.stringify(m.from), JSON.stringify(m.to), JSON.stringify(m.cc)],
     ...[JSON.stringify(m.bcc), JSON.stringify(m.replyTo), JSON.stringify(m.headers), JSON.stringify(m.tags), JSON.stringify(m.attachments), m.attachmentsKey ?? null, m.template ? JSON.stringify(m.template) : null],
-    ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt],
+    ...[m.subject, m.text ?? null, m.html ?? null, m.createdAt, m.createdAt, m.scheduledAt ?? null, m.scheduledAt ?? m.createdAt, storedRowBytes(m)],
   ];
   const placeholders = values.map(() => "?").join(", ");
   const message = fence

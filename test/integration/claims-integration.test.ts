@@ -150,6 +150,61 @@ describe("claims on the store", () => {
   });
 });
 
+describe("claims by bytes", () => {
+  it("claims due messages in order until their sizes reach the budget; the rest are over budget and untouched", async () => {
+    const big = "x".repeat(800_000);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await insertQueuedMessage({ text: big })).id);
+    // The third is an expired claim: past the budget it must not be marked interrupted either.
+    await env.DB.prepare("UPDATE messages SET status = 'sending', attempts = 1, next_attempt_at = ? WHERE id = ?").bind(new Date(Date.now() - 1000).toISOString(), ids[3]).run();
+    const claims = await claimMessages(env.DB, ids, { now: new Date(), leaseMs: 60_000, budgetBytes: 1_500_000 });
+    // 0 (nothing before it), 800 KB before the second (< 1.5 MB), 1.6 MB before the third: over.
+    expect(ids.map((id) => claims.get(id)!.kind)).toEqual(["claimed", "claimed", "over_budget", "over_budget"]);
+    const rows = await env.DB.prepare("SELECT id, status, attempts, size_bytes FROM messages WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(ids)).all<{ id: string; status: string; attempts: number; size_bytes: number }>();
+    const byId = new Map(rows.results.map((r) => [r.id, r]));
+    expect(ids.map((id) => [byId.get(id)!.status, byId.get(id)!.attempts])).toEqual([["sending", 1], ["sending", 1], ["queued", 0], ["sending", 1]]);
+    expect(byId.get(ids[0]!)!.size_bytes).toBeGreaterThan(800_000);
+    expect((await loadMessage(ids[3]!)).events.map((e) => e.type)).toEqual(["accepted"]);
+    // A later claim takes the one left out; the first message alone is always claimed, however large.
+    expect((await claimMessages(env.DB, [ids[2]!, ids[3]!], { now: new Date(), leaseMs: 60_000, budgetBytes: 1 })).get(ids[2]!)!.kind).toBe("claimed");
+  });
+
+  it("delivers a batch of large messages in chunks bounded by bytes, each message once", async () => {
+    const big = "y".repeat(700_000);
+    const batch = [];
+    for (let i = 0; i < 6; i++) batch.push(await insertQueuedMessage({ text: big }));
+    const claimedPerChunk: number[] = [];
+    const sqlOf = new WeakMap<object, string>();
+    const countingDb = {
+      prepare: (sql: string) =>
+        new Proxy(env.DB.prepare(sql), {
+          get: (target, property) =>
+            property === "bind"
+              ? (...values: unknown[]) => {
+                  const bound = target.bind(...values);
+                  sqlOf.set(bound, sql);
+                  return bound;
+                }
+              : Reflect.get(target, property).bind(target),
+        }),
+      batch: async (statements: D1PreparedStatement[]) => {
+        const results = await env.DB.batch(statements);
+        const claim = statements.findIndex((s) => sqlOf.get(s)?.startsWith("UPDATE messages SET status = 'sending'"));
+        if (claim >= 0) claimedPerChunk.push(results[claim]!.results.length);
+        return results;
+      },
+    } as unknown as D1Database;
+    const { result } = await runQueue("mailroom-outbox", batch.map((m) => m.id), { DB: countingDb, SMTP_SESSIONS: "1" });
+    expect(result.explicitAcks.sort()).toEqual(batch.map((m) => `job-${m.id}`).sort());
+    // One alone until the session is up; then 700 KB, 1.4 MB, 2.1 MB: three fit under 2 MB before the third.
+    expect(claimedPerChunk).toEqual([1, 3, 2]);
+    for (const m of batch) {
+      expect((await loadMessage(m.id)).message).toMatchObject({ status: "sent", attempts: 1 });
+      expect(await inboxMessages(m.to)).toHaveLength(1);
+    }
+  });
+});
+
 describe("claims in delivery", () => {
   it("sends one mail when the same job is delivered twice at the same time", async () => {
     const { id, to } = await insertQueuedMessage();
