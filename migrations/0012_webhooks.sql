@@ -3,6 +3,8 @@
 -- A history event can now name one recipient (a recipient refused for good is "bounced", one event each),
 -- with the enhanced status code the refusal carried (5.1.1…), from which a bounce's subType is told.
 -- Recipients gain the status "bounced"; "failed" stays for a recipient given up on (window over, canceled).
+-- Reports that come back later (DSNs, complaints) add "delivered", "complained" and "suppressed", as
+-- history types and recipient statuses.
 --
 -- Webhook events are made by a trigger on events, so one exists exactly when the history row it reports
 -- was committed, in the same transaction, for every path that writes history (accept, attempts, cancel,
@@ -14,11 +16,11 @@ CREATE TABLE events_new (
   message_id    TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
   seq           INTEGER NOT NULL,
   at            TEXT NOT NULL,
-  type          TEXT NOT NULL CHECK (type IN ('accepted', 'sent', 'deferred', 'bounced', 'failed', 'interrupted', 'rescheduled', 'canceled')),
+  type          TEXT NOT NULL CHECK (type IN ('accepted', 'sent', 'deferred', 'bounced', 'delivered', 'complained', 'suppressed', 'failed', 'interrupted', 'rescheduled', 'canceled')),
   attempt       INTEGER,
   smtp_code     INTEGER,
   detail        TEXT,
-  recipient     TEXT,   -- the one recipient a per-recipient event (bounced) is about
+  recipient     TEXT,   -- the one recipient a per-recipient event (bounced, delivered, complained…) is about
   enhanced_code TEXT,   -- RFC 3463 status of the reply it reports (5.1.1), when the reply had one
   PRIMARY KEY (message_id, seq)
 ) WITHOUT ROWID;
@@ -32,7 +34,7 @@ CREATE TABLE recipients_new (
   message_id TEXT NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
   address    TEXT NOT NULL,
   position   INTEGER NOT NULL,
-  status     TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'deferred', 'bounced', 'failed')),
+  status     TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'deferred', 'bounced', 'delivered', 'complained', 'suppressed', 'failed')),
   smtp_code  INTEGER,
   detail     TEXT,
   updated_at TEXT NOT NULL,
@@ -71,21 +73,27 @@ CREATE INDEX webhooks_by_key ON webhooks (api_key_name, created_at, id);
 CREATE TABLE webhook_events (
   id              TEXT PRIMARY KEY,                 -- webhook-id: the same on every retry and replay
   webhook_id      TEXT NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
-  message_id      TEXT NOT NULL,
-  event_seq       INTEGER NOT NULL,                 -- the history event it reports (events.seq)
-  type            TEXT NOT NULL,                    -- email.sent, email.bounced…
+  -- The history event an email.* event reports (events.message_id, events.seq)…
+  message_id      TEXT,
+  event_seq       INTEGER,
+  -- …or, for an event about no message (suppression.added/removed), its payload as made at the time.
+  payload         TEXT,
+  type            TEXT NOT NULL,                    -- email.sent, email.bounced, suppression.added…
   created_at      TEXT NOT NULL,
   status          TEXT NOT NULL CHECK (status IN ('pending', 'attempting', 'success', 'failed')),
   attempts        INTEGER NOT NULL DEFAULT 0,
   round_start     INTEGER NOT NULL DEFAULT 0,       -- attempts before the last replay: its schedule counts from there
   -- Pending: when the next attempt is due; attempting: when the attempt's claim expires.
   next_attempt_at TEXT,
-  FOREIGN KEY (message_id, event_seq) REFERENCES events (message_id, seq) ON DELETE CASCADE
+  -- Gone with its message (and so with the history row it reports; no other history row that makes an event
+  -- is ever deleted). Not a foreign key to events: rebuilding that table would cascade into this one.
+  FOREIGN KEY (message_id) REFERENCES messages (id) ON DELETE CASCADE,
+  CHECK ((message_id IS NOT NULL AND event_seq IS NOT NULL) <> (payload IS NOT NULL))
 ) WITHOUT ROWID;
 
 CREATE INDEX webhook_events_by_webhook ON webhook_events (webhook_id, created_at, id);
 -- The events a history row made (read right after the write that made them), and the foreign key's index, so
--- that deleting history (a released claim, a withdrawn message) does not read the whole table.
+-- that deleting a message (a withdrawn one) does not read the whole table.
 CREATE INDEX webhook_events_by_event ON webhook_events (message_id, event_seq);
 -- The sweep's and the dispatcher's way to what is still to be delivered.
 CREATE INDEX webhook_events_due ON webhook_events (next_attempt_at) WHERE status IN ('pending', 'attempting');
@@ -111,6 +119,9 @@ BEGIN
           WHEN NEW.type = 'sent' THEN 'email.sent'
           WHEN NEW.type = 'deferred' THEN 'email.delivery_delayed'
           WHEN NEW.type = 'bounced' THEN 'email.bounced'
+          WHEN NEW.type = 'delivered' THEN 'email.delivered'
+          WHEN NEW.type = 'complained' THEN 'email.complained'
+          WHEN NEW.type = 'suppressed' THEN 'email.suppressed'
           WHEN NEW.type = 'failed' AND m.status = 'failed' THEN 'email.failed'
           WHEN NEW.type = 'canceled' THEN 'email.canceled'
         END AS type, m.api_key_name AS api_key_name

@@ -14,7 +14,7 @@ const SMTP_KEYS = ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USER", "SMTP
 const CONFIG_KEYS = [
   ...SMTP_KEYS,
   ...["SMTP_TIMEOUT_MS", "MAIL_FROM", "API_KEYS", "RETRY_BASE_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS", "RETRY_WINDOW_SECONDS"],
-  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS", "ENVIRONMENT", "WEBHOOK_RETRY_DELAYS_SECONDS"],
+  ...["DELIVERY_LEASE_SECONDS", "SWEEP_GRACE_SECONDS", "ENVIRONMENT", "WEBHOOK_RETRY_DELAYS_SECONDS", "BOUNCE_ADDRESS", "BOUNCE_SECRET", "DSN_NOTIFY_SUCCESS"],
 ];
 /**
  * Local development recovers faster than production's defaults: a restart of wrangler dev drops the
@@ -24,6 +24,9 @@ const CONFIG_KEYS = [
 const DEV_DEFAULTS = { SWEEP_GRACE_SECONDS: "30", DELIVERY_LEASE_SECONDS: "60", ENVIRONMENT: "development" };
 const SWEEP_EVERY_MS = 60_000;
 const KEY_FILE = path.join(ROOT, ".wrangler", "mailroom-dev-api-key");
+const BOUNCE_SECRET_FILE = path.join(ROOT, ".wrangler", "mailroom-dev-bounce-secret");
+/** Reports to it come back through wrangler dev's local Email Routing entry (the inbox sends them). */
+const DEV_BOUNCE_ADDRESS = "bounces@bounces.mailroom.dev.test";
 
 /** What wrangler itself will read: .dev.vars, or else .env and .env.local. */
 function readLocalSettings() {
@@ -49,6 +52,15 @@ async function webhookSecretsFor(endpoint, apiUrl, apiKey) {
   return Promise.all(ours.map(async (w) => (await (await fetch(`${apiUrl}/v1/webhooks/${w.id}`, { headers })).json()).signing_secret));
 }
 
+/** Like the API key: kept in .wrangler/, so return paths of mail sent before a restart still verify. */
+function loadDevBounceSecret() {
+  if (existsSync(BOUNCE_SECRET_FILE)) return readFileSync(BOUNCE_SECRET_FILE, "utf8").trim();
+  const secret = randomBytes(32).toString("hex");
+  mkdirSync(path.dirname(BOUNCE_SECRET_FILE), { recursive: true });
+  writeFileSync(BOUNCE_SECRET_FILE, secret + "\n", { mode: 0o600 });
+  return secret;
+}
+
 /** An explicit port from the environment is used as is (0: any free one); otherwise the friendly default if it is free. */
 const portFromEnv = (name, fallback) => {
   const port = Number(process.env[name] || fallback);
@@ -58,6 +70,8 @@ const portFromEnv = (name, fallback) => {
 let inbox;
 let wrangler;
 let inboxWebhookSecrets = async () => [];
+/** Where the inbox sends the reports it plays a relay for: wrangler dev, once it runs. */
+const reportTarget = {};
 let stopping = false;
 async function shutdown(exitCode) {
   if (stopping) return;
@@ -119,10 +133,12 @@ try {
       httpPort: await portFromEnv("MAILROOM_INBOX_HTTP_PORT", 8025),
       // Known once wrangler dev runs and only with the dev key: the secrets to check deliveries' signatures with.
       webhookSecrets: () => inboxWebhookSecrets(),
+      reportTo: reportTarget,
     });
     Object.assign(vars, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(inbox.smtpPort), SMTP_SECURITY: "none" });
   }
   if (!isUserSet("MAIL_FROM")) vars.MAIL_FROM = DEV_MAIL_FROM;
+  if (useInbox && !isUserSet("BOUNCE_ADDRESS")) Object.assign(vars, { BOUNCE_ADDRESS: DEV_BOUNCE_ADDRESS, BOUNCE_SECRET: vars.BOUNCE_SECRET ?? loadDevBounceSecret() });
   for (const [key, value] of Object.entries(DEV_DEFAULTS)) if (!isUserSet(key)) vars[key] = value;
   let apiKey;
   if (!isUserSet("API_KEYS")) {
@@ -138,6 +154,7 @@ try {
   const output = createWranglerOutputFilter();
   wrangler = await startWranglerDev({ port: await portFromEnv("PORT", 8787), vars, onOutput: output.write, sweepEveryMs: SWEEP_EVERY_MS });
   output.started();
+  reportTarget.url = wrangler.url;
   wrangler.exited.then(({ code, signal }) => {
     if (stopping) return;
     console.error(`mailroom: wrangler dev stopped unexpectedly (${signal ?? `exit code ${code}`})`);
@@ -158,7 +175,9 @@ try {
   ${useInbox ? `Inbox      http://127.0.0.1:${inbox.httpPort}   (SMTP on 127.0.0.1:${inbox.smtpPort}; every mail lands here)` : `SMTP       your relay, from ${source} (no development inbox)`}
   API key    ${apiKey ? `${apiKey}   (dev key, kept in .wrangler/mailroom-dev-api-key)` : `your own, from API_KEYS in ${source}`}
   Settings   ${source ? `yours (${source}) take precedence over the development defaults` : "development defaults (create .dev.vars to use your own relay, see README)"}
-  Sweep      every minute, as the Cron Trigger in production: mail whose queue job was lost (a restart) is sent again
+  Sweep      every minute, as the Cron Trigger in production: mail whose queue job was lost (a restart) is sent again${
+    useInbox ? `\n  Bounces    to ${vars.BOUNCE_ADDRESS}: mail to bounce-…@ is bounced a moment after the inbox took it, complain-…@ is complained about` : ""
+  }
 
   Send a mail (prints the response and keeps the id in $ID):
 

@@ -4,7 +4,12 @@ export interface InboxMessage {
   receivedAt: string;
   secure: boolean;
   authenticatedAs: string | null;
-  envelope: { from: string; to: string[] };
+  envelope: {
+    from: string;
+    to: string[];
+    /** What the client asked for (RFC 3461), when this inbox offers DSN; null when it sent no DSN parameter. */
+    dsn: { ret: string | null; envid: string | null; recipients: { notify: string[] | null; orcpt: string | null }[] } | null;
+  };
   messageId: string | null;
   from: string;
   to: string;
@@ -59,6 +64,13 @@ export interface InboxOptions {
   recipientPolicy?: boolean;
   /** Fail about `rate` of each step at random (421 on connect, 451 to MAIL, RCPT, end of DATA), reproducibly. */
   chaos?: { rate: number; seed?: number };
+  /** Advertise DSN (RFC 3461) and record what the client asked for; default true. */
+  offerDsn?: boolean;
+  /**
+   * Behave like a relay that reports later: for bounce-*@ a DSN (failed, 5.1.1), for complain-*@ an ARF
+   * complaint, POSTed `delayMs` (500) after accepting to `url`'s /cdn-cgi/handler/email for the envelope sender.
+   */
+  reportTo?: { url?: string; delayMs?: number };
   /** The signing secrets of the webhooks pointing at this inbox's /webhooks (npm start reads them from the API). */
   webhookSecrets?: () => Promise<string[]>;
 }

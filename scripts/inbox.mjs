@@ -2,7 +2,7 @@
 // page listing them and rendering each one's HTML and text. `npm start` delivers into it; the tests
 // start several (plain, STARTTLS, implicit TLS, AUTH) and read what arrived through its JSON API.
 import { createServer as createHttpServer } from "node:http";
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { simpleParser } from "mailparser";
 import { SMTPServer } from "smtp-server";
 
@@ -21,6 +21,10 @@ import { SMTPServer } from "smtp-server";
  * @property {{ rate: number, seed?: number }} [chaos] a relay that fails about `rate` of each step at
  *   random, reproducibly from `seed`: 421 on connect, 451 to MAIL FROM, to RCPT TO or to the end of DATA
  *   (that mail is then not kept, as a real relay would not deliver it)
+ * @property {boolean} [offerDsn] advertise DSN (RFC 3461) and record what the client asked for (default: true)
+ * @property {{ url?: string, delayMs?: number }} [reportTo] behave like a relay that reports later: a while
+ *   after accepting mail for bounce-*@ (a DSN: failed, 5.1.1) or complain-*@ (an ARF complaint), POST the
+ *   report to `url`'s /cdn-cgi/handler/email (wrangler dev's local Email Routing entry) for the envelope sender
  * @property {() => Promise<string[]>} [webhookSecrets] the signing secrets of the webhooks pointing at
  *   this inbox's /webhooks, to check each delivery's signature with (npm start reads them from the API)
  */
@@ -39,7 +43,7 @@ function seededRandom(seed) {
 
 /** @param {InboxOptions} options */
 export async function startInbox(options = {}) {
-  const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true, chaos } = options;
+  const { host = "127.0.0.1", smtpPort = 0, httpPort = 0, security = "none", tls, users, recipientPolicy = true, chaos, offerDsn = true } = options;
   const offerStartTls = options.offerStartTls ?? security === "starttls";
   const messages = [];
   const busyOnce = new Set();
@@ -62,7 +66,7 @@ export async function startInbox(options = {}) {
     authOptional: !users,
     allowInsecureAuth: security === "none",
     authMethods: ["PLAIN", "LOGIN"],
-    hideDSN: false,
+    hideDSN: !offerDsn,
     size: 25 * 1024 * 1024,
     logger: false,
     disableReverseLookup: true,
@@ -114,6 +118,10 @@ export async function startInbox(options = {}) {
             envelope: {
               from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
               to: session.envelope.rcptTo.map((r) => r.address),
+              // What the client asked for (RFC 3461), when this inbox offers DSN and the client used it.
+              dsn: session.envelope.dsn
+                ? { ret: session.envelope.dsn.ret ?? null, envid: session.envelope.dsn.envid ?? null, recipients: session.envelope.rcptTo.map((r) => ({ notify: r.dsn?.notify ?? null, orcpt: r.dsn?.orcpt ?? null })) }
+                : null,
             },
             messageId: parsed.messageId ?? null,
             from: parsed.from?.text ?? "",
@@ -135,7 +143,10 @@ export async function startInbox(options = {}) {
             headerNames: [...parsed.headers.keys()],
             raw,
           });
+          // (Read before the callback: the session's envelope is reset for the next transaction then.)
+          const envelope = { mailFrom: session.envelope.mailFrom, rcptTo: [...session.envelope.rcptTo], dsn: session.envelope.dsn };
           callback(null, "Message queued as " + (nextId - 1));
+          if (options.reportTo) sendLaterReports(options.reportTo, envelope, parsed.messageId ?? null);
         } catch (error) {
           callback(error);
         }
@@ -187,6 +198,98 @@ dl{display:grid;grid-template-columns:8rem 1fr;gap:.2rem 1rem}dt{color:#666}`;
 
 function page(title, body) {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>${PAGE_STYLE}</style></head><body>${body}</body></html>`;
+}
+
+/**
+ * For each recipient of an accepted mail whose local part starts bounce- or complain-, the report a relay
+ * would send back later to the envelope sender, POSTed to wrangler dev's local Email Routing entry.
+ */
+function sendLaterReports(reportTo, envelope, messageId) {
+  const returnPath = envelope.mailFrom ? envelope.mailFrom.address : "";
+  if (!returnPath || !reportTo.url) return;
+  const envid = envelope.dsn?.envid ?? null;
+  for (const rcpt of envelope.rcptTo) {
+    const local = rcpt.address.split("@")[0].toLowerCase();
+    const report = local.startsWith("bounce-") ? laterDsn(returnPath, rcpt.address, envid, messageId) : local.startsWith("complain-") ? laterComplaint(returnPath, rcpt.address, messageId) : undefined;
+    if (!report) continue;
+    setTimeout(() => {
+      const url = `${reportTo.url}/cdn-cgi/handler/email?${new URLSearchParams({ from: "MAILER-DAEMON@inbox.mailroom.dev.test", to: returnPath })}`;
+      // Like a relay, it does not retry; a refusal is worth a line, as a relay's log would have it.
+      fetch(url, { method: "POST", body: report })
+        .then(async (res) => res.ok || console.error(`inbox: the report to ${returnPath} was refused: ${res.status} ${(await res.text()).slice(0, 200)}`))
+        .catch((error) => console.error(`inbox: the report to ${returnPath} could not be sent: ${error}`));
+    }, reportTo.delayMs ?? 500);
+  }
+}
+
+const crlf = (text) => text.replace(/\r?\n/g, "\r\n");
+
+function laterDsn(returnPath, recipient, envid, messageId) {
+  return crlf(`From: MAILER-DAEMON@inbox.mailroom.dev.test (Mail Delivery System)
+To: ${returnPath}
+Subject: Undelivered Mail Returned to Sender
+Date: ${new Date().toUTCString()}
+Message-ID: <${randomUUID()}@inbox.mailroom.dev.test>
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="inbox-dsn"
+
+--inbox-dsn
+Content-Type: text/plain; charset=us-ascii
+
+The development inbox accepted this mail for ${recipient}, then could not deliver it (as a relay whose
+downstream server refuses it would report).
+
+--inbox-dsn
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; inbox.mailroom.dev.test
+${envid ? `Original-Envelope-Id: ${envid}\n` : ""}
+Final-Recipient: rfc822; ${recipient}
+Original-Recipient: rfc822;${recipient}
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <${recipient}>: Recipient address rejected: User unknown
+
+--inbox-dsn
+Content-Type: text/rfc822-headers
+
+Message-ID: ${messageId ?? "<unknown@inbox.mailroom.dev.test>"}
+
+--inbox-dsn--
+`);
+}
+
+function laterComplaint(returnPath, recipient, messageId) {
+  return crlf(`From: feedback@inbox.mailroom.dev.test
+To: ${returnPath}
+Subject: Complaint about a message
+Date: ${new Date().toUTCString()}
+Message-ID: <${randomUUID()}@inbox.mailroom.dev.test>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="inbox-arf"
+
+--inbox-arf
+Content-Type: text/plain; charset=us-ascii
+
+A recipient marked this message as spam (the development inbox plays a mailbox provider's feedback loop).
+
+--inbox-arf
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: Mailroom-Dev-Inbox/1
+Version: 1
+Original-Mail-From: <${returnPath}>
+Original-Rcpt-To: <${recipient}>
+
+--inbox-arf
+Content-Type: text/rfc822-headers
+
+Message-ID: ${messageId ?? "<unknown@inbox.mailroom.dev.test>"}
+
+--inbox-arf--
+`);
 }
 
 /** The most webhook deliveries kept, and the largest body read. */

@@ -14,6 +14,7 @@ import { classicRoutes } from "./http/routes/classic";
 import { emailRoutes } from "./http/routes/emails";
 import { previewRoutes } from "./http/routes/preview";
 import { templateRoutes } from "./http/routes/templates";
+import { suppressionRoutes } from "./http/routes/suppressions";
 import { webhookRoutes } from "./http/routes/webhooks";
 import { createLogger } from "./log";
 import type * as z from "zod";
@@ -59,6 +60,7 @@ export function createApp() {
   app.route("/v1/emails", emailRoutes);
   app.route("/v1/templates", templateRoutes);
   app.route("/v1/webhooks", webhookRoutes);
+  app.route("/v1/suppressions", suppressionRoutes);
   app.route("/send-notification", classicRoutes);
   app.route("/preview", previewRoutes);
 

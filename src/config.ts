@@ -44,6 +44,11 @@ export interface Config {
   sweepGraceSeconds: number;
   /** Message bodies and attachments are deleted this many days after acceptance, once the message is settled. */
   retentionDays: number;
+  /**
+   * BOUNCE_ADDRESS and BOUNCE_SECRET: each message's envelope sender is a return path of its own under the
+   * bounce address (VERP), and DSNs are asked for; undefined: MAIL_FROM is the envelope sender, as before.
+   */
+  bounce?: { address: string; secret: string; notifySuccess: boolean };
   /** Delays between a webhook event's attempts (WEBHOOK_RETRY_DELAYS_SECONDS): one attempt more than delays. */
   webhookRetryDelaysSeconds: number[];
   /** ENVIRONMENT=development (npm start): the template preview pages are served; webhooks may be http:// and loopback. */
@@ -132,6 +137,9 @@ const envSchema = z.object({
   SMTP_SESSIONS: intInRange(1, 6),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
   RETENTION_DAYS: intInRange(1, 3650),
+  BOUNCE_ADDRESS: z.preprocess((v) => (v === "" ? undefined : v), z.string().pipe(mailboxSchema).optional()),
+  BOUNCE_SECRET: optionalString,
+  DSN_NOTIFY_SUCCESS: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["true", "false"], { error: "must be true or false" }).optional()),
   WEBHOOK_RETRY_DELAYS_SECONDS: z.preprocess(
     (v) => (v === "" ? undefined : v),
     z
@@ -171,6 +179,11 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (!development && e.RETRY_MAX_DELAY_SECONDS === 0) {
     problems.push("RETRY_MAX_DELAY_SECONDS: 0 is only allowed with ENVIRONMENT=development (a relay that is down would be retried in a tight loop)");
   }
+  if (e.BOUNCE_ADDRESS && !e.BOUNCE_SECRET) problems.push("BOUNCE_SECRET: required when BOUNCE_ADDRESS is set (it authenticates the return paths)");
+  if (e.BOUNCE_SECRET && e.BOUNCE_SECRET.length < 32) problems.push("BOUNCE_SECRET: must be at least 32 characters (npm run key prints a random one)");
+  if (e.BOUNCE_ADDRESS && (e.BOUNCE_ADDRESS.name || e.BOUNCE_ADDRESS.address.split("@")[0]!.includes("+"))) {
+    problems.push("BOUNCE_ADDRESS: must be a bare address (local@domain) whose local part has no +: Mailroom adds +<token>");
+  }
   const webhookRetryDelaysSeconds = e.WEBHOOK_RETRY_DELAYS_SECONDS ?? DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS;
   if (!development && webhookRetryDelaysSeconds.includes(0)) {
     problems.push("WEBHOOK_RETRY_DELAYS_SECONDS: 0 is only allowed with ENVIRONMENT=development (an endpoint that is down would be retried in a tight loop)");
@@ -198,6 +211,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     smtpSessions: e.SMTP_SESSIONS ?? 5,
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
+    ...(e.BOUNCE_ADDRESS && e.BOUNCE_SECRET ? { bounce: { address: e.BOUNCE_ADDRESS.address, secret: e.BOUNCE_SECRET, notifySuccess: e.DSN_NOTIFY_SUCCESS === "true" } } : {}),
     webhookRetryDelaysSeconds,
     development,
   };

@@ -5,6 +5,8 @@ interface MailroomSecrets {
   SMTP_PASS?: string;
   /** Comma-separated `name:sha256hex` entries (`wrangler secret put API_KEYS`). */
   API_KEYS?: string;
+  /** Authenticates the return paths under BOUNCE_ADDRESS, at least 32 characters (`wrangler secret put BOUNCE_SECRET`). */
+  BOUNCE_SECRET?: string;
 }
 interface Env extends MailroomSecrets {}
 declare namespace Cloudflare {

@@ -1,4 +1,5 @@
-// Composition root: the HTTP app, the queue consumers (outbox, webhooks, their dead letters) and the
+// Composition root: the HTTP app, the queue consumers (outbox, webhooks, their dead letters), the email
+// handler (reports that come back to the bounce address) and the
 // minute-by-minute sweep (overdue messages and webhook events back on their queues, expired idempotency
 // keys forgotten), wired to the runtime's bindings.
 import { createApp } from "./app";
@@ -7,6 +8,7 @@ import { backoffSeconds } from "./core/retry";
 import { deliverBatch } from "./delivery/consumer";
 import { handleDeadLetters } from "./delivery/dead-letter";
 import type { OutboxJob } from "./delivery/outbox";
+import { handleReport } from "./delivery/reports";
 import { sweep } from "./delivery/sweeper";
 import { deliverWebhookBatch, sweepWebhookEvents, type WebhookJob } from "./delivery/webhooks";
 import { createLogger, type Logger } from "./log";
@@ -66,6 +68,16 @@ export default {
       metered.settle({ failed });
       log.info("queue batch", { messages: batch.messages.length, ...usageFields(usage) });
     }
+  },
+  async email(message, env) {
+    const log = createLogger({ handler: "email" });
+    let config: Config | undefined;
+    try {
+      config = getConfig(env);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+    }
+    await handleReport(message, { db: env.DB, webhooks: env.WEBHOOKS, config, log });
   },
   async scheduled(_controller, env) {
     const log = createLogger({ task: "sweep" });

@@ -26,6 +26,11 @@ export interface OutgoingMessage {
 export interface Envelope {
   from: string;
   recipients: string[];
+  /**
+   * Delivery status notifications to ask for (RFC 3461), sent only to a relay that offers DSN: the
+   * envelope id they carry back (ENVID), and when the relay should report (NOTIFY).
+   */
+  dsn?: { envelopeId: string; notify: ("SUCCESS" | "FAILURE" | "DELAY")[] };
 }
 
 /** Who the message goes to, each address once (to, cc and bcc alike): the recipients that get an outcome of their own. */

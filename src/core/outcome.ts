@@ -6,7 +6,8 @@
 import type { SmtpTransaction } from "../delivery/smtp";
 import { backoffSeconds, describeFailure, isAccepted, isPermanent, isPermanentReply, windowEndedReason, type RetryPolicy } from "./retry";
 
-export type RecipientStatus = "pending" | "sent" | "deferred" | "bounced" | "failed";
+/** delivered and complained come only from reports that come back later (see store/reports.ts). */
+export type RecipientStatus = "pending" | "sent" | "deferred" | "bounced" | "delivered" | "complained" | "suppressed" | "failed";
 
 export interface RecipientUpdate {
   address: string;
@@ -34,6 +35,8 @@ export interface AttemptContext {
   attempted: string[];
   /** Whether an earlier attempt already delivered the message to some recipient. */
   sentBefore: boolean;
+  /** Waiting recipients on the key's suppression list: not tried (not in `attempted`), settled as suppressed. */
+  suppressed?: { address: string; origin: string }[];
 }
 
 /** How the relay's answers settle one recipient; undefined when the attempt never reached it and may retry. */
@@ -62,8 +65,12 @@ function describeSettled(transaction: SmtpTransaction, updates: RecipientUpdate[
 }
 
 export function classifyAttempt(transaction: SmtpTransaction, context: AttemptContext): DeliveryOutcome {
-  const { attempt, now, windowEndsAt, policy, attempted, sentBefore } = context;
-  const recipients = attempted.map((address) => recipientOutcome(address, transaction)).filter((u): u is RecipientUpdate => u !== undefined);
+  const { attempt, now, windowEndsAt, policy, attempted, sentBefore, suppressed = [] } = context;
+  const skipped = suppressed.map(({ address, origin }): RecipientUpdate => ({ address, status: "suppressed", detail: `not sent: the address is on the suppression list (${origin})` }));
+  if (attempted.length === 0 && skipped.length > 0 && !sentBefore) {
+    return { kind: "failed", reason: "not sent: every recipient is on the suppression list; nothing went to the relay", recipients: skipped };
+  }
+  const recipients = [...skipped, ...attempted.map((address) => recipientOutcome(address, transaction)).filter((u): u is RecipientUpdate => u !== undefined)];
   const settledAddresses = new Set(recipients.filter((u) => u.status !== "deferred").map((u) => u.address));
   const waiting = attempted.filter((address) => !settledAddresses.has(address));
   const anySent = sentBefore || recipients.some((u) => u.status === "sent");

@@ -6,11 +6,25 @@
 import { formatMailbox, type Mailbox } from "./address";
 
 /** The types Mailroom sends, in the order a message's life goes; email.canceled is Mailroom's own. */
-export const WEBHOOK_EVENT_TYPES = ["email.scheduled", "email.sent", "email.delivery_delayed", "email.bounced", "email.failed", "email.canceled"] as const;
+export const WEBHOOK_EVENT_TYPES = [
+  "email.scheduled",
+  "email.sent",
+  "email.delivered",
+  "email.delivery_delayed",
+  "email.bounced",
+  "email.complained",
+  "email.suppressed",
+  "email.failed",
+  "email.canceled",
+  "suppression.added",
+  "suppression.removed",
+] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+/** The types about a message (made from its history); the others carry the payload they were made with. */
+export type EmailEventType = Extract<WebhookEventType, `email.${string}`>;
 
 /** What Resend's emails.get answers as `last_event`, for a message's latest history event. */
-export type LastEvent = "queued" | "scheduled" | "sent" | "delivery_delayed" | "bounced" | "failed" | "canceled";
+export type LastEvent = "queued" | "scheduled" | "sent" | "delivered" | "delivery_delayed" | "bounced" | "complained" | "suppressed" | "failed" | "canceled";
 
 /**
  * `last_event` from a message's latest history event (interruptions left out) and its status: accepted or
@@ -19,7 +33,10 @@ export type LastEvent = "queued" | "scheduled" | "sent" | "delivery_delayed" | "
 export function lastEventOf(type: string | null, status: string): LastEvent {
   switch (type) {
     case "sent":
+    case "delivered":
     case "bounced":
+    case "complained":
+    case "suppressed":
     case "failed":
     case "canceled":
       return type;
@@ -54,8 +71,8 @@ export interface ReportedEvent {
  * and Resend use): the address does not exist, the mailbox is full, the message is too large, refused for
  * its content or by policy; anything else is "General".
  */
-export function bounceSubType(enhancedCode: string | null): string {
-  if (!enhancedCode) return "General";
+export function bounceSubType(enhancedCode: string | null, smtpCode: number | null = null): string {
+  if (!enhancedCode) return smtpCode ? "General" : "Undetermined";
   const [, subject, detail] = enhancedCode.split(".");
   if (subject === "1" && ["1", "2", "3", "6", "10"].includes(detail ?? "")) return "NoEmail";
   if (subject === "2" && detail === "2") return "MailboxFull";
@@ -64,8 +81,18 @@ export function bounceSubType(enhancedCode: string | null): string {
   return "General";
 }
 
+/**
+ * Permanent (a 5.x.x status or a 5xx reply), Transient (a 4.x.x status: a report that gave up after
+ * temporary failures), or Undetermined (a bounce that says neither).
+ */
+export function bounceType(event: Pick<ReportedEvent, "enhancedCode" | "smtpCode">): "Permanent" | "Transient" | "Undetermined" {
+  if (event.enhancedCode?.startsWith("5.") || (!event.enhancedCode && (event.smtpCode ?? 0) >= 500)) return "Permanent";
+  if (event.enhancedCode?.startsWith("4.")) return "Transient";
+  return "Undetermined";
+}
+
 /** The payload of one event: `{type, created_at, data}` exactly as Resend's webhooks send it. */
-export function webhookPayload(type: WebhookEventType, message: EventMessage, event: ReportedEvent) {
+export function webhookPayload(type: EmailEventType, message: EventMessage, event: ReportedEvent) {
   const data = {
     email_id: message.id,
     created_at: message.createdAt,
@@ -76,8 +103,9 @@ export function webhookPayload(type: WebhookEventType, message: EventMessage, ev
     tags: Object.fromEntries(message.tags.map((t) => [t.name, t.value])),
     // Mailroom's own: the recipient a per-recipient event is about (Resend has no such field).
     ...(event.recipient ? { recipient: event.recipient } : {}),
-    ...(type === "email.bounced" ? { bounce: { type: "Permanent", subType: bounceSubType(event.enhancedCode), message: event.detail ?? "" } } : {}),
+    ...(type === "email.bounced" ? { bounce: { type: bounceType(event), subType: bounceSubType(event.enhancedCode, event.smtpCode), message: event.detail ?? "" } } : {}),
     ...(type === "email.failed" ? { failed: { reason: event.detail ?? "" } } : {}),
+    ...(type === "email.suppressed" ? { suppressed: { type: "OnAccountSuppressionList", message: event.detail ?? "" } } : {}),
   };
   return { type, created_at: event.at, data };
 }

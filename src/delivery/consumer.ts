@@ -9,13 +9,15 @@
 // time budget the invocation claims nothing more and hands the rest back to the queue. A message whose
 // attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
 import type { Config } from "../config";
-import { buildMime, type OutgoingMessage } from "../core/message";
+import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
+import { returnPathFor } from "../core/return-path";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
 import { getAttachments } from "../store/attachment-objects";
 import { claimMessages, recordAttempts, recordedBy, releaseClaims, type AttemptRecord, type Claim } from "../store/attempts";
+import { newSuppressionEvents } from "../store/suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
 import { requeue, type OutboxJob } from "./outbox";
 import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
@@ -203,7 +205,7 @@ async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Prom
   for (let attempt = await feed.next(); attempt; attempt = await feed.next()) {
     const transaction = attempt.claim.message.attachmentsKey ? await buildWithStoredAttachments(run.context.attachments, attempt) : buildContent(attempt.claim.message);
     if (typeof transaction === "string") {
-      attempt.mail = mailFor(attempt, transaction);
+      attempt.mail = await mailFor(attempt, transaction, run.context.config);
       return attempt;
     }
     finish(run, attempt, transaction);
@@ -223,7 +225,21 @@ async function buildWithStoredAttachments(bucket: R2Bucket, { claim: { message }
   }
 }
 
-const mailFor = ({ claim, attempted, chunk }: Attempt, data: string): SmtpMail => ({ envelope: { from: claim.message.from.address, recipients: attempted }, data, deadline: chunk.deadline });
+/**
+ * What goes to the relay: with a bounce address, the envelope sender is the message's own return path and
+ * DSNs are asked for (a relay that does not offer DSN gets no parameter); otherwise the From address.
+ */
+async function mailFor({ claim, attempted, chunk }: Attempt, data: string, { bounce }: Config): Promise<SmtpMail> {
+  const { id, from } = claim.message;
+  const envelope: Envelope = bounce
+    ? {
+        from: await returnPathFor(id, { bounceAddress: bounce.address, secret: bounce.secret }),
+        recipients: attempted,
+        dsn: { envelopeId: id, notify: bounce.notifySuccess ? ["SUCCESS", "FAILURE", "DELAY"] : ["FAILURE", "DELAY"] },
+      }
+    : { from: from.address, recipients: attempted };
+  return { envelope, data, deadline: chunk.deadline };
+}
 
 /** The next few waiting jobs, so that every session gets a share; none once the time budget is used up. */
 function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
@@ -297,7 +313,9 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
       unclaimed.push(settleUnclaimed(msg, claim, run.context, msgLog).catch((error) => backOff(msg, config, msgLog, error)));
       continue;
     }
-    const attempted = claim.recipients.filter((r) => r.status === "pending" || r.status === "deferred").map((r) => r.address);
+    // A waiting recipient on the key's suppression list is not sent to: settled as suppressed by this attempt.
+    const suppressed = new Set(claim.suppressed.map((s) => s.address));
+    const attempted = claim.recipients.filter((r) => (r.status === "pending" || r.status === "deferred") && !suppressed.has(r.address)).map((r) => r.address);
     chunk.attempts.push({ msg, log: logFor(msg), claim, windowEndsAt: retryWindowEndsAt(claim.message, config.retry), attempted, chunk });
   }
   run.waiting.unshift(...overBudget);
@@ -339,7 +357,8 @@ function finish(run: BatchRun, attempt: Attempt, transaction: SmtpTransaction): 
     windowEndsAt: attempt.windowEndsAt,
     policy: run.context.config.retry,
     attempted: attempt.attempted,
-    sentBefore: claim.recipients.some((r) => r.status === "sent"),
+    sentBefore: claim.recipients.some((r) => r.status === "sent" || r.status === "delivered" || r.status === "complained"),
+    suppressed: claim.suppressed,
   });
   run.started += 1;
   recordWhenDone(run, chunk);
@@ -398,15 +417,15 @@ async function recordChunk({ db, webhooks, config, log }: DeliveryContext, chunk
   const records = chunk.attempts.map((a) => attemptRecord(a, at));
   const anySent = records.some((r) => r.kind === "sent");
   // The webhook events the history makes are read in the same transaction, and queued once it committed.
-  const madeEvents = newWebhookEvents(db, { at: at.toISOString(), messageIds: records.map((r) => r.id) });
+  const madeEvents = [newWebhookEvents(db, { at: at.toISOString(), messageIds: records.map((r) => r.id) }), newSuppressionEvents(db, at.toISOString())];
   let applied: boolean[] | undefined;
   let made: DueWebhookEvent[] = [];
   let failures = 0;
   for (let pauseMs = 100; !applied; pauseMs = Math.min(pauseMs * 2, 5000)) {
     try {
-      const written = await recordAttempts(db, records, [madeEvents]);
+      const written = await recordAttempts(db, records, madeEvents);
       // (A write that committed but failed on its way back leaves its events to the sweep.)
-      made = dueEventsOf(written.extra[0]);
+      made = [...dueEventsOf(written.extra[0]), ...dueEventsOf(written.extra[1])];
       // After a write that committed but failed on its way back, the rows already say what it wrote.
       const recorded = failures > 0 ? await recordedBy(db, records) : [];
       applied = written.applied.map((yes, i) => yes || recorded[i] === true);

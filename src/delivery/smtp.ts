@@ -49,6 +49,13 @@ function recipientReply(recipient: string, command: string, reply: SmtpReply): R
   return { recipient, code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text, command };
 }
 
+/** RFC 3461 §4: xtext, for ENVID and ORCPT values: printable ASCII but "+" and "=", the rest as +HH. */
+export function xtext(value: string): string {
+  let out = "";
+  for (const byte of encoder.encode(value)) out += byte >= 0x21 && byte <= 0x7e && byte !== 0x2b && byte !== 0x3d ? String.fromCharCode(byte) : `+${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  return out;
+}
+
 function base64(text: string): string {
   return btoa(String.fromCharCode(...encoder.encode(text)));
 }
@@ -75,6 +82,8 @@ const QUIT_REPLY_WAIT_MS = 5000;
 export class SmtpSession {
   /** Whether the relay offered PIPELINING (RFC 2920). */
   private pipelining = false;
+  /** Whether the relay offered DSN (RFC 3461): only then do MAIL and RCPT carry its parameters (§4). */
+  private dsn = false;
   /** The next mail's envelope, already written and answered (pipelining across mails). */
   private ahead: Ahead | undefined;
   /** A refused envelope left a transaction open: the next group starts with RSET. */
@@ -243,11 +252,10 @@ export class SmtpSession {
 
   /** MAIL FROM, then RCPT TO one by one, then DATA: each command waits for the reply to the one before. */
   private async lockStepEnvelope(envelope: Envelope, recipients: RecipientReply[]): Promise<void> {
-    const mail = `MAIL FROM:<${envelope.from}>`;
-    await this.expect(mail, 250, "mail");
+    await this.expect(this.mailLine(envelope), 250, "mail", `MAIL FROM:<${envelope.from}>`);
     for (const recipient of envelope.recipients) {
       const command = `RCPT TO:<${recipient}>`;
-      const reply = await this.connection.command(command, "rcpt");
+      const reply = await this.connection.command(this.rcptLine(envelope, recipient), "rcpt", command);
       recipients.push(recipientReply(recipient, command, reply));
       // 421: the relay is closing the channel (RFC 5321 §3.8); the rest must wait for another session.
       if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, "rcpt", command));
@@ -257,9 +265,23 @@ export class SmtpSession {
     this.dataOpen = true;
   }
 
+  /** MAIL FROM, with RET=HDRS (a report carries the headers, never the content) and ENVID when DSNs are asked for. */
+  private mailLine(envelope: Envelope): string {
+    const dsn = this.dsn && envelope.dsn ? ` RET=HDRS ENVID=${xtext(envelope.dsn.envelopeId)}` : "";
+    return `MAIL FROM:<${envelope.from}>${dsn}`;
+  }
+
+  /** RCPT TO, with NOTIFY and the original recipient (ORCPT; ASCII addresses only) when DSNs are asked for. */
+  private rcptLine(envelope: Envelope, recipient: string): string {
+    if (!this.dsn || !envelope.dsn) return `RCPT TO:<${recipient}>`;
+    // RFC 3461 §4.2: ORCPT's type is rfc822 for an ASCII address (UTF-8 ones, RFC 6533, are left without).
+    const orcpt = /^[\x21-\x7e]+$/.test(recipient) ? ` ORCPT=rfc822;${xtext(recipient)}` : "";
+    return `RCPT TO:<${recipient}> NOTIFY=${envelope.dsn.notify.join(",")}${orcpt}`;
+  }
+
   /** RFC 2920: (RSET,) MAIL FROM, every RCPT TO and DATA as one group. */
   private envelopeLines(envelope: Envelope): string[] {
-    const lines = [`MAIL FROM:<${envelope.from}>`, ...envelope.recipients.map((recipient) => `RCPT TO:<${recipient}>`), "DATA"];
+    const lines = [this.mailLine(envelope), ...envelope.recipients.map((recipient) => this.rcptLine(envelope, recipient)), "DATA"];
     if (this.resetFirst) lines.unshift("RSET");
     return lines;
   }
@@ -338,6 +360,7 @@ export class SmtpSession {
     if (greeting.code !== 220) throw new SmtpFailed(replyFailure(greeting, "greeting", "(greeting)"));
     let capabilities = await this.ehlo();
     this.pipelining = capabilities.keywords.has("PIPELINING");
+    this.dsn = capabilities.keywords.has("DSN");
     if (this.options.security === "starttls") {
       if (!capabilities.keywords.has("STARTTLS")) {
         throw new SmtpFailed({
@@ -351,6 +374,7 @@ export class SmtpSession {
       this.connection.upgradeToTls();
       capabilities = await this.ehlo();
       this.pipelining = capabilities.keywords.has("PIPELINING"); // only what the relay said after TLS counts
+      this.dsn = capabilities.keywords.has("DSN");
     }
     if (this.options.user !== undefined) await this.authenticate(capabilities);
   }

@@ -4,12 +4,10 @@
 // redirects followed, and records the answer; a retry is a new job delayed until it is due. A job lost
 // on the way (a queue refusal, a restart) is found by the sweep (sweepWebhookEvents).
 import type { Config } from "../config";
-import { webhookPayload, type WebhookEventType } from "../core/webhook-events";
 import { judgeWebhookAttempt, type WebhookAnswer } from "../core/webhook-retry";
 import { signatureHeaders } from "../core/webhook-signature";
 import type { Logger } from "../log";
-import { claimWebhookEvent, failWebhookEvent, recordWebhookAttempt, takeOverdueWebhookEvents, type DueWebhookEvent, type PayloadMessage } from "../store/webhook-events";
-import type { MessageEvent } from "../store/messages";
+import { claimWebhookEvent, eventPayload, failWebhookEvent, recordWebhookAttempt, takeOverdueWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
 import { signingSecrets } from "../store/webhooks";
 import { delayUntil } from "./outbox";
 
@@ -75,7 +73,7 @@ async function deliverOne(msg: Message<WebhookJob>, { db, webhooks, config, log:
       msg.ack();
       return;
     }
-    const body = JSON.stringify(payloadOf(event.type, message, reported));
+    const body = JSON.stringify(eventPayload({ event, message, reported }));
     const now = new Date();
     const headers = await signatureHeaders({ id: event.id, timestamp: Math.floor(now.getTime() / 1000), body, secrets: signingSecrets(webhook, now) });
     const answer = await post(webhook.endpoint, body, headers);
@@ -111,11 +109,6 @@ async function deliverOne(msg: Message<WebhookJob>, { db, webhooks, config, log:
     log.error("webhook delivery crashed; will retry", { error });
     msg.retry({ delaySeconds: CRASH_RETRY_SECONDS });
   }
-}
-
-function payloadOf(type: WebhookEventType, m: PayloadMessage, reported: MessageEvent) {
-  const message = { id: m.id, messageId: m.message_id, from: JSON.parse(m.from_json), to: JSON.parse(m.to_json), subject: m.subject, tags: JSON.parse(m.tags_json), createdAt: m.created_at };
-  return webhookPayload(type, message, reported);
 }
 
 /** One POST: its status and the first KiB of its answer, or why there was none (status 0). */

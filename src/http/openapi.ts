@@ -3,6 +3,7 @@
 // /openapi.json. A test checks that every route the app serves is in it, so it cannot drift.
 import * as z from "zod";
 import { classicNotificationSchema, renderTemplateSchema, rescheduleSchema, sendEmailSchema } from "../core/schema";
+import { addSuppressionSchema, batchAddSuppressionsSchema, batchRemoveSuppressionsSchema } from "../core/suppression-request";
 import { createWebhookSchema, updateWebhookSchema } from "../core/webhook-request";
 import { MAX_BATCH } from "./send";
 import {
@@ -17,6 +18,12 @@ import {
   renderedTemplateSchema,
   rescheduledSchema,
   templateListSchema,
+  suppressionAddedSchema,
+  suppressionBatchAddedSchema,
+  suppressionBatchRemovedSchema,
+  suppressionListSchema,
+  suppressionRemovedSchema,
+  suppressionSchema,
   webhookAttemptListSchema,
   webhookChangedSchema,
   webhookCreatedSchema,
@@ -141,6 +148,36 @@ export const OPERATIONS: Operation[] = [
     answer: [200, webhookAttemptListSchema],
     errors: [401, 404, 422],
     paginated: true,
+  },
+  {
+    method: "post",
+    path: "/v1/suppressions",
+    summary: "Stop sending to an address (the key's suppression list)",
+    request: addSuppressionSchema,
+    example: { email: "ada@example.com" },
+    answer: [201, suppressionAddedSchema],
+    errors: [400, 401, 415, 422],
+  },
+  { method: "get", path: "/v1/suppressions", summary: "The key's suppression list, newest first (origin=bounce|complaint|manual)", answer: [200, suppressionListSchema], errors: [401, 422], paginated: true },
+  { method: "get", path: "/v1/suppressions/:idOrEmail", summary: "One entry, by id or address", answer: [200, suppressionSchema], errors: [401, 404] },
+  { method: "delete", path: "/v1/suppressions/:idOrEmail", summary: "Send to an address again", answer: [200, suppressionRemovedSchema], errors: [401, 404] },
+  {
+    method: "post",
+    path: "/v1/suppressions/batch/add",
+    summary: "Add up to 100 addresses",
+    request: batchAddSuppressionsSchema,
+    example: { emails: ["ada@example.com", "grace@example.com"] },
+    answer: [200, suppressionBatchAddedSchema],
+    errors: [400, 401, 415, 422],
+  },
+  {
+    method: "post",
+    path: "/v1/suppressions/batch/remove",
+    summary: "Remove up to 100 entries, by address or id",
+    request: batchRemoveSuppressionsSchema,
+    example: { emails: ["ada@example.com"] },
+    answer: [200, suppressionBatchRemovedSchema],
+    errors: [400, 401, 415, 422],
   },
   {
     method: "post",

@@ -6,7 +6,7 @@ import { ERROR_STATUS, type ErrorCode } from "./errors";
 
 const id = z.string().meta({ description: "the email's id (a UUID)" });
 const status = z.enum(["scheduled", "queued", "sending", "retrying", "sent", "failed", "canceled"]);
-const lastEvent = z.enum(["queued", "scheduled", "sent", "delivery_delayed", "bounced", "failed", "canceled"]).meta({ description: "Resend's name for the latest thing that happened to it" });
+const lastEvent = z.enum(["queued", "scheduled", "sent", "delivered", "delivery_delayed", "bounced", "complained", "suppressed", "failed", "canceled"]).meta({ description: "Resend's name for the latest thing that happened to it" });
 
 export const acceptedSchema = z.object({ id, status: z.enum(["queued", "scheduled"]) });
 export const batchAcceptedSchema = z.object({ data: z.array(z.object({ id })).meta({ description: "the emails' ids, in the order sent" }) });
@@ -40,7 +40,12 @@ export const emailViewSchema = z.object({
   recipients: z.array(
     z.object({
       address: z.string(),
-      status: z.enum(["pending", "sent", "deferred", "bounced", "failed"]).meta({ description: "bounced: the relay refused it for good; failed: given up (retry window over, canceled, not sendable)" }),
+      status: z
+        .enum(["pending", "sent", "deferred", "bounced", "delivered", "complained", "suppressed", "failed"])
+        .meta({
+          description:
+            "bounced: refused for good (by the relay, or by a later report); delivered: a report said so; complained: marked as spam; suppressed: on the key's suppression list, not sent; failed: given up (retry window over, canceled, not sendable)",
+        }),
       smtp_code: z.number().int().nullable(),
       detail: z.string().nullable(),
     }),
@@ -48,7 +53,7 @@ export const emailViewSchema = z.object({
   events: z.array(
     z.object({
       at: z.string(),
-      type: z.enum(["accepted", "sent", "deferred", "bounced", "failed", "interrupted", "rescheduled", "canceled"]),
+      type: z.enum(["accepted", "sent", "deferred", "bounced", "delivered", "complained", "suppressed", "failed", "interrupted", "rescheduled", "canceled"]),
       attempt: z.number().int().nullable(),
       smtp_code: z.number().int().nullable(),
       detail: z.string().nullable(),
@@ -156,4 +161,21 @@ export const errorSchema = z.object({
     message: z.string(),
     issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
   }),
+});
+
+const suppressionId = z.string().meta({ description: "the entry's id (a UUID)" });
+const suppressionEntry = z.object({
+  id: suppressionId,
+  email: z.string().meta({ description: "the address, in lower case" }),
+  origin: z.enum(["bounce", "complaint", "manual"]),
+  source_id: z.string().nullable().meta({ description: "the email whose bounce or complaint added it" }),
+  created_at: z.string(),
+});
+export const suppressionAddedSchema = z.object({ object: z.literal("suppression"), id: suppressionId });
+export const suppressionSchema = suppressionEntry.extend({ object: z.literal("suppression") });
+export const suppressionListSchema = z.object({ object: z.literal("list"), has_more: z.boolean(), data: z.array(suppressionEntry) });
+export const suppressionRemovedSchema = z.object({ object: z.literal("suppression"), id: suppressionId, deleted: z.literal(true) });
+export const suppressionBatchAddedSchema = z.object({ data: z.array(suppressionAddedSchema) });
+export const suppressionBatchRemovedSchema = z.object({
+  data: z.array(z.object({ object: z.literal("suppression"), id: z.string().meta({ description: "the entry's id, or what it was named by when it was not listed" }), deleted: z.boolean() })),
 });

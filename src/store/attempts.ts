@@ -3,7 +3,9 @@
 // apply only to the claim that made them (status "sending" and the same attempt number), so an attempt
 // whose claim expired, or a repeated job, can never move a message that another attempt owns.
 import type { RecipientStatus, RecipientUpdate } from "../core/outcome";
-import { insertEvent, isSettled, NEXT_EVENT_SEQ_SQL, type NewEvent, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
+import { insertEvent, isSettled, SERVED_SQL, NEXT_EVENT_SEQ_SQL, type NewEvent, PENDING_SQL, toRecord, WAITING_SQL, type MessageRecord, type MessageRow, type MessageStatus } from "./messages";
+import { suppressesAddress } from "../core/suppression";
+import { suppressFromMessage } from "./suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
@@ -19,6 +21,8 @@ export type Claim =
       attempt: number;
       interrupted: boolean;
       recipients: { address: string; status: RecipientStatus }[];
+      /** Waiting recipients whose address is on the key's suppression list, with the entry's origin. */
+      suppressed: { address: string; origin: string }[];
       claimedAt: string;
       before: { status: MessageStatus; nextAttemptAt: string };
     }
@@ -57,7 +61,7 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
   const at = now.toISOString();
   const expires = new Date(now.getTime() + leaseMs).toISOString();
   const idList = JSON.stringify([...new Set(ids)]);
-  const [current, interrupted, claimed, recipientRows] = await db.batch([
+  const [current, interrupted, claimed, recipientRows, suppressedRows] = await db.batch([
     db.prepare("SELECT id, status, next_attempt_at FROM messages WHERE id IN (SELECT value FROM json_each(?))").bind(idList),
     db
       .prepare(
@@ -70,11 +74,22 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
       .prepare(`UPDATE messages SET status = 'sending', attempts = attempts + 1, next_attempt_at = ?3, updated_at = ?1 WHERE id IN (${WITHIN_BUDGET}) RETURNING *`)
       .bind(at, idList, expires, budgetBytes),
     db.prepare("SELECT message_id, address, status FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, position").bind(idList),
+    db
+      .prepare(
+        `SELECT r.message_id, r.address, s.origin FROM recipients AS r JOIN messages AS m ON m.id = r.message_id
+         JOIN suppressions AS s ON s.api_key_name = m.api_key_name AND s.email = lower(r.address)
+         WHERE r.message_id IN (SELECT value FROM json_each(?)) AND r.status IN ('pending', 'deferred')`,
+      )
+      .bind(idList),
   ]);
   const wasInterrupted = new Set((interrupted?.results ?? []).map((row) => (row as { message_id: string }).message_id));
   const recipientsOf = new Map<string, { address: string; status: RecipientStatus }[]>();
   for (const { message_id, address, status } of (recipientRows?.results ?? []) as { message_id: string; address: string; status: RecipientStatus }[]) {
     recipientsOf.set(message_id, [...(recipientsOf.get(message_id) ?? []), { address, status }]);
+  }
+  const suppressedOf = new Map<string, { address: string; origin: string }[]>();
+  for (const { message_id, address, origin } of (suppressedRows?.results ?? []) as { message_id: string; address: string; origin: string }[]) {
+    suppressedOf.set(message_id, [...(suppressedOf.get(message_id) ?? []), { address, origin }]);
   }
   const found = new Map(((current?.results ?? []) as Pick<MessageRow, "id" | "status" | "next_attempt_at">[]).map((state) => [state.id, state]));
   const claims = new Map<string, Claim>();
@@ -86,6 +101,7 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
       attempt: row.attempts,
       interrupted: wasInterrupted.has(row.id),
       recipients: recipientsOf.get(row.id) ?? [],
+      suppressed: suppressedOf.get(row.id) ?? [],
       claimedAt: at,
       before: { status: state.status, nextAttemptAt: state.next_attempt_at },
     });
@@ -135,7 +151,7 @@ export type AttemptRecord = {
  * statements run last in the same transaction and their results come back as `extra`.
  */
 export async function recordAttempts(db: D1Database, records: AttemptRecord[], also: D1PreparedStatement[] = []): Promise<{ applied: boolean[]; extra: D1Result[] }> {
-  const groups = records.map((r) => [updateRecipients(db, r), updateMessage(db, r), ...recordEvents(db, r)]);
+  const groups = records.map((r) => [updateRecipients(db, r), updateMessage(db, r), ...recordEvents(db, r), ...suppressBadAddresses(db, r)]);
   const results = await db.batch([...groups.flat(), ...also]);
   let at = 0;
   const applied = groups.map((group) => {
@@ -176,22 +192,32 @@ function updateMessage(db: D1Database, r: AttemptRecord): D1PreparedStatement {
 
 /**
  * The attempt's history, written only if the message's update just before it in the batch applied (each
- * event row only if the statement before it changed a row: the update, or the event before it): "bounced" for each recipient refused for good; "sent" when the relay
- * took the mail for recipients it had not before (also when others still wait); "deferred" when someone
- * waits for the next attempt; "failed" when recipients were given up on (the retry window ended, or the
- * mail could not be sent at all) or nobody was left to try and nobody had been served.
+ * event row only if the statement before it changed a row: the update, or the event before it):
+ * "bounced" for each recipient refused for good and "suppressed" for each one on the suppression list;
+ * "sent" when the relay took the mail for recipients it had not before (also when others still wait);
+ * "deferred" when someone waits for the next attempt; "failed" when nobody was served for another reason
+ * than bounces alone, or recipients were given up on (the retry window ended). A bounce whose status says
+ * the address is bad also puts it on the key's suppression list.
  */
 function recordEvents(db: D1Database, r: AttemptRecord): D1PreparedStatement[] {
-  const events: NewEvent[] = r.recipients
-    .filter((u) => u.status === "bounced")
-    .map((u) => ({ at: r.at, type: "bounced", attempt: r.attempt, smtpCode: u.smtpCode, enhancedCode: u.enhancedCode, detail: u.detail, recipient: u.address }));
+  const perRecipient = r.recipients.filter((u) => u.status === "bounced" || u.status === "suppressed");
+  const events: NewEvent[] = perRecipient.map((u) => ({ at: r.at, type: u.status === "bounced" ? "bounced" : "suppressed", attempt: r.attempt, smtpCode: u.smtpCode, enhancedCode: u.enhancedCode, detail: u.detail, recipient: u.address }));
   if (r.recipients.some((u) => u.status === "sent")) {
     events.push({ at: r.at, type: "sent", attempt: r.attempt, smtpCode: r.kind === "sent" ? r.smtpCode : undefined, detail: r.kind === "sent" ? r.detail : sentPart(r) });
   }
   if (r.kind === "retry") events.push({ at: r.at, type: "deferred", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.reason });
-  const givenUp = r.recipients.some((u) => u.status === "failed") || (r.kind === "failed" && r.recipients.length === 0);
-  if (givenUp && r.kind !== "retry") events.push({ at: r.at, type: "failed", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason });
+  // Failed: nobody served for another reason than bounces alone; or served, but some given up on.
+  const onlyBounced = r.recipients.length > 0 && r.recipients.every((u) => u.status === "bounced");
+  const givenUp = r.kind === "failed" ? !onlyBounced : r.kind === "sent" && r.recipients.some((u) => u.status === "failed");
+  if (givenUp) events.push({ at: r.at, type: "failed", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason });
   return events.map((event) => insertEvent(db, r.id, event, true));
+}
+
+/** Addresses the relay refused for good as bad go on the key's suppression list (only if the bounce was recorded). */
+function suppressBadAddresses(db: D1Database, r: AttemptRecord): D1PreparedStatement[] {
+  return r.recipients
+    .filter((u) => u.status === "bounced" && suppressesAddress(u.enhancedCode))
+    .flatMap((u) => suppressFromMessage(db, { messageId: r.id, email: u.address, origin: "bounce", at: r.at, because: "bounced" }));
 }
 
 /** What a retrying attempt's "sent" event says: the relay's reply for those it took. */
@@ -229,9 +255,9 @@ export async function closeRetryWindow(db: D1Database, { id, at, reason }: { id:
     db
       .prepare(
         `UPDATE messages SET
-           status = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN 'sent' ELSE 'failed' END,
-           sent_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN ?2 END,
-           last_error = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status = 'sent') THEN NULL ELSE ?1 END,
+           status = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status IN ${SERVED_SQL}) THEN 'sent' ELSE 'failed' END,
+           sent_at = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status IN ${SERVED_SQL}) THEN ?2 END,
+           last_error = CASE WHEN EXISTS (SELECT 1 FROM recipients WHERE message_id = ?3 AND status IN ${SERVED_SQL}) THEN NULL ELSE ?1 END,
            updated_at = ?2
          WHERE id = ?3 AND status IN ${WAITING_SQL}`,
       )

@@ -2,13 +2,13 @@
 // handed to the relay. Both are guarded by status in the same statement, so neither can race an
 // attempt: a message an attempt has claimed ("sending"), or that reached someone, is left alone. A
 // message another API key sent is, to this key, no message at all ("unknown").
-import { insertEvent, WAITING_SQL, type MessageStatus } from "./messages";
+import { insertEvent, SERVED_SQL, WAITING_SQL, type MessageStatus } from "./messages";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
 /** `webhookEvents`: those the change's history made, to be queued. */
 export type Change = { kind: "changed"; webhookEvents: DueWebhookEvent[] } | { kind: "refused"; status: MessageStatus; partlySent: boolean } | { kind: "unknown" };
 
-const CURRENT = `SELECT status, EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status = 'sent') AS partly_sent FROM messages WHERE id = ?1 AND api_key_name = ?2`;
+const CURRENT = `SELECT status, EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status IN ${SERVED_SQL}) AS partly_sent FROM messages WHERE id = ?1 AND api_key_name = ?2`;
 
 function toChange(applied: D1Result | undefined, current: D1Result | undefined, made?: D1Result): Change {
   if ((applied?.meta.changes ?? 0) > 0) return { kind: "changed", webhookEvents: dueEventsOf(made) };
@@ -36,7 +36,7 @@ export async function rescheduleMessage(
 
 /** Cancels a message no attempt holds and nobody has received: its waiting recipients will never get it. */
 export async function cancelMessage(db: D1Database, { id, apiKeyName, at }: { id: string; apiKeyName: string; at: string }): Promise<Change> {
-  const cancelable = `api_key_name = ?3 AND status IN ${WAITING_SQL} AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status = 'sent')`;
+  const cancelable = `api_key_name = ?3 AND status IN ${WAITING_SQL} AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = ?1 AND status IN ${SERVED_SQL})`;
   const [, applied, , current, made] = await db.batch([
     db
       .prepare(

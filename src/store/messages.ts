@@ -5,10 +5,12 @@ import type { RecipientStatus } from "../core/outcome";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
-export type EventType = "accepted" | "sent" | "deferred" | "bounced" | "failed" | "interrupted" | "rescheduled" | "canceled";
+export type EventType = "accepted" | "sent" | "deferred" | "bounced" | "delivered" | "complained" | "suppressed" | "failed" | "interrupted" | "rescheduled" | "canceled";
 
 /** Statuses a message waits in between attempts, as SQL. */
 export const WAITING_SQL = "('scheduled', 'queued', 'retrying')";
+/** Recipient statuses of someone the relay took the mail for (a later report may say more), as SQL. */
+export const SERVED_SQL = "('sent', 'delivered', 'complained')";
 /** Statuses that still need an attempt, as SQL; "sending" only once its claim has expired. */
 export const PENDING_SQL = "('scheduled', 'queued', 'retrying', 'sending')";
 

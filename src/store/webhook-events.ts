@@ -3,7 +3,7 @@
 // A claim makes one delivery attempt the only one that may POST an event ("attempting" until it records
 // its answer or the claim expires); an answer is recorded only by the attempt that holds the claim.
 import type { PageRequest } from "../core/pagination";
-import type { WebhookEventType } from "../core/webhook-events";
+import { webhookPayload, type EmailEventType, type WebhookEventType } from "../core/webhook-events";
 import type { WebhookVerdict } from "../core/webhook-retry";
 import { toEvent, type EventRow, type MessageEvent } from "./messages";
 import { readPage } from "./pages";
@@ -14,8 +14,11 @@ export type WebhookEventStatus = "pending" | "attempting" | "success" | "failed"
 export interface WebhookEventRecord {
   id: string;
   webhookId: string;
-  messageId: string;
-  eventSeq: number;
+  /** The message and history event an email.* event reports; null for a suppression.* one. */
+  messageId: string | null;
+  eventSeq: number | null;
+  /** A suppression.* event's payload, made when it happened. */
+  payload: string | null;
   type: WebhookEventType;
   createdAt: string;
   status: WebhookEventStatus;
@@ -27,8 +30,9 @@ export interface WebhookEventRecord {
 interface WebhookEventRow {
   id: string;
   webhook_id: string;
-  message_id: string;
-  event_seq: number;
+  message_id: string | null;
+  event_seq: number | null;
+  payload: string | null;
   type: WebhookEventType;
   created_at: string;
   status: WebhookEventStatus;
@@ -42,6 +46,7 @@ const toRecord = (r: WebhookEventRow): WebhookEventRecord => ({
   webhookId: r.webhook_id,
   messageId: r.message_id,
   eventSeq: r.event_seq,
+  payload: r.payload,
   type: r.type,
   createdAt: r.created_at,
   status: r.status,
@@ -84,8 +89,23 @@ export interface PayloadMessage {
   created_at: string;
 }
 
+/** What an event's payload is made from: its own (suppression.*), or its message and history row (email.*). */
+export interface EventSource {
+  event: WebhookEventRecord;
+  message: PayloadMessage | undefined;
+  reported: MessageEvent | undefined;
+}
+
+/** The payload an event is delivered with: the same bytes for every attempt and replay. */
+export function eventPayload({ event, message: m, reported }: EventSource): unknown {
+  if (event.payload !== null) return JSON.parse(event.payload);
+  if (!m || !reported) throw new Error(`webhook event ${event.id} has neither a payload nor its message`);
+  const message = { id: m.id, messageId: m.message_id, from: JSON.parse(m.from_json), to: JSON.parse(m.to_json), subject: m.subject, tags: JSON.parse(m.tags_json), createdAt: m.created_at };
+  return webhookPayload(event.type as EmailEventType, message, reported);
+}
+
 export type WebhookClaim =
-  | { kind: "claimed"; event: WebhookEventRecord; webhook: WebhookRecord; message: PayloadMessage; reported: MessageEvent }
+  | ({ kind: "claimed"; webhook: WebhookRecord } & EventSource)
   | { kind: "not_due"; dueAt: string }
   | { kind: "settled"; status: WebhookEventStatus }
   | { kind: "unknown" };
@@ -114,12 +134,13 @@ export async function claimWebhookEvent(db: D1Database, id: string, { now, lease
   ]);
   const row = claimed?.results[0] as WebhookEventRow | undefined;
   if (row) {
+    const history = reported!.results[0] as EventRow | undefined;
     return {
       kind: "claimed",
       event: toRecord(row),
       webhook: toWebhook(webhook!.results[0] as WebhookRow),
-      message: message!.results[0] as PayloadMessage,
-      reported: toEvent(reported!.results[0] as EventRow),
+      message: message!.results[0] as PayloadMessage | undefined,
+      reported: history && toEvent(history),
     };
   }
   const state = before?.results[0] as { status: WebhookEventStatus; next_attempt_at: string | null } | undefined;
@@ -183,8 +204,8 @@ export async function listWebhookEvents(db: D1Database, webhookId: string, page:
   return found && { events: found.rows.map(toRecord), hasMore: found.hasMore };
 }
 
-/** One event of a webhook, with what its payload is built from (null once the message is gone). */
-export async function getWebhookEvent(db: D1Database, webhookId: string, id: string) {
+/** One event of a webhook, with what its payload is built from. */
+export async function getWebhookEvent(db: D1Database, webhookId: string, id: string): Promise<EventSource | null> {
   const [event, message, reported] = await db.batch([
     db.prepare("SELECT * FROM webhook_events WHERE id = ? AND webhook_id = ?").bind(id, webhookId),
     db
@@ -199,7 +220,8 @@ export async function getWebhookEvent(db: D1Database, webhookId: string, id: str
   ]);
   const row = event?.results[0] as WebhookEventRow | undefined;
   if (!row) return null;
-  return { event: toRecord(row), message: message!.results[0] as PayloadMessage, reported: toEvent(reported!.results[0] as EventRow) };
+  const history = reported!.results[0] as EventRow | undefined;
+  return { event: toRecord(row), message: message!.results[0] as PayloadMessage | undefined, reported: history && toEvent(history) };
 }
 
 /**

@@ -61,7 +61,7 @@ describe.skipIf(!CHROMIUM)("pages in a real browser", () => {
     const headings = page.locator("h2");
     await expect.poll(() => headings.count()).toBeGreaterThan(10);
     const titles = await headings.allInnerTexts();
-    expect(titles.slice(0, 3)).toEqual(["POST /v1/emails", "POST /v1/emails/batch", "GET /v1/emails/{id}"]);
+    expect(titles.slice(0, 4)).toEqual(["POST /v1/emails", "GET /v1/emails", "POST /v1/emails/batch", "GET /v1/emails/{id}"]);
     expect(titles.slice(-6)).toEqual(["GET /preview", "GET /preview/{name}", "GET /healthz", "GET /openapi.json", "GET /docs", "Error"]);
     expect(titles).toEqual(expect.arrayContaining(["POST /v1/templates/{name}/render", "POST /send-notification"]));
     const examples = await page.locator("pre.example").allInnerTexts();

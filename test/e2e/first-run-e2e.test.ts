@@ -11,7 +11,7 @@ import { stopProcessGroup } from "../../scripts/wrangler-dev.mjs";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const MIGRATIONS = readdirSync(path.join(ROOT, "migrations")).filter((f) => f.endsWith(".sql")).length;
 /** Settings npm start would take from the shell; a fresh clone in a clean shell has none. */
-const SETTINGS = /^(SMTP_|MAIL_FROM$|API_KEYS$|RETRY_|WEBHOOK_|DELIVERY_LEASE_SECONDS$|SWEEP_GRACE_SECONDS$|ENVIRONMENT$|PORT$|MAILROOM_)/;
+const SETTINGS = /^(SMTP_|MAIL_FROM$|API_KEYS$|RETRY_|WEBHOOK_|BOUNCE_|DSN_|DELIVERY_LEASE_SECONDS$|SWEEP_GRACE_SECONDS$|ENVIRONMENT$|PORT$|MAILROOM_)/;
 
 let clone: string;
 
@@ -80,6 +80,7 @@ const BANNER_LINES = [
   /^ {2}API key {4}mr_dev_[0-9a-f]{48} /,
   /^ {2}Settings {3}development defaults /,
   /^ {2}Sweep {6}every minute/,
+  /^ {2}Bounces {4}to bounces@bounces\.mailroom\.dev\.test: /,
   /^ {2}Send a mail /,
   /^ {4}ID=\$\(curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/emails -H "Authorization: Bearer mr_dev_/,
   /^ {2}Then read its status /,

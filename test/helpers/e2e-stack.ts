@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startInbox, type Inbox } from "../../scripts/inbox.mjs";
+import { startInbox, type Inbox, type InboxOptions } from "../../scripts/inbox.mjs";
 import { applyMigrations, type WranglerDevOptions } from "../../scripts/wrangler-dev.mjs";
 import { startRelayGate, type RelayGate } from "./relay-gate";
 
@@ -19,14 +19,14 @@ export interface Stack {
   close(): Promise<void>;
 }
 
-export async function createStack({ withGate = false, vars = {} }: { withGate?: boolean; vars?: Record<string, string> } = {}): Promise<Stack> {
+export async function createStack({ withGate = false, vars = {}, inbox: inboxOptions = {} }: { withGate?: boolean; vars?: Record<string, string>; inbox?: InboxOptions } = {}): Promise<Stack> {
   const stateDir = await mkdtemp(path.join(tmpdir(), "mailroom-e2e-"));
   // Read instead of .dev.vars/.env, so a developer's own relay settings never reach these tests.
   const envFile = path.join(stateDir, "e2e.env");
   await writeFile(envFile, "# empty on purpose: every setting comes from --var\n");
   // Wrangler only adds the shell's variables when asked to; make sure it is not.
   const env = { CLOUDFLARE_INCLUDE_PROCESS_ENV: "false" };
-  const inbox = await startInbox({ httpPort: null });
+  const inbox = await startInbox({ httpPort: null, ...inboxOptions });
   const gate = withGate ? await startRelayGate(inbox.smtpPort) : undefined;
   await applyMigrations({ persistTo: stateDir, env });
   const apiKey = `e2e-${crypto.randomUUID()}`;

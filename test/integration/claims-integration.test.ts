@@ -341,7 +341,7 @@ describe("claims in delivery", () => {
       prepare: (sql: string) => env.DB.prepare(sql),
       batch: (statements: D1PreparedStatement[]) => {
         // The chunk's first write fails before it commits: one mail of it went out, so it is written again.
-        if (statements.length === 7 && ++chunkWrites === 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        if (statements.length === 8 && ++chunkWrites === 1) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;
@@ -442,7 +442,7 @@ describe("claims in delivery", () => {
       batch: async (statements: D1PreparedStatement[]) => {
         const results = await env.DB.batch(statements);
         // The two outcomes' write commits, but its answer is lost; the consumer writes them again.
-        if (statements.length === 7 && ++chunkWrites === 1) throw new Error("D1_ERROR: Network connection lost.");
+        if (statements.length === 8 && ++chunkWrites === 1) throw new Error("D1_ERROR: Network connection lost.");
         return results;
       },
       // recordedBy reads through prepare().bind().all(), which this wrapper passes to the real database.

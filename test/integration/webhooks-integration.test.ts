@@ -263,8 +263,8 @@ describe("webhook delivery", () => {
     const flakyDb = {
       prepare: (sql: string) => env.DB.prepare(sql),
       batch: (statements: D1PreparedStatement[]) => {
-        // The outcome's batch (the only one of 4 statements after the claim's, which is 4 too): refused once.
-        if (statements.length === 4 && ++failed === 2) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
+        // The outcome's batch (5 statements, as the claim's before it): refused once.
+        if (statements.length === 5 && ++failed === 2) return Promise.reject(new Error("D1_ERROR: Network connection lost."));
         return env.DB.batch(statements);
       },
     } as unknown as D1Database;

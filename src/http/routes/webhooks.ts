@@ -7,11 +7,10 @@ import type * as z from "zod";
 import { getConfig } from "../../config";
 import { validate } from "../../core/schema";
 import { checkEndpoint } from "../../core/webhook-endpoint";
-import { webhookPayload } from "../../core/webhook-events";
 import { createWebhookSchema, updateWebhookSchema } from "../../core/webhook-request";
 import { newSigningSecret } from "../../core/webhook-signature";
 import { enqueueWebhookEvents } from "../../delivery/webhooks";
-import { getWebhookEvent, listWebhookAttempts, listWebhookEvents, replayWebhookEvent } from "../../store/webhook-events";
+import { eventPayload, getWebhookEvent, listWebhookAttempts, listWebhookEvents, replayWebhookEvent } from "../../store/webhook-events";
 import { countWebhooks, createWebhook, deleteWebhook, getWebhook, listWebhooks, MAX_WEBHOOKS_PER_KEY, rotateSigningSecret, updateWebhook } from "../../store/webhooks";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
@@ -117,8 +116,7 @@ export const webhookRoutes = new Hono<AppEnv>()
     const eventId = c.req.param("eventId");
     const found = ID_PATTERN.test(eventId) ? await getWebhookEvent(c.env.DB, webhook.id, eventId) : null;
     if (!found) throw eventNotFound(eventId);
-    const { event, message: m, reported } = found;
-    const message = { id: m.id, messageId: m.message_id, from: JSON.parse(m.from_json), to: JSON.parse(m.to_json), subject: m.subject, tags: JSON.parse(m.tags_json), createdAt: m.created_at };
+    const { event } = found;
     return c.json({
       object: "webhook_event",
       id: event.id,
@@ -126,7 +124,7 @@ export const webhookRoutes = new Hono<AppEnv>()
       created_at: event.createdAt,
       status: event.status,
       next_attempt_at: event.status === "pending" || event.status === "attempting" ? event.nextAttemptAt : null,
-      payload: webhookPayload(event.type, message, reported),
+      payload: eventPayload(found) as z.output<typeof webhookEventSchema>["payload"],
     } satisfies z.output<typeof webhookEventSchema>);
   })
   .post("/:id/events/:eventId/replay", async (c) => {
