@@ -46,9 +46,11 @@ const INTERRUPTED_DETAIL =
  */
 const WITHIN_BUDGET = `SELECT id FROM (
     SELECT m.id, m.size_bytes, SUM(m.size_bytes) OVER (ORDER BY j.key) AS running
-    FROM json_each(?2) AS j JOIN messages AS m ON m.id = j.value
-    WHERE m.status IN ${PENDING_SQL} AND m.next_attempt_at <= ?1)
+    FROM json_each(?2) AS j CROSS JOIN messages AS m ON m.id = j.value
+    WHERE +m.status IN ${PENDING_SQL} AND +m.next_attempt_at <= ?1)
   WHERE running - size_bytes < ?4`;
+// (CROSS JOIN and the unary + keep SQLite on the list and the primary key: by the due-time index it read
+// every pending message of the table, about 50 rows per mail delivered with a thousand waiting.)
 
 /**
  * Claims the due messages among `ids` for one attempt each, in one round trip, in their order and until
@@ -67,7 +69,7 @@ export async function claimMessages(db: D1Database, ids: string[], { now, leaseM
       .prepare(
         `INSERT INTO events (message_id, seq, at, type, attempt, detail)
          SELECT id, ${NEXT_EVENT_SEQ_SQL}, ?1, 'interrupted', attempts, ${INTERRUPTED_DETAIL} FROM messages
-         WHERE id IN (${WITHIN_BUDGET}) AND status = 'sending' RETURNING message_id`,
+         WHERE id IN (${WITHIN_BUDGET}) AND +status = 'sending' RETURNING message_id`,
       )
       .bind(at, idList, null, budgetBytes),
     db

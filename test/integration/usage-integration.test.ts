@@ -40,6 +40,21 @@ describe("what a mail costs, in the log lines", () => {
     expect(lines.find((l) => l.msg === "queue batch")).toMatchObject({ queue: "mailroom-outbox", messages: 1, d1_rows_written: 6, queue_ops: 2 });
   });
 
+  it("delivering reads the rows of the mails it delivers, not every waiting one: under 100 rows read per mail with 300 others waiting", async () => {
+    const waiting: string[] = [];
+    for (let i = 0; i < 300; i++) waiting.push((await insertQueuedMessage()).id);
+    // Two thirds of them held by other attempts, the rest due: all in the due-time index a claim could walk.
+    await env.DB.prepare("UPDATE messages SET status = 'sending', next_attempt_at = '2999-01-01T00:00:00.000Z' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(waiting.slice(0, 200))).run();
+    const mine = [];
+    for (let i = 0; i < 10; i++) mine.push((await insertQueuedMessage({ to: uniqueRecipient("reads") })).id);
+    const lines = await linesOf(() => deliver(mine), (lines) => lines.some((l) => l.msg === "queue batch"));
+    const batch = lines.find((l) => l.msg === "queue batch")!;
+    expect(batch).toMatchObject({ messages: 10, d1_rows_written: 60 });
+    // Claims by the due-time index read every waiting row: 5,606 here before the fix.
+    expect(batch.d1_rows_read as number).toBeLessThan(1000);
+    await env.DB.prepare("UPDATE messages SET status = 'canceled' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(waiting)).run();
+  });
+
   it("a job retried is read, not deleted: 1 queue operation", async () => {
     const { id } = await insertQueuedMessage({ to: uniqueRecipient("tempfail-cost") }); // the inbox answers 451
     const lines = await linesOf(() => deliver([id]), (lines) => lines.some((l) => l.msg === "queue batch"));
