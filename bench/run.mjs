@@ -253,16 +253,19 @@ async function mailroom() {
     // The same mails in batches of 100: one request (and one D1 transaction, one sendBatch) per hundred.
     await relayStats("reset");
     const batchCount = Math.ceil(MESSAGES / 100);
+    /** The phase's mails in batches of 100: one request (and one D1 transaction, one sendBatch) per hundred. */
+    const postBatches = () =>
+      load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
+        fetch(`${wrangler.url}/v1/emails/batch`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${keyFor(b)}`, "Content-Type": "application/json" },
+          body: JSON.stringify(Array.from({ length: Math.min(100, MESSAGES - b * 100) }, (_, k) => ({ ...mail(b * 100 + k), from: undefined }))),
+        }).then(async (res) => {
+          if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
+        }),
+      );
     const inBatches = phaseStart();
-    await load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
-      fetch(`${wrangler.url}/v1/emails/batch`, {
-        method: "POST",
-        headers: { Authorization: `Bearer ${keyFor(b)}`, "Content-Type": "application/json" },
-        body: JSON.stringify(Array.from({ length: Math.min(100, MESSAGES - b * 100) }, (_, k) => ({ ...mail(b * 100 + k), from: undefined }))),
-      }).then(async (res) => {
-        if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
-      }),
-    );
+    await postBatches();
     const batched = await measure("Mailroom (wrangler dev), posted in batches of 100", inBatches);
 
     // A backlog: the same number of mails, all scheduled for one moment after every one of them has been
@@ -299,15 +302,7 @@ async function mailroom() {
       }
       await relayStats("reset");
       const hooked = phaseStart();
-      await load(batchCount, Math.min(CONCURRENCY, batchCount), (b) =>
-        fetch(`${wrangler.url}/v1/emails/batch`, {
-          method: "POST",
-          headers: { Authorization: `Bearer ${keyFor(b)}`, "Content-Type": "application/json" },
-          body: JSON.stringify(Array.from({ length: Math.min(100, MESSAGES - b * 100) }, (_, k) => ({ ...mail(b * 100 + k), from: undefined }))),
-        }).then(async (res) => {
-          if (res.status !== 202) throw new Error(`batch POST answered ${res.status}: ${await res.text()}`);
-        }),
-      );
+      await postBatches();
       const withHooks = await measure("Mailroom (wrangler dev), in batches, one webhook on email.sent", hooked, true);
       const events = receiver.received("bench");
       if (events.length !== MESSAGES) throw new Error(`the receiver got ${events.length} webhook events for ${MESSAGES} mails`);

@@ -66,19 +66,9 @@ export const emailListSchema = z.object({
   object: z.literal("list"),
   has_more: z.boolean(),
   data: z.array(
-    z.object({
-      id,
-      message_id: z.string(),
-      from: z.string(),
-      to: z.array(z.string()),
-      cc: z.array(z.string()),
-      bcc: z.array(z.string()),
-      reply_to: z.array(z.string()),
-      subject: z.string(),
-      created_at: z.string(),
-      scheduled_at: z.string().nullable(),
-      last_event: lastEvent,
-    }),
+    emailViewSchema
+      .pick({ id: true, from: true, to: true, cc: true, bcc: true, reply_to: true, subject: true, created_at: true, scheduled_at: true, last_event: true })
+      .extend({ message_id: z.string().meta({ description: "its RFC 5322 Message-ID" }) }),
   ),
 });
 

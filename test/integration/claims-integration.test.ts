@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { claimMessages, releaseClaims, type Claim } from "../../src/store/attempts";
 import { insertMessages } from "../../src/store/messages";
 import { captureLogs, inboxMessages, uniqueRecipient } from "../helpers/api";
-import { claimMessage, deliver, insertQueuedMessage, loadMessage, recordFailure, recordRetry, recordSent, runQueue } from "../helpers/factories";
+import { claimMessage, dbWithSqlOf, deliver, insertQueuedMessage, loadMessage, recordFailure, recordRetry, recordSent, runQueue } from "../helpers/factories";
 
 /** Runs the outbox consumer on `ids` with `overrides`, keeping its log lines (parsed). */
 async function runCapturingLogs(ids: string[], overrides: Partial<Record<keyof Env, unknown>>) {
@@ -174,26 +174,10 @@ describe("claims by bytes", () => {
     const batch = [];
     for (let i = 0; i < 6; i++) batch.push(await insertQueuedMessage({ text: big }));
     const claimedPerChunk: number[] = [];
-    const sqlOf = new WeakMap<object, string>();
-    const countingDb = {
-      prepare: (sql: string) =>
-        new Proxy(env.DB.prepare(sql), {
-          get: (target, property) =>
-            property === "bind"
-              ? (...values: unknown[]) => {
-                  const bound = target.bind(...values);
-                  sqlOf.set(bound, sql);
-                  return bound;
-                }
-              : Reflect.get(target, property).bind(target),
-        }),
-      batch: async (statements: D1PreparedStatement[]) => {
-        const results = await env.DB.batch(statements);
-        const claim = statements.findIndex((s) => sqlOf.get(s)?.startsWith("UPDATE messages SET status = 'sending'"));
-        if (claim >= 0) claimedPerChunk.push(results[claim]!.results.length);
-        return results;
-      },
-    } as unknown as D1Database;
+    const { db: countingDb } = dbWithSqlOf((statements, results, sqlOf) => {
+      const claim = statements.findIndex((s) => sqlOf(s)?.startsWith("UPDATE messages SET status = 'sending'"));
+      if (claim >= 0) claimedPerChunk.push(results[claim]!.results.length);
+    });
     const { result } = await runQueue("mailroom-outbox", batch.map((m) => m.id), { DB: countingDb, SMTP_SESSIONS: "1" });
     expect(result.explicitAcks.sort()).toEqual(batch.map((m) => `job-${m.id}`).sort());
     // One alone until the session is up; then 700 KB, 1.4 MB, 2.1 MB: three fit under 2 MB before the third.
@@ -241,28 +225,11 @@ describe("claims in delivery", () => {
     const batch = [];
     for (let i = 0; i < 12; i++) batch.push(await insertQueuedMessage());
     const writes: number[] = [];
-    const sqlOf = new WeakMap<object, string>();
-    const countingDb = {
-      prepare: (sql: string) => {
-        const statement = env.DB.prepare(sql);
-        return new Proxy(statement, {
-          get: (target, property) =>
-            property === "bind"
-              ? (...values: unknown[]) => {
-                  const bound = target.bind(...values);
-                  sqlOf.set(bound, sql);
-                  return bound;
-                }
-              : Reflect.get(target, property).bind(target),
-        });
-      },
-      batch: (statements: D1PreparedStatement[]) => {
-        // An outcome's batch: each message's recipients update, then the message's, then its history.
-        const outcomes = statements.filter((s) => sqlOf.get(s)?.startsWith("UPDATE messages SET status = 'sent'")).length;
-        if (outcomes > 0) writes.push(outcomes);
-        return env.DB.batch(statements);
-      },
-    } as unknown as D1Database;
+    const { db: countingDb } = dbWithSqlOf((statements, _results, sqlOf) => {
+      // An outcome's batch: each message's recipients update, then the message's, then its history.
+      const outcomes = statements.filter((s) => sqlOf(s)?.startsWith("UPDATE messages SET status = 'sent'")).length;
+      if (outcomes > 0) writes.push(outcomes);
+    });
     const { result } = await runQueue("mailroom-outbox", batch.map((m) => m.id), { DB: countingDb, SMTP_SESSIONS: "1" });
     expect(result.explicitAcks).toEqual(batch.map((m) => `job-${m.id}`));
     // Each chunk's outcomes are written together once its last message is done.

@@ -45,7 +45,7 @@ describe("what a mail costs, in the log lines", () => {
     for (let i = 0; i < 300; i++) waiting.push((await insertQueuedMessage()).id);
     // Two thirds of them held by other attempts, the rest due: all in the due-time index a claim could walk.
     await env.DB.prepare("UPDATE messages SET status = 'sending', next_attempt_at = '2999-01-01T00:00:00.000Z' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(waiting.slice(0, 200))).run();
-    const mine = [];
+    const mine: string[] = [];
     for (let i = 0; i < 10; i++) mine.push((await insertQueuedMessage({ to: uniqueRecipient("reads") })).id);
     const lines = await linesOf(() => deliver(mine), (lines) => lines.some((l) => l.msg === "queue batch"));
     const batch = lines.find((l) => l.msg === "queue batch")!;
@@ -53,6 +53,15 @@ describe("what a mail costs, in the log lines", () => {
     // Claims by the due-time index read every waiting row: 5,606 here before the fix.
     expect(batch.d1_rows_read as number).toBeLessThan(1000);
     await env.DB.prepare("UPDATE messages SET status = 'canceled' WHERE id IN (SELECT value FROM json_each(?))").bind(JSON.stringify(waiting)).run();
+  });
+
+  it("listing a key's emails reads its page, not other keys' rows", async () => {
+    for (let i = 0; i < 200; i++) await insertQueuedMessage({ apiKeyName: "other" });
+    const lines = await linesOf(() => api("/v1/emails?limit=5").then((r) => r.text()), (lines) => lines.some((l) => l.msg === "request"));
+    const request = lines.find((l) => l.msg === "request")!;
+    expect(request).toMatchObject({ status: 200, d1_rows_written: 0 });
+    // Six rows by the (key, time, id) index and each one's latest event: far fewer than the 200 others.
+    expect(request.d1_rows_read as number).toBeLessThan(40);
   });
 
   it("a job retried is read, not deleted: 1 queue operation", async () => {

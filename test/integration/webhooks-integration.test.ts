@@ -291,6 +291,18 @@ describe("webhook jobs and retention", () => {
     expect((await eventRows(hook.id))[0]).toMatchObject({ status: "success", attempts: 1 });
   });
 
+  it("acknowledges dead-lettered webhook jobs: their events stay due, for the sweep", async () => {
+    const hook = await subscribe(["email.sent"]);
+    const { id } = await insertQueuedMessage({ to: uniqueRecipient(), apiKeyName: "hooks" });
+    await deliver([id], { WEBHOOKS: { send: async () => {}, sendBatch: async () => {} } });
+    const [row] = await eventRows(hook.id);
+    const batch = createMessageBatch<WebhookJob>("mailroom-webhooks-dead-letter", [{ id: "dead-1", timestamp: new Date(), attempts: 11, body: { id: row!.id } }]);
+    const ctx = createExecutionContext();
+    await (mailroom as ExportedHandler<Env, WebhookJob>).queue!(batch, env, ctx);
+    expect(await getQueueResult(batch, ctx)).toMatchObject({ ackAll: true, retryBatch: { retry: false } });
+    expect((await eventRows(hook.id))[0]).toMatchObject({ status: "pending", attempts: 0 });
+  });
+
   it("deletes delivered and failed events older than RETENTION_DAYS with their attempts, and keeps the rest", async () => {
     const hook = await subscribe(["email.sent"]);
     for (let i = 0; i < 3; i++) await send({ to: uniqueRecipient() });

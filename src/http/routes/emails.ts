@@ -9,7 +9,7 @@ import { resolveSchedule } from "../../core/schedule";
 import { rescheduleSchema, sendEmailSchema, validate } from "../../core/schema";
 import { requeue } from "../../delivery/outbox";
 import { cancelMessage, rescheduleMessage, type Change } from "../../store/client-changes";
-import { getMessageWithHistory, isSettled, type MessageHistory } from "../../store/messages";
+import { getMessageWithHistory, isSettled, type MessageHistory, type MessageRecord } from "../../store/messages";
 import type * as z from "zod";
 import type { AppEnv } from "../context";
 import type { acceptedSchema, batchAcceptedSchema, canceledSchema, emailListSchema, emailViewSchema, rescheduledSchema } from "../responses";
@@ -35,11 +35,7 @@ export const emailRoutes = new Hono<AppEnv>()
       data: found.emails.map((m) => ({
         id: m.id,
         message_id: m.messageId,
-        from: formatMailbox(m.from),
-        to: m.to.map(formatMailbox),
-        cc: m.cc.map(formatMailbox),
-        bcc: m.bcc.map(formatMailbox),
-        reply_to: m.replyTo.map(formatMailbox),
+        ...addressesOf(m),
         subject: m.subject,
         created_at: m.createdAt,
         scheduled_at: m.scheduledAt,
@@ -102,15 +98,16 @@ function refuseUnchanged(change: Change, id: string, rule: string): void {
   throw new ApiError("conflict", `${rule}; ${why}`);
 }
 
+/** An email's addresses as the API shows them ("Name <address>"). */
+function addressesOf(m: Pick<MessageRecord, "from" | "to" | "cc" | "bcc" | "replyTo">) {
+  return { from: formatMailbox(m.from), to: m.to.map(formatMailbox), cc: m.cc.map(formatMailbox), bcc: m.bcc.map(formatMailbox), reply_to: m.replyTo.map(formatMailbox) };
+}
+
 function toEmailView({ message: m, events, recipients }: MessageHistory): z.output<typeof emailViewSchema> {
   return {
     id: m.id,
     status: m.status,
-    from: formatMailbox(m.from),
-    to: m.to.map(formatMailbox),
-    cc: m.cc.map(formatMailbox),
-    bcc: m.bcc.map(formatMailbox),
-    reply_to: m.replyTo.map(formatMailbox),
+    ...addressesOf(m),
     subject: m.subject,
     template: m.template ?? null,
     tags: m.tags,
