@@ -183,6 +183,9 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (e.BOUNCE_SECRET && e.BOUNCE_SECRET.length < 32) problems.push("BOUNCE_SECRET: must be at least 32 characters (npm run key prints a random one)");
   if (e.BOUNCE_ADDRESS && (e.BOUNCE_ADDRESS.name || e.BOUNCE_ADDRESS.address.split("@")[0]!.includes("+"))) {
     problems.push("BOUNCE_ADDRESS: must be a bare address (local@domain) whose local part has no +: Mailroom adds +<token>");
+  } else if (e.BOUNCE_ADDRESS && e.BOUNCE_ADDRESS.address.split("@")[0]!.length > 21) {
+    // RFC 5321 §4.5.3.1.1: a local part is at most 64 octets, and +<token> takes 43 of them.
+    problems.push("BOUNCE_ADDRESS: its local part must be at most 21 characters (the return path adds 43, and RFC 5321 allows 64)");
   }
   const webhookRetryDelaysSeconds = e.WEBHOOK_RETRY_DELAYS_SECONDS ?? DEFAULT_WEBHOOK_RETRY_DELAYS_SECONDS;
   if (!development && webhookRetryDelaysSeconds.includes(0)) {

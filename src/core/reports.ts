@@ -14,9 +14,15 @@ export interface ParsedMail {
 export type ReportAction = "failed" | "delayed" | "delivered";
 
 export interface ReportedRecipient {
-  /** Who the report is about: the Original-Recipient if given (what Mailroom sent to), else the Final-Recipient. */
-  address: string;
+  /**
+   * Who the report may be about, most telling first: the Original-Recipient as written and xtext-decoded
+   * (what Mailroom sent to; relays echo it either way), then the Final-Recipient. The first that is one of
+   * the message's recipients is the one.
+   */
+  addresses: string[];
   action: ReportAction;
+  /** The Action as the report gave it (relayed and expanded are read as delivered). */
+  reportedAction: string;
   /** RFC 3463 status, e.g. 5.1.1. */
   status?: string;
   /** The remote MTA's own words, e.g. "smtp; 550 5.1.1 User unknown". */
@@ -28,8 +34,15 @@ export interface ReportedRecipient {
 export type Report =
   | { kind: "delivery_status"; envelopeId?: string; recipients: ReportedRecipient[] }
   | { kind: "complaint"; feedbackType: string; recipients: string[]; originalMessageId?: string }
+  /** Feedback that is not a complaint: not-spam (RFC 6430), auth-failure (RFC 6591). Changes nothing. */
+  | { kind: "not_a_complaint"; feedbackType: string }
   /** A bounce without a machine-readable report: its text, cut, to find which recipient it names. */
-  | { kind: "undetermined"; text: string };
+  | { kind: "undetermined"; text: string }
+  /** Mail with no sign of being a bounce (an auto-reply, a person's answer): changes nothing. */
+  | { kind: "not_a_report" };
+
+/** RFC 5965 §3.1's complaint types (and "other"); not-spam and auth-failure are feedback, not complaints. */
+const COMPLAINT_TYPES = new Set(["abuse", "fraud", "virus", "other"]);
 
 /** The most recipients read from one report, bytes of a report part read, and characters kept of a field. */
 export const MAX_REPORTED_RECIPIENTS = 100;
@@ -68,12 +81,12 @@ export function fieldGroups(text: string): [string, string][][] {
 
 const field = (group: [string, string][], name: string) => group.find(([key]) => key === name)?.[1];
 
-/** RFC 3461 §4: xtext's +HH escapes, as relays echo an ORCPT. */
-function decodeXtext(value: string): string {
+/** RFC 3461 §4: xtext's "+" and two upper-case hex digits, as some relays echo an ORCPT. */
+export function decodeXtext(value: string): string {
   let out = "";
   for (let i = 0; i < value.length; i++) {
     const hex = value[i] === "+" ? value.slice(i + 1, i + 3) : "";
-    if (hex.length === 2 && /^[0-9A-Fa-f]{2}$/.test(hex)) {
+    if (hex.length === 2 && /^[0-9A-F]{2}$/.test(hex)) {
       out += String.fromCharCode(parseInt(hex, 16));
       i += 2;
     } else out += value[i];
@@ -81,7 +94,10 @@ function decodeXtext(value: string): string {
   return out;
 }
 
-/** "rfc822; <Gone@Example.com>" → "Gone@Example.com"; undefined when it names no address. */
+/**
+ * "rfc822; <Gone@Example.com>" → "Gone@Example.com"; undefined when it names no address. Final-Recipient and
+ * Original-Rcpt-To are not xtext (RFC 3464 §2.3.2, RFC 5965): "+" is part of the address.
+ */
 export function addressOf(typed: string | undefined): string | undefined {
   if (!typed) return undefined;
   const semicolon = typed.indexOf(";");
@@ -89,7 +105,6 @@ export function addressOf(typed: string | undefined): string | undefined {
   let address = (semicolon < 0 ? typed : typed.slice(semicolon + 1)).trim();
   if (address.startsWith("<") && address.endsWith(">")) address = address.slice(1, -1).trim();
   if (type !== "rfc822" && type !== "utf-8") return undefined;
-  address = decodeXtext(address);
   const at = address.lastIndexOf("@");
   return at > 0 && at < address.length - 1 && !/\s/.test(address) ? address : undefined;
 }
@@ -109,8 +124,8 @@ function smtpCodeOf(diagnostic: string | undefined): number | undefined {
   return /^[245]\d\d$/.test(code) ? Number(code) : undefined;
 }
 
-function actionOf(value: string | undefined): ReportAction | undefined {
-  switch (value?.trim().toLowerCase().split(/\s/, 1)[0]) {
+function actionOf(value: string): ReportAction | undefined {
+  switch (value) {
     case "failed":
       return "failed";
     case "delayed":
@@ -140,12 +155,15 @@ function readDeliveryStatus(text: string): Report {
   const recipients: ReportedRecipient[] = [];
   for (const group of groups) {
     if (recipients.length >= MAX_REPORTED_RECIPIENTS) break;
-    const action = actionOf(field(group, "action"));
-    const address = addressOf(field(group, "original-recipient")) ?? addressOf(field(group, "final-recipient"));
-    if (!action || !address) continue;
+    const reportedAction = field(group, "action")?.trim().toLowerCase().split(/\s/, 1)[0] ?? "";
+    const action = actionOf(reportedAction);
+    const original = addressOf(field(group, "original-recipient"));
+    const decoded = original && addressOf(decodeXtext(original));
+    const addresses = [...new Set([original, decoded, addressOf(field(group, "final-recipient"))].filter((a): a is string => a !== undefined))];
+    if (!action || addresses.length === 0) continue;
     const diagnostic = field(group, "diagnostic-code");
     const status = statusOf(field(group, "status"));
-    recipients.push({ address, action, ...(status ? { status } : {}), ...(diagnostic ? { diagnostic } : {}), ...(smtpCodeOf(diagnostic) ? { smtpCode: smtpCodeOf(diagnostic) } : {}) });
+    recipients.push({ addresses, action, reportedAction, ...(status ? { status } : {}), ...(diagnostic ? { diagnostic } : {}), ...(smtpCodeOf(diagnostic) ? { smtpCode: smtpCodeOf(diagnostic) } : {}) });
   }
   const envelopeId = perMessage && field(perMessage, "original-envelope-id");
   return { kind: "delivery_status", ...(envelopeId ? { envelopeId: decodeXtext(envelopeId) } : {}), recipients };
@@ -166,11 +184,27 @@ function readFeedback(report: string, original: string | undefined): Report {
     .filter((a): a is string => a !== undefined)
     .slice(0, MAX_REPORTED_RECIPIENTS);
   const originalMessageId = original === undefined ? undefined : messageIdIn(original);
-  return { kind: "complaint", feedbackType: (field(fields, "feedback-type") ?? "other").toLowerCase().slice(0, 50), recipients, ...(originalMessageId ? { originalMessageId } : {}) };
+  const feedbackType = (field(fields, "feedback-type") ?? "other").trim().toLowerCase().slice(0, 50);
+  if (!COMPLAINT_TYPES.has(feedbackType)) return { kind: "not_a_complaint", feedbackType };
+  return { kind: "complaint", feedbackType, recipients, ...(originalMessageId ? { originalMessageId } : {}) };
 }
 
-/** What the mail reports. A multipart/report of another kind, or none at all, is an undetermined bounce. */
-export function readReport(mail: ParsedMail): Report {
+/**
+ * Whether a mail without a report still looks like a bounce (RFC 3834 §4 sends auto-replies to the return
+ * path too): from the null sender, from MAILER-DAEMON or postmaster, or naming its failed recipients.
+ */
+function looksLikeBounce(mail: ParsedMail, envelopeFrom: string): boolean {
+  if (envelopeFrom === "" || envelopeFrom === "<>") return true;
+  if (mail.headers.some((h) => h.key === "x-failed-recipients")) return true;
+  const from = (mail.headers.find((h) => h.key === "from")?.value ?? "").toLowerCase();
+  return from.includes("mailer-daemon@") || from.includes("postmaster@");
+}
+
+/**
+ * What the mail reports. A multipart/report of another kind, or none at all, is an undetermined bounce when
+ * it looks like one (`envelopeFrom`: the SMTP sender it came from), else not a report.
+ */
+export function readReport(mail: ParsedMail, envelopeFrom = ""): Report {
   const contentType = mail.headers.find((h) => h.key === "content-type")?.value ?? "";
   const reportType = contentType.toLowerCase().startsWith("multipart/report") ? parameter(contentType, "report-type") : undefined;
   const part = (type: string) => mail.attachments.find((a) => a.mimeType.toLowerCase() === type);
@@ -183,5 +217,6 @@ export function readReport(mail: ParsedMail): Report {
   }
   // Some MTAs send a delivery-status part without the report wrapper: still a DSN.
   if (status) return readDeliveryStatus(textOf(status.content));
+  if (!looksLikeBounce(mail, envelopeFrom)) return { kind: "not_a_report" };
   return { kind: "undetermined", text: (mail.text ?? "").slice(0, MAX_PART_CHARS) };
 }

@@ -50,13 +50,23 @@ const uuidOf = (bytes: Uint8Array) => {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 };
 
-async function mac(secret: string, id: Uint8Array): Promise<Uint8Array> {
+async function mac(secret: string, id: Uint8Array, purpose = "mailroom return path"): Promise<Uint8Array> {
+  // (The full 32 bytes; callers take what they need.)
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const label = new TextEncoder().encode("mailroom return path\0");
+  const label = new TextEncoder().encode(`${purpose}\0`);
   const signed = new Uint8Array(label.length + id.length);
   signed.set(label);
   signed.set(id, label.length);
-  return new Uint8Array(await crypto.subtle.sign("HMAC", key, signed)).subarray(0, MAC_BYTES);
+  return new Uint8Array(await crypto.subtle.sign("HMAC", key, signed));
+}
+
+/**
+ * The ENVID a message's DSNs carry back (RFC 3461 §4.4): derived from its id under the secret, so it is in no
+ * header a recipient sees (the id is, in the Message-ID) and a report that carries it came from the relay's
+ * side. 26 characters of base32.
+ */
+export async function envelopeIdFor(id: string, secret: string): Promise<string> {
+  return base32((await mac(secret, uuidBytes(id), "mailroom envelope id")).subarray(0, 16));
 }
 
 /** The return path for message `id` (a UUID) under `bounceAddress` (local@domain). */
@@ -65,7 +75,7 @@ export async function returnPathFor(id: string, { bounceAddress, secret }: { bou
   const bytes = uuidBytes(id);
   const token = new Uint8Array(ID_BYTES + MAC_BYTES);
   token.set(bytes);
-  token.set(await mac(secret, bytes), ID_BYTES);
+  token.set((await mac(secret, bytes)).subarray(0, MAC_BYTES), ID_BYTES);
   return `${bounceAddress.slice(0, at)}+${base32(token)}@${bounceAddress.slice(at + 1)}`;
 }
 

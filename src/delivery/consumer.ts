@@ -11,7 +11,7 @@
 import type { Config } from "../config";
 import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
-import { returnPathFor } from "../core/return-path";
+import { envelopeIdFor, returnPathFor } from "../core/return-path";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import type { Logger } from "../log";
@@ -235,7 +235,7 @@ async function mailFor({ claim, attempted, chunk }: Attempt, data: string, { bou
     ? {
         from: await returnPathFor(id, { bounceAddress: bounce.address, secret: bounce.secret }),
         recipients: attempted,
-        dsn: { envelopeId: id, notify: bounce.notifySuccess ? ["SUCCESS", "FAILURE", "DELAY"] : ["FAILURE", "DELAY"] },
+        dsn: { envelopeId: await envelopeIdFor(id, bounce.secret), notify: bounce.notifySuccess ? ["SUCCESS", "FAILURE", "DELAY"] : ["FAILURE", "DELAY"] },
       }
     : { from: from.address, recipients: attempted };
   return { envelope, data, deadline: chunk.deadline };

@@ -6,7 +6,7 @@
 import PostalMime from "postal-mime";
 import type { Config } from "../config";
 import { readReport, type Report, type ReportedRecipient } from "../core/reports";
-import { readReturnPath } from "../core/return-path";
+import { envelopeIdFor, readReturnPath } from "../core/return-path";
 import type { Logger } from "../log";
 import { recipientsOf, recordReport, type RecipientReport } from "../store/reports";
 import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
@@ -44,12 +44,21 @@ export async function handleReport(message: ForwardableEmailMessage, { db, webho
     reportLog.warn("report refused: too large", { outcome: "rejected", bytes: message.rawSize });
     return;
   }
-  const report = await readAtMost(message.raw, MAX_REPORT_BYTES).then(parseReportMail, () => undefined);
+  const report = await readAtMost(message.raw, MAX_REPORT_BYTES).then((raw) => parseReportMail(raw, message.from), () => undefined);
   if (!report) {
     reportLog.warn("report ignored: it cannot be read", { outcome: "ignored", reason: "unreadable" });
     return;
   }
-  if (report.kind === "delivery_status" && report.envelopeId !== undefined && report.envelopeId !== path.messageId) {
+  if (report.kind === "not_a_report" || report.kind === "not_a_complaint") {
+    // An auto-reply to the return path, or feedback that is not a complaint (not-spam, auth-failure).
+    reportLog.info("mail to a return path ignored: it reports nothing", { outcome: "ignored", reason: report.kind });
+    return;
+  }
+  // The ENVID is derived from the id under the secret and is in no header a recipient sees: a DSN that
+  // carries it came through the relay. One that carries another is not about this message.
+  const envelopeId = await envelopeIdFor(path.messageId, config.bounce.secret);
+  const envelopeIdVerified = report.kind === "delivery_status" && report.envelopeId?.toLowerCase() === envelopeId;
+  if (report.kind === "delivery_status" && report.envelopeId !== undefined && !envelopeIdVerified) {
     reportLog.warn("report ignored: its envelope id is not the message its return path names", { outcome: "ignored", reason: "envelope_id_mismatch" });
     return;
   }
@@ -63,8 +72,16 @@ export async function handleReport(message: ForwardableEmailMessage, { db, webho
     reportLog.warn("report ignored: it names none of the message's recipients", { outcome: "ignored", reason: "not_the_message_recipients", kind: report.kind, unattributed });
     return;
   }
+  if (attributed.some((r) => known.find((k) => k.address === r.address)?.status === "pending")) {
+    // Sooner than the attempt's own record (a chunk is written once its last mail is done): the sending MTA
+    // tries again in a few minutes, when the recipient is sent and the report can apply to it.
+    throw new Error("the report is about a recipient whose delivery is still being recorded; try again later");
+  }
+  // Every recipient sees the return path: in a mail to several, one could report on another. Only a DSN
+  // with the secret ENVID, or a mail to one recipient, may put an address on the suppression list.
+  const suppress = known.length === 1 || envelopeIdVerified;
   const at = new Date().toISOString();
-  const { recorded, webhookEvents } = await recordReport(db, { messageId: path.messageId, digest: await digestOf(report.kind, attributed), kind: report.kind, at, recipients: attributed });
+  const { recorded, webhookEvents } = await recordReport(db, { messageId: path.messageId, digest: await digestOf(report.kind, attributed), kind: report.kind, at, recipients: attributed, suppress });
   await enqueueWebhookEvents(webhooks, webhookEvents, reportLog);
   reportLog.info(recorded ? "report recorded" : "report already recorded; nothing changed", {
     outcome: recorded ? "recorded" : "duplicate",
@@ -75,9 +92,9 @@ export async function handleReport(message: ForwardableEmailMessage, { db, webho
 }
 
 /** What a raw report says; undefined when it cannot be parsed within the limits. Never throws. */
-export async function parseReportMail(raw: Uint8Array): Promise<Report | undefined> {
+export async function parseReportMail(raw: Uint8Array, envelopeFrom = ""): Promise<Report | undefined> {
   try {
-    return readReport(await PostalMime.parse(raw, { attachmentEncoding: "utf8", rfc822Attachments: true, ...PARSE_LIMITS }));
+    return readReport(await PostalMime.parse(raw, { attachmentEncoding: "utf8", rfc822Attachments: true, ...PARSE_LIMITS }), envelopeFrom);
   } catch {
     return undefined;
   }
@@ -87,9 +104,12 @@ export async function parseReportMail(raw: Uint8Array): Promise<Report | undefin
 export function attribute(report: Report, recipients: string[]): { attributed: RecipientReport[]; unattributed: number } {
   const ours = new Map(recipients.map((address) => [address.toLowerCase(), address]));
   switch (report.kind) {
+    case "not_a_report":
+    case "not_a_complaint":
+      return { attributed: [], unattributed: 0 };
     case "delivery_status": {
       const attributed = report.recipients.flatMap((r) => {
-        const address = ours.get(r.address.toLowerCase());
+        const address = r.addresses.map((a) => ours.get(a.toLowerCase())).find((a) => a !== undefined);
         return address ? [dsnOutcome(address, r)] : [];
       });
       return { attributed, unattributed: report.recipients.length - attributed.length };
@@ -113,7 +133,7 @@ export function attribute(report: Report, recipients: string[]): { attributed: R
 }
 
 function dsnOutcome(address: string, r: ReportedRecipient): RecipientReport {
-  const detail = [`a delivery status report said ${r.action}`, r.status && `Status ${r.status}`, r.diagnostic && `Diagnostic-Code: ${r.diagnostic}`].filter(Boolean).join("; ").slice(0, 1000);
+  const detail = [`a delivery status report said ${r.reportedAction}`, r.status && `Status ${r.status}`, r.diagnostic && `Diagnostic-Code: ${r.diagnostic}`].filter(Boolean).join("; ").slice(0, 1000);
   const outcome = r.action === "failed" ? "bounced" : r.action === "delayed" ? "delayed" : "delivered";
   return { address, outcome, ...(r.smtpCode ? { smtpCode: r.smtpCode } : {}), ...(r.status ? { enhancedCode: r.status } : {}), detail };
 }

@@ -173,7 +173,7 @@ function updateRecipients(db: D1Database, r: AttemptRecord): D1PreparedStatement
       `UPDATE recipients SET status = u.status, smtp_code = u.code, detail = u.detail, updated_at = ?1
        FROM (SELECT json_extract(value, '$.address') AS address, json_extract(value, '$.status') AS status,
                     json_extract(value, '$.smtpCode') AS code, json_extract(value, '$.detail') AS detail FROM json_each(?2)) AS u
-       WHERE recipients.message_id = ?3 AND recipients.address = u.address
+       WHERE recipients.message_id = ?3 AND recipients.address = u.address AND recipients.status IN ('pending', 'deferred')
          AND EXISTS (SELECT 1 FROM messages WHERE id = ?3 AND status = 'sending' AND attempts = ?4)`,
     )
     .bind(r.at, JSON.stringify(r.recipients), r.id, r.attempt);

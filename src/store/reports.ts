@@ -1,15 +1,17 @@
 // Recording what a report said about a message's recipients, in one D1 transaction: the report (by its
 // digest, so the same one twice is recorded once), each recipient's new status, and a history event for
 // each change, whose webhook events the trigger makes in the same transaction; a complaint, or a bounce whose
-// status says the address is bad, also puts the address on the key's suppression list. A recipient's status only
-// moves forward: delivered only from sent, bounced from anything but bounced and complained, complained
-// from anything but complained; a delay or an undetermined bounce changes no status and is an event only.
+// status says the address is bad, also puts the address on the key's suppression list (when `suppress`).
+// Only a recipient the relay took can be reported on: delivered and bounced move it from sent (bounced also
+// from delivered), complained from sent or delivered; a delay or an undetermined bounce changes no status and
+// is an event only.
 import type { RecipientStatus } from "../core/outcome";
 import { insertEvent, type EventType } from "./messages";
 import { suppressesAddress } from "../core/suppression";
 import { newSuppressionEvents, suppressFromMessage } from "./suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
+/** The kinds of report that are recorded (the others change nothing and are not kept). */
 export type ReportKind = "delivery_status" | "complaint" | "undetermined";
 
 export interface RecipientReport {
@@ -23,9 +25,9 @@ export interface RecipientReport {
 
 /** The status each outcome moves a recipient to, from which statuses; none: an event only. */
 const TRANSITIONS: Record<RecipientReport["outcome"], { to: RecipientStatus; from: string } | undefined> = {
-  bounced: { to: "bounced", from: "status NOT IN ('bounced', 'complained')" },
+  bounced: { to: "bounced", from: "status IN ('sent', 'delivered')" },
   delivered: { to: "delivered", from: "status = 'sent'" },
-  complained: { to: "complained", from: "status <> 'complained'" },
+  complained: { to: "complained", from: "status IN ('sent', 'delivered')" },
   delayed: undefined,
   undetermined: undefined,
 };
@@ -50,7 +52,7 @@ export async function recipientsOf(db: D1Database, messageId: string): Promise<{
  */
 export async function recordReport(
   db: D1Database,
-  { messageId, digest, kind, at, recipients }: { messageId: string; digest: string; kind: ReportKind; at: string; recipients: RecipientReport[] },
+  { messageId, digest, kind, at, recipients, suppress }: { messageId: string; digest: string; kind: ReportKind; at: string; recipients: RecipientReport[]; suppress: boolean },
 ): Promise<{ recorded: boolean; webhookEvents: DueWebhookEvent[] }> {
   const isNew = "EXISTS (SELECT 1 FROM received_reports WHERE message_id = ?1 AND digest = ?2 AND received_at = ?3)";
   const statements: D1PreparedStatement[] = [
@@ -72,7 +74,7 @@ export async function recordReport(
     }
   }
   // A complaint, and a bounce whose status says the address is bad, put the address on the key's list.
-  for (const r of recipients) {
+  for (const r of suppress ? recipients : []) {
     if (r.outcome === "complained") statements.push(...suppressFromMessage(db, { messageId, email: r.address, origin: "complaint", at, because: "complained" }));
     if (r.outcome === "bounced" && suppressesAddress(r.enhancedCode)) statements.push(...suppressFromMessage(db, { messageId, email: r.address, origin: "bounce", at, because: "bounced" }));
   }

@@ -7,7 +7,7 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
-import { returnPathFor } from "../../src/core/return-path";
+import { envelopeIdFor, returnPathFor } from "../../src/core/return-path";
 import mailroom from "../../src/index";
 import { api, HOOKS_KEY, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
@@ -26,11 +26,11 @@ type EmailView = {
 const view = async (id: string) => (await api(`/v1/emails/${id}`, { key: HOOKS_KEY })).json<EmailView>();
 
 /** Hands a raw report to the Worker's email() handler as Email Routing would; what it rejected, if anything. */
-async function report(raw: string, to: string, overrides: Partial<Record<keyof Env, unknown>> = {}): Promise<{ rejected?: string }> {
+async function report(raw: string, to: string, overrides: Partial<Record<keyof Env, unknown>> = {}, from = "MAILER-DAEMON@relay.example"): Promise<{ rejected?: string }> {
   const body = new TextEncoder().encode(raw);
   const outcome: { rejected?: string } = {};
   const message = {
-    from: "MAILER-DAEMON@relay.example",
+    from,
     to,
     raw: new ReadableStream({ start: (c) => (c.enqueue(body), c.close()) }),
     rawSize: body.byteLength,
@@ -73,7 +73,8 @@ describe("reports through the email() handler", () => {
     const hook = await subscribe(["email.bounced"]);
     const [gone, fine] = [uniqueRecipient("gone"), uniqueRecipient("fine")];
     const { id, returnPath } = await deliveredTo([gone, fine]);
-    expect(await report(postfixBounce({ to: returnPath, recipient: gone, envelopeId: id }), returnPath)).toEqual({});
+    const envelopeId = await envelopeIdFor(id, bounce.secret);
+    expect(await report(postfixBounce({ to: returnPath, recipient: gone, envelopeId }), returnPath)).toEqual({});
     const email = await view(id);
     expect(email.status).toBe("sent");
     expect(email.last_event).toBe("bounced");
@@ -157,6 +158,32 @@ describe("reports through the email() handler", () => {
     expect(once.events.filter((e) => e.type === "bounced")).toHaveLength(1);
     await report(postfixBounce({ to: returnPath, recipient: gone }), returnPath);
     expect(await view(id)).toEqual(once);
+  });
+
+  it("asks the sending MTA to try again when a report comes before the attempt's own record", async () => {
+    const gone = uniqueRecipient("early");
+    const { id } = await insertQueuedMessage({ to: [gone], apiKeyName: "hooks" });
+    const returnPath = await returnPathFor(id, bounce);
+    await expect(report(postfixBounce({ to: returnPath, recipient: gone }), returnPath)).rejects.toThrow(/still being recorded/);
+    await deliver([id], BOUNCES);
+    await report(postfixBounce({ to: returnPath, recipient: gone }), returnPath);
+    expect((await view(id)).recipients[0]!.status).toBe("bounced");
+  });
+
+  it("lets only a DSN with the secret envelope id suppress a recipient of a mail to several; ignores an auto-reply", async () => {
+    const [a, b] = [uniqueRecipient("several-a"), uniqueRecipient("several-b")];
+    const { id, returnPath } = await deliveredTo([a, b]);
+    await report(postfixBounce({ to: returnPath, recipient: a }), returnPath); // no ENVID: recorded, not suppressed
+    await report(arfComplaint({ to: returnPath, recipient: b }), returnPath); // b's complaint, which a could have sent
+    await report(`From: ${a}\r\nTo: ${returnPath}\r\nSubject: Out of office\r\nMessage-ID: <ooo@example.com>\r\n\r\nAway.\r\n`, returnPath, {}, a);
+    const email = await view(id);
+    expect(email.recipients.map((r) => r.status)).toEqual(["bounced", "complained"]);
+    expect(email.events.filter((e) => e.type === "bounced")).toHaveLength(1);
+    for (const address of [a, b]) expect((await api(`/v1/suppressions/${encodeURIComponent(address)}`, { key: HOOKS_KEY })).status).toBe(404);
+    const [c, d] = [uniqueRecipient("several-c"), uniqueRecipient("several-d")];
+    const second = await deliveredTo([c, d]);
+    await report(postfixBounce({ to: second.returnPath, recipient: c, envelopeId: await envelopeIdFor(second.id, bounce.secret) }), second.returnPath);
+    expect(await (await api(`/v1/suppressions/${encodeURIComponent(c)}`, { key: HOOKS_KEY })).json()).toMatchObject({ origin: "bounce", source_id: second.id });
   });
 
   it("refuses mail to any other address, and everything when no BOUNCE_ADDRESS is set", async () => {

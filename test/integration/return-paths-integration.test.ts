@@ -2,7 +2,7 @@
 // each message's envelope sender is its own authenticated return path, and a relay that offers DSN is asked
 // for failure and delay reports (RET=HDRS, ENVID, NOTIFY, ORCPT); one that does not gets no parameter.
 import { describe, expect, inject, it } from "vitest";
-import { readReturnPath } from "../../src/core/return-path";
+import { envelopeIdFor, readReturnPath } from "../../src/core/return-path";
 import { inboxMessages, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 
@@ -26,7 +26,10 @@ describe("return paths", () => {
     const [mail] = await inboxMessages(a);
     expect(mail!.envelope.from).toMatch(/^bounces\+[a-z2-7]{42}@bounce\.mailroom\.test$/);
     expect(await readReturnPath(mail!.envelope.from, bounce)).toEqual({ ok: true, messageId: id });
-    expect(mail!.envelope.dsn).toEqual({ ret: "HDRS", envid: id, recipients: [{ notify: ["FAILURE", "DELAY"], orcpt: `rfc822;${a}` }, { notify: ["FAILURE", "DELAY"], orcpt: `rfc822;${b}` }] });
+    const envid = await envelopeIdFor(id, bounce.secret);
+    expect(envid).toMatch(/^[a-z2-7]{26}$/);
+    expect(mail!.raw).not.toContain(envid); // in no header a recipient sees
+    expect(mail!.envelope.dsn).toEqual({ ret: "HDRS", envid, recipients: [{ notify: ["FAILURE", "DELAY"], orcpt: `rfc822;${a}` }, { notify: ["FAILURE", "DELAY"], orcpt: `rfc822;${b}` }] });
     // The From header is the message's own.
     expect(mail!.from).toBe('"Mailroom Tests" <noreply@mailroom.test>');
     expect((await loadMessage(id)).message.status).toBe("sent");

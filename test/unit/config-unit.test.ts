@@ -150,4 +150,12 @@ describe("settings that cannot work", () => {
     }
     throw new Error("parseConfig accepted broken settings");
   });
+
+  it("refuse a bounce address without its secret, with a +, or whose local part leaves no room for the token", () => {
+    expect(problems({ ...base, BOUNCE_ADDRESS: "bounces@mail.example.com" })).toEqual(["BOUNCE_SECRET: required when BOUNCE_ADDRESS is set (it authenticates the return paths)"]);
+    expect(problems({ ...base, BOUNCE_ADDRESS: "bounces@mail.example.com", BOUNCE_SECRET: "short" })[0]).toMatch(/^BOUNCE_SECRET: must be at least 32 characters/);
+    expect(problems({ ...base, BOUNCE_ADDRESS: "b+x@mail.example.com", BOUNCE_SECRET: "s".repeat(32) })[0]).toMatch(/^BOUNCE_ADDRESS: must be a bare address/);
+    expect(problems({ ...base, BOUNCE_ADDRESS: `${"b".repeat(22)}@mail.example.com`, BOUNCE_SECRET: "s".repeat(32) })[0]).toMatch(/^BOUNCE_ADDRESS: its local part must be at most 21 characters/);
+    expect(problems({ ...base, BOUNCE_ADDRESS: `${"b".repeat(21)}@mail.example.com`, BOUNCE_SECRET: "s".repeat(32) })).toEqual([]);
+  });
 });

@@ -3,7 +3,7 @@
 // handler does, and on hostile input: a seeded fuzz pass over broken and random MIME, huge headers, deep
 // nesting and bad encodings. No exception escapes, and no recipient is ever made up.
 import { describe, expect, it } from "vitest";
-import { addressOf, fieldGroups, readReport, type Report } from "../../src/core/reports";
+import { addressOf, decodeXtext, fieldGroups, readReport, type Report } from "../../src/core/reports";
 import { attribute, parseReportMail } from "../../src/delivery/reports";
 import { arfComplaint, FAILURE_DSNS, plainBounce, postfixDelay, postfixSuccess, type ReportFixture } from "../fixtures/reports";
 
@@ -19,7 +19,7 @@ describe("delivery status notifications", () => {
       if (report.kind !== "delivery_status") return;
       expect(report.recipients).toHaveLength(1);
       const [r] = report.recipients;
-      expect(r!.address.toLowerCase()).toBe("gone@example.com");
+      expect(r!.addresses.map((a) => a.toLowerCase())).toContain("gone@example.com");
       expect(r!.action).toBe("failed");
       expect(r!.status).toMatch(/^5\.\d+\.\d+$/);
       expect(r!.smtpCode).toBe(550);
@@ -37,12 +37,12 @@ describe("delivery status notifications", () => {
   });
 
   it("reads a delay warning and a success report", async () => {
-    expect(await parse(postfixDelay(fixture))).toMatchObject({ kind: "delivery_status", recipients: [{ address: "gone@example.com", action: "delayed", status: "4.4.1" }] });
+    expect(await parse(postfixDelay(fixture))).toMatchObject({ kind: "delivery_status", recipients: [{ addresses: ["gone@example.com"], action: "delayed", status: "4.4.1" }] });
     const delayed = await parse(postfixDelay(fixture));
     expect(attribute(delayed, ["gone@example.com"]).attributed).toMatchObject([{ outcome: "delayed", enhancedCode: "4.4.1" }]);
     const success = await parse(postfixSuccess(fixture));
-    expect(success).toMatchObject({ kind: "delivery_status", recipients: [{ action: "delivered", status: "2.0.0", smtpCode: 250 }] });
-    expect(attribute(success, ["gone@example.com"]).attributed).toMatchObject([{ outcome: "delivered" }]);
+    expect(success).toMatchObject({ kind: "delivery_status", recipients: [{ action: "delivered", reportedAction: "relayed", status: "2.0.0", smtpCode: 250 }] });
+    expect(attribute(success, ["gone@example.com"]).attributed).toMatchObject([{ outcome: "delivered", detail: expect.stringMatching(/^a delivery status report said relayed; /) }]);
   });
 
   it("attributes nothing a report does not name, and counts what it names that is not the message's", async () => {
@@ -51,7 +51,38 @@ describe("delivery status notifications", () => {
   });
 });
 
+describe("recipients as relays echo them", () => {
+  it("keeps a + in an address (Final-Recipient and Original-Rcpt-To are not xtext), and decodes an xtext ORCPT", async () => {
+    const plus = { ...fixture, recipient: "bob+2024@example.com" };
+    const report = await parse(FAILURE_DSNS.exim(plus));
+    expect(attribute(report, ["bob+2024@example.com"]).attributed).toMatchObject([{ address: "bob+2024@example.com", outcome: "bounced" }]);
+    const complaint = await parse(arfComplaint({ ...fixture, recipient: "alice+ad@example.com" }));
+    expect(attribute(complaint, ["alice+ad@example.com", "x@example.com"]).attributed).toMatchObject([{ address: "alice+ad@example.com" }]);
+    // An ORCPT echoed in xtext (a+2Bb for a+b), with the Final-Recipient rewritten by a forwarder.
+    const xtext = (await parse(FAILURE_DSNS.postfix(fixture).replace("Original-Recipient: rfc822;gone@example.com", "Original-Recipient: rfc822;a+2Bb@example.com")))!;
+    expect(attribute(xtext, ["a+b@example.com"]).attributed).toMatchObject([{ address: "a+b@example.com" }]);
+    // An Original-Recipient that is none of the message's falls back to the Final-Recipient.
+    const moved = await parse(FAILURE_DSNS.postfix(fixture).replace("Original-Recipient: rfc822;gone@example.com", "Original-Recipient: rfc822;alias@example.com"));
+    expect(attribute(moved, ["gone@example.com"]).attributed).toMatchObject([{ address: "gone@example.com" }]);
+  });
+});
+
 describe("complaints (ARF) and plain bounces", () => {
+  it("reads not-spam and auth-failure feedback as no complaint", async () => {
+    for (const type of ["not-spam", "auth-failure"]) {
+      const report = await parse(arfComplaint(fixture).replace("Feedback-Type: abuse", `Feedback-Type: ${type}`));
+      expect(report).toEqual({ kind: "not_a_complaint", feedbackType: type });
+      expect(attribute(report, ["gone@example.com"]).attributed).toEqual([]);
+    }
+  });
+
+  it("reads an auto-reply to the return path as no report at all", async () => {
+    const reply = "From: Gone <gone@example.com>\r\nTo: x\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nI am away until Monday.\r\n";
+    expect(await parseReportMail(bytes(reply), "gone@example.com")).toEqual({ kind: "not_a_report" });
+    expect((await parseReportMail(bytes(reply), ""))!.kind).toBe("undetermined"); // from the null sender it is a bounce
+    expect((await parseReportMail(bytes(reply.replace("Subject:", "X-Failed-Recipients: gone@example.com\r\nSubject:")), "gone@example.com"))!.kind).toBe("undetermined");
+  });
+
   it("reads an ARF report: the feedback type, the recipient and the original Message-ID", async () => {
     const report = await parse(arfComplaint({ ...fixture, messageId: "<abc@mailroom.test>" }));
     expect(report).toEqual({ kind: "complaint", feedbackType: "abuse", recipients: ["gone@example.com"], originalMessageId: "<abc@mailroom.test>" });
@@ -81,9 +112,12 @@ describe("field parsing", () => {
     expect(fieldGroups("no colon here\n:empty name\n")).toEqual([]);
   });
 
-  it("reads typed addresses, xtext included, and refuses what is not one", () => {
+  it("reads typed addresses, and refuses what is not one; xtext only with upper-case hex", () => {
     expect(addressOf("rfc822; <Gone@Example.com>")).toBe("Gone@Example.com");
-    expect(addressOf("rfc822;a+2Bb@example.com")).toBe("a+b@example.com");
+    expect(addressOf("rfc822;a+2Bb@example.com")).toBe("a+2Bb@example.com");
+    expect(decodeXtext("a+2Bb@example.com")).toBe("a+b@example.com");
+    expect(decodeXtext("bob+2024@example.com")).toBe("bob 24@example.com");
+    expect(decodeXtext("alice+ad@example.com")).toBe("alice+ad@example.com");
     expect(addressOf("x400; /C=US/")).toBeUndefined();
     expect(addressOf("rfc822; not an address")).toBeUndefined();
     expect(addressOf("rfc822; @example.com")).toBeUndefined();
@@ -118,7 +152,7 @@ describe("hostile reports", () => {
   }
 
   const fixtures = [...Object.values(FAILURE_DSNS).map((b) => b(fixture)), postfixDelay(fixture), postfixSuccess(fixture), arfComplaint(fixture), plainBounce(fixture)];
-  const allowed = new Set(["delivery_status", "complaint", "undetermined"]);
+  const allowed = new Set(["delivery_status", "complaint", "not_a_complaint", "undetermined", "not_a_report"]);
 
   it("never throw, and never name a recipient the input does not contain (800 mutated reports)", async () => {
     const next = random(20261202);
@@ -128,7 +162,7 @@ describe("hostile reports", () => {
       if (!report) continue;
       expect(allowed.has(report.kind)).toBe(true);
       const text = new TextDecoder().decode(raw).toLowerCase();
-      if (report.kind === "delivery_status") for (const r of report.recipients) expect(text).toContain(r.address.toLowerCase().split("@")[1]!);
+      if (report.kind === "delivery_status") for (const r of report.recipients) for (const a of r.addresses) expect(text).toContain(a.toLowerCase().split("@")[1]!);
       expect(attribute(report, ["nobody@nowhere.example", "second@nowhere.example"]).attributed).toEqual([]);
     }
   });

@@ -1,7 +1,7 @@
 // Return-path tokens: they name the message, verify only with the secret, survive a relay that changes the
 // case of the local part, and say why when they do not verify.
 import { describe, expect, it } from "vitest";
-import { readReturnPath, returnPathFor, TOKEN_LENGTH } from "../../src/core/return-path";
+import { envelopeIdFor, readReturnPath, returnPathFor, TOKEN_LENGTH } from "../../src/core/return-path";
 
 const bounce = { bounceAddress: "bounces@mail.acme.example", secret: "s".repeat(32) };
 const id = "6f1c2f0e-8a7b-4f7e-9a53-2f4f2f3b8f11";
@@ -41,5 +41,14 @@ describe("return paths", () => {
     const respelled = token.slice(0, -1) + "abcdefghijklmnopqrstuvwxyz234567"[last ^ 1];
     expect(await readReturnPath(`bounces+${respelled}@${domain}`, bounce)).toEqual({ ok: false, reason: "malformed_token" });
     expect(await readReturnPath("no-at-sign", bounce)).toEqual({ ok: false, reason: "not_the_bounce_address" });
+  });
+
+  it("derive the envelope id from the message's id under the secret: not the id, not the token", async () => {
+    const envid = await envelopeIdFor(id, bounce.secret);
+    expect(envid).toMatch(/^[a-z2-7]{26}$/);
+    expect(envid).toBe(await envelopeIdFor(id, bounce.secret));
+    expect(envid).not.toBe(await envelopeIdFor(id, "t".repeat(32)));
+    expect(await returnPathFor(id, bounce)).not.toContain(envid);
+    expect(envid).not.toContain(id.replace(/-/g, "").slice(0, 8));
   });
 });
