@@ -112,7 +112,7 @@ CREATE TRIGGER events_to_webhooks AFTER INSERT ON events
 BEGIN
   INSERT INTO webhook_events (id, webhook_id, message_id, event_seq, type, created_at, status, next_attempt_at)
   SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' ||
-               substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+               substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
          w.id, NEW.message_id, NEW.seq, t.type, NEW.at, 'pending', NEW.at
   FROM (SELECT CASE
           WHEN NEW.type = 'accepted' AND m.status = 'scheduled' THEN 'email.scheduled'

@@ -76,7 +76,7 @@ function judgeV6(g: number[]): { blocked: boolean; loopback: boolean } {
   const first = g[0]!;
   if ((first & 0xe000) !== 0x2000) return { blocked: true, loopback };
   if (first === 0x2002) return { blocked: isBlockedV4(g[1]! * 65536 + g[2]!), loopback: false };
-  const special = (first === 0x2001 && g[1]! < 0x0200) || (first === 0x2001 && g[1] === 0x0db8) || (first & 0xfff0) === 0x3ff0;
+  const special = (first === 0x2001 && g[1]! < 0x0200) || (first === 0x2001 && g[1] === 0x0db8) || (first === 0x3fff && g[1]! < 0x1000);
   return { blocked: special, loopback: false };
 }
 

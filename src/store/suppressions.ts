@@ -21,7 +21,7 @@ const toRecord = (r: Row): SuppressionRecord => ({ id: r.id, email: r.email, ori
 
 /** A random UUID (version 4) made by SQLite, for rows a statement makes. */
 export const NEW_UUID_SQL = `lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' ||
-  substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))`;
+  substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))`;
 
 /**
  * The webhook events of a suppression change, for each enabled webhook of the key subscribed to `type`,

@@ -15,7 +15,7 @@ const development = { development: true };
 
 describe("webhook endpoints", () => {
   it("allow https to a public host name or address", () => {
-    for (const url of ["https://hooks.example.com/mailroom", "https://hooks.example.com:8443/x?token=1", "https://8.8.8.8/x", "https://[2606:4700::1111]/x", "https://[2002:808:808::1]/x", "https://xn--bcher-kva.example/x", "https://hooks.example.com./x"]) {
+    for (const url of ["https://hooks.example.com/mailroom", "https://hooks.example.com:8443/x?token=1", "https://8.8.8.8/x", "https://[2606:4700::1111]/x", "https://[2002:808:808::1]/x", "https://[3fff:1000::1]/x", "https://[3ff0::1]/x", "https://xn--bcher-kva.example/x", "https://hooks.example.com./x"]) {
       expect(checkEndpoint(url, production), url).toMatchObject({ ok: true });
     }
   });
