@@ -72,10 +72,16 @@ export async function handleReport(message: ForwardableEmailMessage, { db, webho
     reportLog.warn("report ignored: it names none of the message's recipients", { outcome: "ignored", reason: "not_the_message_recipients", kind: report.kind, unattributed });
     return;
   }
-  if (attributed.some((r) => known.find((k) => k.address === r.address)?.status === "pending")) {
-    // Sooner than the attempt's own record (a chunk is written once its last mail is done): the sending MTA
-    // tries again in a few minutes, when the recipient is sent and the report can apply to it.
-    throw new Error("the report is about a recipient whose delivery is still being recorded; try again later");
+  const notYetSent = (address: string) => {
+    const status = known.find((k) => k.address === address)?.status;
+    return status === "pending" || status === "deferred";
+  };
+  if (attributed.some((r) => notYetSent(r.address))) {
+    // Sooner than Mailroom knows the relay took the mail: the attempt's record is not written yet (a chunk is
+    // written once its last mail is done), or the relay's reply to the final dot was lost and the recipient
+    // waits for its next attempt. Recorded now, it would change nothing and its digest would make the same
+    // report a duplicate later: the sending MTA tries again in a few minutes instead, when it can apply.
+    throw new Error("the report is about a recipient Mailroom has not recorded as sent yet; try again later");
   }
   // Every recipient sees the return path: in a mail to several, one could report on another. Only a DSN
   // with the secret ENVID, or a mail to one recipient, may put an address on the suppression list.
@@ -125,11 +131,25 @@ export function attribute(report: Report, recipients: string[]): { attributed: R
     }
     case "undetermined": {
       const text = report.text.toLowerCase();
-      const named = recipients.length === 1 ? recipients : recipients.filter((a) => text.includes(a.toLowerCase()));
+      const named = recipients.length === 1 ? recipients : recipients.filter((a) => namesAddress(text, a.toLowerCase()));
       const attributed = named.length === 1 ? [{ address: named[0]!, outcome: "undetermined" as const, detail: "a bounce without a delivery status report (undetermined)" }] : [];
       return { attributed, unattributed: attributed.length ? 0 : named.length };
     }
   }
+}
+
+/** Characters that continue an address: one found inside a longer one (bob@ in jimbob@) is not named. */
+const ADDRESS_CHAR = /[a-z0-9._%+\-]/;
+
+/** Whether lower-case `text` names `address` as a whole address: linear, one indexOf pass. */
+function namesAddress(text: string, address: string): boolean {
+  for (let at = text.indexOf(address); at >= 0; at = text.indexOf(address, at + 1)) {
+    const before = text[at - 1] ?? " ";
+    const after = text[at + address.length] ?? " ";
+    const next = text[at + address.length + 1] ?? " ";
+    if (!ADDRESS_CHAR.test(before) && !/[a-z0-9-]/.test(after) && !(after === "." && /[a-z0-9]/.test(next))) return true;
+  }
+  return false;
 }
 
 function dsnOutcome(address: string, r: ReportedRecipient): RecipientReport {

@@ -164,10 +164,24 @@ describe("reports through the email() handler", () => {
     const gone = uniqueRecipient("early");
     const { id } = await insertQueuedMessage({ to: [gone], apiKeyName: "hooks" });
     const returnPath = await returnPathFor(id, bounce);
-    await expect(report(postfixBounce({ to: returnPath, recipient: gone }), returnPath)).rejects.toThrow(/still being recorded/);
+    await expect(report(postfixBounce({ to: returnPath, recipient: gone }), returnPath)).rejects.toThrow(/not recorded as sent yet/);
     await deliver([id], BOUNCES);
     await report(postfixBounce({ to: returnPath, recipient: gone }), returnPath);
     expect((await view(id)).recipients[0]!.status).toBe("bounced");
+  });
+
+  it("asks again for a DSN that comes while the recipient waits after a lost reply, and applies it once the mail is sent", async () => {
+    const busy = uniqueRecipient("busy"); // the inbox answers 452 once, then takes it
+    const { id } = await insertQueuedMessage({ to: [busy], apiKeyName: "hooks" });
+    await deliver([id], BOUNCES);
+    expect((await view(id)).recipients[0]!.status).toBe("deferred");
+    const returnPath = await returnPathFor(id, bounce);
+    const dsn = postfixBounce({ to: returnPath, recipient: busy, envelopeId: await envelopeIdFor(id, bounce.secret) });
+    await expect(report(dsn, returnPath)).rejects.toThrow(/not recorded as sent yet/);
+    await deliver([id], BOUNCES);
+    await report(dsn, returnPath);
+    expect((await view(id)).recipients[0]!.status).toBe("bounced");
+    expect(await (await api(`/v1/suppressions/${encodeURIComponent(busy)}`, { key: HOOKS_KEY })).json()).toMatchObject({ origin: "bounce", source_id: id });
   });
 
   it("lets only a DSN with the secret envelope id suppress a recipient of a mail to several; ignores an auto-reply", async () => {

@@ -101,6 +101,11 @@ describe("complaints (ARF) and plain bounces", () => {
     expect(report.kind).toBe("undetermined");
     expect(attribute(report, ["gone@example.com", "b@example.com"]).attributed).toMatchObject([{ address: "gone@example.com", outcome: "undetermined" }]);
     expect(attribute(report, ["a@example.com", "b@example.com"]).attributed).toEqual([]);
+    // A recipient inside a longer address is not named by it: bob@ is not jimbob@, nor gone@example.com.au.
+    const longer = await parse(plainBounce({ ...fixture, recipient: "jimbob@example.com.au" }));
+    expect(attribute(longer, ["bob@example.com", "other@example.com"]).attributed).toEqual([]);
+    const named = await parse(plainBounce({ ...fixture, recipient: "bob@example.com" }));
+    expect(attribute(named, ["bob@example.com", "other@example.com"]).attributed).toMatchObject([{ address: "bob@example.com" }]);
   });
 });
 
