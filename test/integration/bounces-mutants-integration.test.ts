@@ -5,20 +5,18 @@
 // that a repeated report must not bring back, suppression events only once and only to enabled webhooks
 // subscribed to them, suppressed recipients on a retry and in another case, the claim's byte budget at
 // its edge and its query plan, and the suppressions API's limits.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { envelopeIdFor, returnPathFor } from "../../src/core/return-path";
 import { MAX_REPORT_BYTES } from "../../src/delivery/reports";
-import mailroom from "../../src/index";
 import { claimMessages } from "../../src/store/attempts";
 import { api, HOOKS_KEY, inboxMessages, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
+import { bounce, BOUNCES, handReport } from "../helpers/reports";
 import { createWebhook, newEndpoint } from "../helpers/webhooks";
 import { arfComplaint, FAILURE_DSNS, postfixBounce, postfixDelay, postfixSuccess } from "../fixtures/reports";
 
-const BOUNCES = { BOUNCE_ADDRESS: "bounces@bounce.mailroom.test", BOUNCE_SECRET: "a-test-secret-of-at-least-32-characters" };
-const bounce = { bounceAddress: BOUNCES.BOUNCE_ADDRESS, secret: BOUNCES.BOUNCE_SECRET };
+const report = (raw: string, to: string, { rawSize }: { rawSize?: number } = {}) => handReport(raw, to, { rawSize });
 
 type EmailView = {
   status: string;
@@ -31,26 +29,6 @@ const suppressions = (path = "", init: Parameters<typeof api>[1] = {}) => api(`/
 const listed = async (email: string) => (await suppressions(`/${encodeURIComponent(email)}`)).status === 200;
 const eventsOf = async (id: string, type: string) => (await view(id)).events.filter((e) => e.type === type);
 
-/** Hands a raw report to the email() handler as Email Routing would; `rawSize` is what the sender declared. */
-async function report(raw: string, to: string, { rawSize }: { rawSize?: number } = {}): Promise<{ rejected?: string }> {
-  const body = new TextEncoder().encode(raw);
-  const outcome: { rejected?: string } = {};
-  const message = {
-    from: "MAILER-DAEMON@relay.example",
-    to,
-    raw: new ReadableStream({ start: (c) => (c.enqueue(body), c.close()) }),
-    rawSize: rawSize ?? body.byteLength,
-    headers: new Headers(),
-    canBeForwarded: false,
-    setReject: (reason: string) => void (outcome.rejected = reason),
-    forward: () => Promise.reject(new Error("not forwarded")),
-    reply: () => Promise.reject(new Error("not replied")),
-  } as unknown as ForwardableEmailMessage;
-  const ctx = createExecutionContext();
-  await (mailroom as ExportedHandler<Env>).email!(message, { ...env, ...BOUNCES } as Env, ctx);
-  await waitOnExecutionContext(ctx);
-  return outcome;
-}
 
 /** A message of the hooks key to `to`, delivered with return paths; its id, return path and envelope id. */
 async function deliveredTo(to: string[]) {

@@ -3,19 +3,18 @@
 // handed to email() as Email Routing hands them, and what they change is read back through the API and the
 // webhooks they make. Forged, foreign, case-folded and replayed tokens, recipients that are not the
 // message's, and a D1 that refuses the write are tried on purpose.
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { afterEach, describe, expect, it } from "vitest";
 import { envelopeIdFor, returnPathFor } from "../../src/core/return-path";
-import mailroom from "../../src/index";
 import { api, HOOKS_KEY, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
+import { bounce, BOUNCES, handReport } from "../helpers/reports";
 import { createWebhook, newEndpoint, receivedBy } from "../helpers/webhooks";
 import { arfComplaint, FAILURE_DSNS, plainBounce, postfixBounce, postfixDelay, postfixSuccess } from "../fixtures/reports";
 
-const BOUNCES = { BOUNCE_ADDRESS: "bounces@bounce.mailroom.test", BOUNCE_SECRET: "a-test-secret-of-at-least-32-characters" };
-const bounce = { bounceAddress: BOUNCES.BOUNCE_ADDRESS, secret: BOUNCES.BOUNCE_SECRET };
+/** The real email() handler, with `overrides` of the env and the SMTP sender `from`. */
+const report = (raw: string, to: string, overrides: Partial<Record<keyof Env, unknown>> = {}, from?: string) => handReport(raw, to, { overrides, from });
 
 type EmailView = {
   status: string;
@@ -25,26 +24,6 @@ type EmailView = {
 };
 const view = async (id: string) => (await api(`/v1/emails/${id}`, { key: HOOKS_KEY })).json<EmailView>();
 
-/** Hands a raw report to the Worker's email() handler as Email Routing would; what it rejected, if anything. */
-async function report(raw: string, to: string, overrides: Partial<Record<keyof Env, unknown>> = {}, from = "MAILER-DAEMON@relay.example"): Promise<{ rejected?: string }> {
-  const body = new TextEncoder().encode(raw);
-  const outcome: { rejected?: string } = {};
-  const message = {
-    from,
-    to,
-    raw: new ReadableStream({ start: (c) => (c.enqueue(body), c.close()) }),
-    rawSize: body.byteLength,
-    headers: new Headers(),
-    canBeForwarded: false,
-    setReject: (reason: string) => void (outcome.rejected = reason),
-    forward: () => Promise.reject(new Error("not forwarded")),
-    reply: () => Promise.reject(new Error("not replied")),
-  } as unknown as ForwardableEmailMessage;
-  const ctx = createExecutionContext();
-  await (mailroom as ExportedHandler<Env>).email!(message, { ...env, ...BOUNCES, ...overrides } as Env, ctx);
-  await waitOnExecutionContext(ctx);
-  return outcome;
-}
 
 /** A message of the hooks key to `to`, delivered with return paths; its id, and the return path. */
 async function deliveredTo(to: string[]) {

@@ -9,12 +9,10 @@ import { afterEach, describe, expect, inject, it } from "vitest";
 import { envelopeIdFor, returnPathFor } from "../../src/core/return-path";
 import { api, HOOKS_KEY, inboxMessages, OTHER_KEY, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage } from "../helpers/factories";
+import { BOUNCES, handReport } from "../helpers/reports";
 import { createWebhook, newEndpoint, receivedBy } from "../helpers/webhooks";
 import { arfComplaint, postfixBounce } from "../fixtures/reports";
-import mailroom from "../../src/index";
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 
-const BOUNCES = { BOUNCE_ADDRESS: "bounces@bounce.mailroom.test", BOUNCE_SECRET: "a-test-secret-of-at-least-32-characters" };
 type Entry = { object?: string; id: string; email: string; origin: string; source_id: string | null; created_at: string };
 type EmailView = { status: string; last_error: string | null; last_event: string; recipients: { address: string; status: string; detail: string | null }[]; events: { type: string; recipient: string | null }[] };
 
@@ -27,13 +25,7 @@ afterEach(async () => {
   for (const id of webhooks.splice(0)) await api(`/v1/webhooks/${id}`, { method: "DELETE", key: HOOKS_KEY });
 });
 
-async function report(raw: string, to: string) {
-  const body = new TextEncoder().encode(raw);
-  const message = { from: "MAILER-DAEMON@relay.example", to, raw: new ReadableStream({ start: (c) => (c.enqueue(body), c.close()) }), rawSize: body.byteLength, headers: new Headers(), setReject: () => {} } as unknown as ForwardableEmailMessage;
-  const ctx = createExecutionContext();
-  await (mailroom as ExportedHandler<Env>).email!(message, { ...env, ...BOUNCES } as Env, ctx);
-  await waitOnExecutionContext(ctx);
-}
+const report = (raw: string, to: string) => handReport(raw, to);
 
 describe("the suppressions API", () => {
   it("adds, reads (by id or address), lists, and removes entries, as Resend's SDK expects", async () => {

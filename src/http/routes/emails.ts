@@ -18,11 +18,10 @@ import { enqueueWebhookEvents } from "../../delivery/webhooks";
 import { listEmails } from "../../store/email-list";
 import { cursorNotFound, readPageRequest } from "../pagination";
 import { ApiError } from "../errors";
+import { ID_PATTERN } from "../ids";
 import { sendRateLimit } from "../middleware/send-rate-limit";
 import { readJsonBody } from "../json-body";
 import { sendBatchFromBody, sendFromBody } from "../send";
-
-const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export const emailRoutes = new Hono<AppEnv>()
   .get("/", async (c) => {

@@ -14,6 +14,7 @@ import { eventPayload, getWebhookEvent, listWebhookAttempts, listWebhookEvents, 
 import { countWebhooks, createWebhook, deleteWebhook, getWebhook, listWebhooks, MAX_WEBHOOKS_PER_KEY, rotateSigningSecret, updateWebhook } from "../../store/webhooks";
 import type { AppEnv } from "../context";
 import { ApiError } from "../errors";
+import { ID_PATTERN } from "../ids";
 import { readJsonBody } from "../json-body";
 import { cursorNotFound, readPageRequest } from "../pagination";
 import type {
@@ -29,8 +30,6 @@ import type {
   webhookSchema,
 } from "../responses";
 import type { Context } from "hono";
-
-const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 const notFound = (id: string) => new ApiError("not_found", `no webhook with id ${id.slice(0, 64)}`);
 const eventNotFound = (id: string) => new ApiError("not_found", `no event with id ${id.slice(0, 64)} for this webhook`);
