@@ -2,6 +2,7 @@
 // fails loudly with every wrong variable named instead of misbehaving later.
 import * as z from "zod";
 import type { Mailbox } from "./core/address";
+import { parseDkimKey, type DkimKey } from "./core/dkim-key";
 import { mailboxSchema } from "./core/schema";
 import { attemptAllowanceMs } from "./core/time-budget";
 import { SOURCE_ENV } from "./usage";
@@ -49,6 +50,8 @@ export interface Config {
    * bounce address (VERP), and DSNs are asked for; undefined: MAIL_FROM is the envelope sender, as before.
    */
   bounce?: { address: string; secret: string; notifySuccess: boolean };
+  /** DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY: every message is signed (RFC 6376); undefined: unsigned. */
+  dkim?: { domain: string; selector: string; key: DkimKey };
   /** Delays between a webhook event's attempts (WEBHOOK_RETRY_DELAYS_SECONDS): one attempt more than delays. */
   webhookRetryDelaysSeconds: number[];
   /** ENVIRONMENT=development (npm start): the template preview pages are served; webhooks may be http:// and loopback. */
@@ -149,6 +152,9 @@ const envSchema = z.object({
       .refine((delays) => delays.every((d) => d <= 43_200), "each delay must be at most 43200 (a queue delay's limit, 12 h)")
       .optional(),
   ),
+  DKIM_DOMAIN: optionalString,
+  DKIM_SELECTOR: optionalString,
+  DKIM_PRIVATE_KEY: optionalString,
   ENVIRONMENT: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["production", "development"], { error: "must be production or development" }).default("production")),
 });
 
@@ -191,6 +197,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (!development && webhookRetryDelaysSeconds.includes(0)) {
     problems.push("WEBHOOK_RETRY_DELAYS_SECONDS: 0 is only allowed with ENVIRONMENT=development (an endpoint that is down would be retried in a tight loop)");
   }
+  const dkim = dkimSettings(e, problems);
   if (problems.length) throw new ConfigError(problems);
   const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
   return {
@@ -215,9 +222,33 @@ export function parseConfig(env: Record<string, unknown>): Config {
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
     ...(e.BOUNCE_ADDRESS && e.BOUNCE_SECRET ? { bounce: { address: e.BOUNCE_ADDRESS.address, secret: e.BOUNCE_SECRET, notifySuccess: e.DSN_NOTIFY_SUCCESS === "true" } } : {}),
+    ...(dkim ? { dkim } : {}),
     webhookRetryDelaysSeconds,
     development,
   };
+}
+
+/** RFC 6376 §3.1: a selector is one or more dot-separated labels. */
+const SELECTOR = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** The DKIM settings, all three or none; what is wrong with them goes to `problems` (never the key itself). */
+function dkimSettings(e: z.infer<typeof envSchema>, problems: string[]): Config["dkim"] {
+  const given = { DKIM_DOMAIN: e.DKIM_DOMAIN, DKIM_SELECTOR: e.DKIM_SELECTOR, DKIM_PRIVATE_KEY: e.DKIM_PRIVATE_KEY };
+  const missing = Object.entries(given).filter(([, value]) => value === undefined).map(([name]) => name);
+  if (missing.length === 3) return undefined;
+  for (const name of missing) problems.push(`${name}: required when ${Object.keys(given).filter((n) => !missing.includes(n)).join(" and ")} ${missing.length === 1 ? "are" : "is"} set (DKIM needs all three)`);
+  if (e.DKIM_DOMAIN !== undefined && !DOMAIN.test(e.DKIM_DOMAIN)) problems.push("DKIM_DOMAIN: must be a domain name (IDNs as punycode)");
+  if (e.DKIM_SELECTOR !== undefined && !SELECTOR.test(e.DKIM_SELECTOR)) problems.push("DKIM_SELECTOR: must be one or more DNS labels separated by dots");
+  let key: DkimKey | undefined;
+  if (e.DKIM_PRIVATE_KEY !== undefined) {
+    try {
+      key = parseDkimKey(e.DKIM_PRIVATE_KEY);
+    } catch (error) {
+      problems.push(`DKIM_PRIVATE_KEY: ${(error as Error).message}`);
+    }
+  }
+  if (missing.length > 0 || !key || problems.some((p) => p.startsWith("DKIM_"))) return undefined;
+  return { domain: e.DKIM_DOMAIN!.toLowerCase(), selector: e.DKIM_SELECTOR!.toLowerCase(), key };
 }
 
 const cache = new WeakMap<object, Config>();

@@ -7,6 +7,8 @@ interface MailroomSecrets {
   API_KEYS?: string;
   /** Authenticates the return paths under BOUNCE_ADDRESS, at least 32 characters (`wrangler secret put BOUNCE_SECRET`). */
   BOUNCE_SECRET?: string;
+  /** The DKIM private key (PKCS#8 PEM or its base64 DER) for DKIM_DOMAIN (`npm run dkim`, `wrangler secret put DKIM_PRIVATE_KEY`). */
+  DKIM_PRIVATE_KEY?: string;
 }
 interface Env extends MailroomSecrets {}
 declare namespace Cloudflare {

@@ -1,6 +1,7 @@
-// Turns a stored message into what goes on the wire: the SMTP envelope and the RFC 5322 message.
-// worker-mailer's Email composes the MIME body (multipart, quoted-printable, dot-stuffing); the
-// address, subject and client headers are encoded here, and Bcc never reaches it (it would print a header).
+// Turns a stored message into what goes out: the SMTP envelope and the RFC 5322 message, the same for
+// every transport (SMTP dot-stuffs it on the wire; Cloudflare's binding takes it as it is).
+// worker-mailer's Email composes the MIME body (multipart, quoted-printable); the address, subject and
+// client headers are encoded here, and Bcc never reaches it (it would print a header).
 import { Email } from "worker-mailer";
 import type { Mailbox } from "./address";
 import { attachmentPart, type Attachment } from "./attachments";
@@ -38,7 +39,7 @@ export function envelopeRecipients(message: Pick<OutgoingMessage, "to" | "cc" | 
   return [...new Set([...message.to, ...message.cc, ...message.bcc].map((m) => m.address))];
 }
 
-/** The DATA payload: dot-stuffed and terminated with CRLF.CRLF, ready for the SMTP session. */
+/** The RFC 5322 message: CRLF line ends, ending in CRLF, not dot-stuffed. */
 export function buildMime(message: OutgoingMessage, date: Date = new Date()): string {
   const headers: Record<string, string> = {
     From: encodeAddressList("From", [message.from]),
@@ -58,14 +59,17 @@ export function buildMime(message: OutgoingMessage, date: Date = new Date()): st
     html: message.html,
     headers,
   });
-  const data = email.getEmailData();
+  const data = undoDotStuffing(email.getEmailData());
   return message.attachments.length ? withAttachments(data, message.attachments) : data;
 }
 
-/**
- * worker-mailer's message is always multipart/mixed: the attachments go in as further parts, before its
- * closing boundary. Their lines (headers, base64) never start with a dot, so no dot-stuffing is needed.
- */
+/** worker-mailer hands over its message as a DATA payload: dot-stuffed, ending in CRLF.CRLF. This is the message itself. */
+function undoDotStuffing(payload: string): string {
+  const stuffed = payload.slice(0, -".\r\n".length);
+  return stuffed.replace(/^\.\./, ".").replace(/\r\n\.\./g, "\r\n.");
+}
+
+/** worker-mailer's message is always multipart/mixed: the attachments go in as further parts, before its closing boundary. */
 function withAttachments(data: string, attachments: OutgoingMessage["attachments"]): string {
   const boundary = /^Content-Type: multipart\/mixed; boundary="([^"]+)"\r$/m.exec(data)?.[1];
   const closing = boundary === undefined ? -1 : data.lastIndexOf(`--${boundary}--\r\n`);

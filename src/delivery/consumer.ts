@@ -10,6 +10,7 @@
 // attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
 import type { Config } from "../config";
 import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
+import { signMessage } from "../core/dkim";
 import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
 import { envelopeIdFor, returnPathFor } from "../core/return-path";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
@@ -21,7 +22,8 @@ import { newSuppressionEvents } from "../store/suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
 import { requeue, type OutboxJob } from "./outbox";
 import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
-import { SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
+import { dkimSignerFor } from "./dkim-signer";
+import { dataPayload, SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
 
 export interface DeliveryContext {
   db: D1Database;
@@ -204,11 +206,12 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
 async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Promise<Attempt | undefined> {
   for (let attempt = await feed.next(); attempt; attempt = await feed.next()) {
     const transaction = attempt.claim.message.attachmentsKey ? await buildWithStoredAttachments(run.context.attachments, attempt) : buildContent(attempt.claim.message);
-    if (typeof transaction === "string") {
-      attempt.mail = await mailFor(attempt, transaction, run.context.config);
+    const mail = typeof transaction === "string" ? await mailFor(attempt, transaction, run.context.config) : transaction;
+    if ("envelope" in mail) {
+      attempt.mail = mail;
       return attempt;
     }
-    finish(run, attempt, transaction);
+    finish(run, attempt, mail);
   }
   return undefined;
 }
@@ -226,11 +229,22 @@ async function buildWithStoredAttachments(bucket: R2Bucket, { claim: { message }
 }
 
 /**
- * What goes to the relay: with a bounce address, the envelope sender is the message's own return path and
- * DSNs are asked for (a relay that does not offer DSN gets no parameter); otherwise the From address.
+ * What goes to the relay: the message, DKIM-signed when configured; with a bounce address, the envelope
+ * sender is the message's own return path and DSNs are asked for (a relay that does not offer DSN gets no
+ * parameter); otherwise the From address.
  */
-async function mailFor({ claim, attempted, chunk }: Attempt, data: string, { bounce }: Config): Promise<SmtpMail> {
+async function mailFor({ claim, attempted, chunk }: Attempt, message: string, config: Config): Promise<SmtpMail | SmtpTransaction> {
   const { id, from } = claim.message;
+  const { bounce } = config;
+  let data = message;
+  const signer = dkimSignerFor(config);
+  if (signer) {
+    try {
+      data = await signMessage(message, await signer);
+    } catch (error) {
+      return ended({ kind: "signing", stage: "message", command: "(signing the message)", message: `the message could not be DKIM-signed: ${String(error)}`.slice(0, 1000) });
+    }
+  }
   const envelope: Envelope = bounce
     ? {
         from: await returnPathFor(id, { bounceAddress: bounce.address, secret: bounce.secret }),
@@ -238,7 +252,7 @@ async function mailFor({ claim, attempted, chunk }: Attempt, data: string, { bou
         dsn: { envelopeId: await envelopeIdFor(id, bounce.secret), notify: bounce.notifySuccess ? ["SUCCESS", "FAILURE", "DELAY"] : ["FAILURE", "DELAY"] },
       }
     : { from: from.address, recipients: attempted };
-  return { envelope, data, deadline: chunk.deadline };
+  return { envelope, data: dataPayload(data), deadline: chunk.deadline };
 }
 
 /** The next few waiting jobs, so that every session gets a share; none once the time budget is used up. */

@@ -11,9 +11,10 @@ export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | 
 
 /**
  * "content": the message itself cannot be put on the wire, which no retry changes. "storage": a part of
- * it kept outside the row (attachments in R2) could not be read this time.
+ * it kept outside the row (attachments in R2) could not be read this time. "signing": the DKIM key could
+ * not be used (a setting to fix; the mail waits).
  */
-export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content" | "storage";
+export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content" | "storage" | "signing";
 
 export interface SmtpFailure {
   kind: SmtpFailureKind;

@@ -56,6 +56,15 @@ export function xtext(value: string): string {
   return out;
 }
 
+/**
+ * The DATA payload for a message (RFC 5322, ending in CRLF): a line starting with "." gets one more
+ * (RFC 5321 §4.5.2), then the final dot.
+ */
+export function dataPayload(message: string): string {
+  const stuffed = message.replace(/^\./, "..").replace(/\r\n\./g, "\r\n..");
+  return `${stuffed.endsWith("\r\n") ? stuffed : `${stuffed}\r\n`}.\r\n`;
+}
+
 function base64(text: string): string {
   return btoa(String.fromCharCode(...encoder.encode(text)));
 }

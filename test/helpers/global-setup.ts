@@ -1,14 +1,15 @@
 // Starts the real SMTP servers the workerd tests deliver to, on OS-chosen ports, and hands their
 // ports to the tests with provide(). Runs in Node, outside workerd.
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
+import { createServer, type IncomingMessage } from "node:http";
+import { dkimVerify } from "mailauth/lib/dkim/verify";
 import type { TestProject } from "vitest/node";
 import { startInbox } from "../../scripts/inbox.mjs";
 import { startWebhookReceiver } from "../../scripts/webhook-receiver.mjs";
 import { startMisbehavingSmtp } from "./misbehaving-smtp";
 import { startPipeliningRelay } from "./pipelining-relays";
 import { startRelayGate, type GateMode } from "./relay-gate";
-import { SMTP_PASS, SMTP_USER, type SmtpFixtures } from "./smtp-fixtures";
+import { SMTP_PASS, SMTP_USER, type DkimVerdict, type SmtpFixtures } from "./smtp-fixtures";
 import { createServer as createNetServer } from "node:net";
 
 const tlsDir = new URL("../fixtures/tls/", import.meta.url);
@@ -16,6 +17,23 @@ const tls = { key: readFileSync(new URL("server-key.pem", tlsDir)), cert: readFi
 /** Self-signed, so nothing trusts it (test/fixtures/tls/README.md). */
 const untrusted = { key: readFileSync(new URL("untrusted-key.pem", tlsDir)), cert: readFileSync(new URL("untrusted.pem", tlsDir)) };
 const users = { [SMTP_USER]: SMTP_PASS };
+
+/**
+ * An independent DKIM verifier for the tests in workerd: mailauth (Node) checks a message as received,
+ * looking its keys up in the records the test gives instead of DNS.
+ */
+async function verifyDkim(req: IncomingMessage): Promise<DkimVerdict[]> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const { message, records } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { message: string; records: Record<string, string> };
+  const resolver = async (name: string, type: string) => {
+    const record = type === "TXT" ? records[name.toLowerCase()] : undefined;
+    if (record === undefined) throw Object.assign(new Error(`no ${type} record for ${name}`), { code: "ENOTFOUND" });
+    return [record.match(/.{1,255}/g)!];
+  };
+  const { results } = await dkimVerify(message, { resolver });
+  return results.map((r) => ({ result: r.status.result, comment: r.status.comment, domain: r.signingDomain, selector: r.selector, algorithm: r.algo, signedHeaders: r.signingHeaders?.keys }));
+}
 
 export default async function setup(project: TestProject) {
   const plain = await startInbox({ security: "none" });
@@ -45,6 +63,7 @@ export default async function setup(project: TestProject) {
   // Lets tests inside workerd wait for the dropping server to be mid-DATA, then let it drop, and read
   // what the injecting server was told.
   const control = createServer(async (req, res) => {
+    if (req.method === "POST" && req.url === "/dkim/verify") return res.end(JSON.stringify(await verifyDkim(req)));
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));

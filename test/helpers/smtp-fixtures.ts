@@ -45,6 +45,18 @@ export interface SmtpFixtures {
   webhookReceiver: { port: number };
 }
 
+/** mailauth's verdict on one DKIM-Signature (POST /dkim/verify on drop.controlPort: { message, records }). */
+export interface DkimVerdict {
+  /** "pass", "fail", "neutral", … */
+  result: string;
+  comment?: string;
+  domain?: string;
+  selector?: string;
+  algorithm?: string;
+  /** h=, as the verifier read it. */
+  signedHeaders?: string;
+}
+
 declare module "vitest" {
   interface ProvidedContext {
     smtp: SmtpFixtures;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { dataPayload } from "../../src/delivery/smtp";
 import { buildMime, envelopeRecipients, createMessageId, type OutgoingMessage } from "../../src/core/message";
 
 const message: OutgoingMessage = {
@@ -33,12 +34,20 @@ describe("message building", () => {
     expect(head.match(/^Cc:/gim)).toHaveLength(1);
   });
 
-  it("is dot-stuffed, uses CRLF only and ends with the DATA terminator", () => {
+  it("is the message itself (not dot-stuffed), uses CRLF only and ends in CRLF; its DATA payload is dot-stuffed", () => {
     const mime = buildMime(message);
-    expect(mime.endsWith("\r\n.\r\n")).toBe(true);
-    expect(mime.slice(0, -5)).not.toMatch(/\r\n\.\r\n/);
-    expect(mime).toContain("\r\n..starts with a dot");
+    expect(mime.endsWith("\r\n")).toBe(true);
+    expect(mime).not.toMatch(/\r\n\.\r\n/);
+    expect(mime).toContain("\r\n.starts with a dot");
+    expect(mime).not.toContain("\r\n..");
     expect(mime.replace(/\r\n/g, "")).not.toMatch(/[\r\n]/);
+    const payload = dataPayload(mime);
+    expect(payload).toBe(`${mime.replace(/\r\n\./g, "\r\n..")}.\r\n`);
+    expect(payload.slice(0, -5)).not.toMatch(/\r\n\.\r\n/);
+  });
+
+  it("gives a line of dots and a leading dot one dot more in the DATA payload, and ends a message without a final CRLF", () => {
+    expect(dataPayload(".a\r\n..\r\n.\r\nb")).toBe("..a\r\n...\r\n..\r\nb\r\n.\r\n");
   });
 
   it("derives the Message-ID from the id and the sender's domain", () => {
