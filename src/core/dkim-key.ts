@@ -49,6 +49,9 @@ function expectTag(element: Der, tag: number, what: string): Der {
 
 const hex = (bytes: Uint8Array) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
+const PEM_BEGIN = "-----BEGIN PRIVATE KEY-----";
+const PEM_END = "-----END PRIVATE KEY-----";
+
 /** The DER bytes the setting carries: inside a PEM "PRIVATE KEY" block, or the whole value as base64. */
 function derOf(setting: string): Uint8Array {
   const text = setting.trim().replace(/\\r/g, "").replace(/\\n/g, "\n");
@@ -58,9 +61,10 @@ function derOf(setting: string): Uint8Array {
   if (label !== undefined && label !== "PRIVATE KEY") throw new Error(`it is a PEM "${label}", not a "PRIVATE KEY" (PKCS#8)`);
   let body = text;
   if (label) {
-    const match = /-----BEGIN PRIVATE KEY-----([\s\S]*?)-----END PRIVATE KEY-----/.exec(text);
-    if (!match) throw new Error("its PEM block has no END PRIVATE KEY line");
-    body = match[1]!;
+    const begin = text.indexOf(PEM_BEGIN) + PEM_BEGIN.length;
+    const end = text.indexOf(PEM_END, begin);
+    if (end < 0) throw new Error("its PEM block has no END PRIVATE KEY line");
+    body = text.slice(begin, end);
   }
   body = body.replace(/\s+/g, "");
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body) || body.length % 4 !== 0) throw new Error("it is neither PEM nor base64");
