@@ -53,6 +53,15 @@ export default defineConfig({
                 // Webhook retries at once, three of them (4 attempts in all).
                 WEBHOOK_RETRY_DELAYS_SECONDS: "0,0,0",
               },
+              // wrangler.toml's unrestricted EMAIL, and two restricted ones whose refusals the local binding
+              // makes on demand: a recipient not allowed (permanent) and a sender not allowed (transient).
+              email: {
+                send_email: [
+                  { name: "EMAIL" },
+                  { name: "EMAIL_ONE_RECIPIENT", allowed_destination_addresses: ["allowed@example.com"] },
+                  { name: "EMAIL_OTHER_SENDER", allowed_sender_addresses: ["someone-else@mailroom.test"] },
+                ],
+              },
               // wrangler.toml's window (10 s), with the tests' limit.
               ratelimits: { SEND_RATE_LIMIT: { namespace_id: "1001", simple: { limit: TEST_SEND_RATE_LIMIT, period: 10 } } },
               queueConsumers: {

@@ -5,6 +5,7 @@ import type { Mailbox } from "./core/address";
 import { parseDkimKey, type DkimKey } from "./core/dkim-key";
 import { mailboxSchema } from "./core/schema";
 import { attemptAllowanceMs } from "./core/time-budget";
+import type { TransportName } from "./transport/transport";
 import { SOURCE_ENV } from "./usage";
 
 export type SmtpSecurity = "tls" | "starttls" | "none";
@@ -18,7 +19,10 @@ export interface ApiKeyEntry {
 }
 
 export interface Config {
-  smtp: {
+  /** TRANSPORT: the ways mail leaves, in the order they are tried (see delivery/transports.ts). */
+  transports: TransportName[];
+  /** The relay; set when TRANSPORT lists smtp. */
+  smtp?: {
     host: string;
     port: number;
     security: SmtpSecurity;
@@ -124,7 +128,15 @@ const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
 });
 
 const envSchema = z.object({
-  SMTP_HOST: z.string({ error: "required" }).min(1, "required"),
+  TRANSPORT: z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : String(v).split(",").map((name) => name.trim().toLowerCase())),
+    z
+      .array(z.enum(["smtp", "cloudflare"], { error: "must be smtp, cloudflare, or both in order (smtp,cloudflare)" }))
+      .refine((names) => new Set(names).size === names.length, "names a transport twice")
+      .refine((names) => names.indexOf("cloudflare") < 0 || names.indexOf("cloudflare") === names.length - 1, "cloudflare must come last (it has no session to fail at: its refusals come per mail, so nothing after it would ever be tried)")
+      .optional(),
+  ),
+  SMTP_HOST: optionalString,
   SMTP_PORT: intInRange(1, 65535),
   SMTP_SECURITY: z.preprocess((v) => (v === "" ? undefined : v), z.enum(["tls", "starttls", "none"], { error: "must be tls, starttls or none" }).default("starttls")),
   SMTP_USER: optionalString,
@@ -160,12 +172,18 @@ const envSchema = z.object({
 
 export function parseConfig(env: Record<string, unknown>): Config {
   const parsed = envSchema.safeParse(env);
+  // The relay is required only when TRANSPORT lists it (as the default does); said first, as before.
+  const hostMissing = rawTransports(env.TRANSPORT).includes("smtp") && (env.SMTP_HOST === undefined || env.SMTP_HOST === "") ? ["SMTP_HOST: required"] : [];
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.message}`));
+    throw new ConfigError([...hostMissing, ...parsed.error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.message}`)]);
   }
   const e = parsed.data;
-  const problems: string[] = [];
-  if (e.SMTP_SECURITY === "none" && !LOOPBACK_HOST.test(e.SMTP_HOST)) {
+  const problems: string[] = [...hostMissing];
+  const transports: TransportName[] = e.TRANSPORT ?? ["smtp"];
+  if (transports.includes("cloudflare") && typeof (env.EMAIL as { send?: unknown } | undefined)?.send !== "function") {
+    problems.push('TRANSPORT: cloudflare needs the send_email binding named EMAIL ([[send_email]] name = "EMAIL" in wrangler.toml)');
+  }
+  if (e.SMTP_HOST && e.SMTP_SECURITY === "none" && !LOOPBACK_HOST.test(e.SMTP_HOST)) {
     problems.push("SMTP_SECURITY: none is only allowed for loopback hosts (localhost, 127.0.0.1, ::1)");
   }
   if (e.SMTP_USER && !e.SMTP_PASS) problems.push("SMTP_PASS: required when SMTP_USER is set");
@@ -201,15 +219,20 @@ export function parseConfig(env: Record<string, unknown>): Config {
   if (problems.length) throw new ConfigError(problems);
   const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
   return {
-    smtp: {
-      host: e.SMTP_HOST,
-      port: e.SMTP_PORT ?? DEFAULT_PORTS[e.SMTP_SECURITY],
-      security: e.SMTP_SECURITY,
-      user: e.SMTP_USER,
-      pass: e.SMTP_PASS,
-      heloName: e.SMTP_HELO_NAME ?? fromDomain,
-      timeoutMs,
-    },
+    transports,
+    ...(transports.includes("smtp")
+      ? {
+          smtp: {
+            host: e.SMTP_HOST!,
+            port: e.SMTP_PORT ?? DEFAULT_PORTS[e.SMTP_SECURITY],
+            security: e.SMTP_SECURITY,
+            user: e.SMTP_USER,
+            pass: e.SMTP_PASS,
+            heloName: e.SMTP_HELO_NAME ?? fromDomain,
+            timeoutMs,
+          },
+        }
+      : {}),
     mailFrom: e.MAIL_FROM,
     apiKeys: e.API_KEYS,
     retry: {
@@ -226,6 +249,12 @@ export function parseConfig(env: Record<string, unknown>): Config {
     webhookRetryDelaysSeconds,
     development,
   };
+}
+
+/** TRANSPORT's names as written, for the one check that must run even when other settings are wrong. */
+function rawTransports(value: unknown): string[] {
+  if (value === undefined || value === "") return ["smtp"];
+  return String(value).split(",").map((name) => name.trim().toLowerCase());
 }
 
 /** RFC 6376 §3.1: a selector is one or more dot-separated labels. */

@@ -49,7 +49,7 @@ async function handleBatch(batch: MessageBatch<OutboxJob | WebhookJob>, env: Env
     return;
   }
   if (batch.queue === WEBHOOK_QUEUE) return deliverWebhookBatch(batch as MessageBatch<WebhookJob>, { db, webhooks, config, log });
-  return deliverBatch(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, attachments, config, log });
+  return deliverBatch(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, attachments, email: env.EMAIL, config, log });
 }
 
 export default {

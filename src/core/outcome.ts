@@ -3,7 +3,7 @@
 // temporarily, or not reached because the session failed, waits for the next attempt until the retry
 // window ends, and is then given up on ("failed", as is one whose mail could not be sent at all). The
 // message is settled once every recipient is: "sent" when the relay took it for at least one, else "failed".
-import type { SmtpTransaction } from "../delivery/smtp";
+import type { SmtpTransaction } from "../transport/transport";
 import { backoffSeconds, describeFailure, isAccepted, isPermanent, isPermanentReply, windowEndedReason, type RetryPolicy } from "./retry";
 
 /** delivered and complained come only from reports that come back later (see store/reports.ts). */

@@ -3,7 +3,7 @@
 // to the message itself (MAIL, RCPT, DATA) is permanent, except the few 5xx that RFC 5321/4954 say are
 // about the session, not the message. Transient failures back off exponentially and are retried until
 // the message's retry window ends, however many queue redeliveries that takes.
-import type { SmtpFailure, SmtpStage } from "../delivery/smtp";
+import type { SmtpFailure, SmtpStage } from "../transport/transport";
 
 export interface RetryPolicy {
   baseDelaySeconds: number;

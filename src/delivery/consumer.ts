@@ -1,5 +1,6 @@
-// The outbox queue consumer: claims the messages of a batch, delivers them over a few SMTP sessions at
-// once, and records the outcomes. Only the attempt holding a message's claim may send it, so a repeated
+// The outbox queue consumer: claims the messages of a batch, delivers them over a few transport sessions
+// at once (SMTP to the relay; Cloudflare Email Service when the relay cannot be used at all and TRANSPORT
+// lists it next), and records the outcomes (chunk.ts). Only the attempt holding a message's claim may send it, so a repeated
 // or concurrent job never sends twice; a job for a message not due yet goes back on the queue until it
 // is; once the relay has accepted a mail, its outcome is recorded for as long as the claim lasts and the
 // job is never re-queued. Each session (a lane) claims a few messages at a time in one D1 round trip,
@@ -8,37 +9,18 @@
 // most 10 messages and about 2 MB of rows, so what an invocation holds is bounded by bytes, not by count. Late in its
 // time budget the invocation claims nothing more and hands the rest back to the queue. A message whose
 // attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
-import type { Config } from "../config";
-import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
-import { signMessage } from "../core/dkim";
-import { classifyAttempt, type DeliveryOutcome } from "../core/outcome";
-import { envelopeIdFor, returnPathFor } from "../core/return-path";
-import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
+import { classifyAttempt } from "../core/outcome";
+import { retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
-import type { Logger } from "../log";
-import { getAttachments } from "../store/attachment-objects";
-import { claimMessages, recordAttempts, recordedBy, releaseClaims, type AttemptRecord, type Claim } from "../store/attempts";
-import { newSuppressionEvents } from "../store/suppressions";
-import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
-import { requeue, type OutboxJob } from "./outbox";
-import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
-import { dkimSignerFor } from "./dkim-signer";
-import { dataPayload, SmtpSession, type SmtpFailure, type SmtpMail, type SmtpTransaction } from "./smtp";
+import { claimMessages, releaseClaims, type Claim } from "../store/attempts";
+import type { SmtpTransaction, Transport, TransportSession } from "../transport/transport";
+import { backOff, recordChunk, settleUnclaimed, type Attempt, type Chunk, type DeliveryContext } from "./chunk";
+import type { OutboxJob } from "./outbox";
+import { ended, outgoingMail } from "./outgoing";
+import { openSession, transportsFor } from "./transports";
 
-export interface DeliveryContext {
-  db: D1Database;
-  outbox: Queue<OutboxJob>;
-  /** Where the webhook events the outcomes make are queued. */
-  webhooks: Queue<WebhookJob>;
-  attachments: R2Bucket;
-  config: Config;
-  log: Logger;
-}
+export type { DeliveryContext } from "./chunk";
 
-type Claimed = Extract<Claim, { kind: "claimed" }>;
-
-/** How many deliveries of a job wait (1 s apart) for a message row that is not there. */
-const UNKNOWN_ROW_PATIENCE = 3;
 /** The most messages a lane claims at once (one D1 round trip); their outcomes are recorded together. */
 const CHUNK_MAX = 10;
 /**
@@ -48,8 +30,6 @@ const CHUNK_MAX = 10;
  */
 export const CHUNK_BYTES = 2_000_000;
 
-const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
-
 /** A claimed message whose recipients are all settled already: nothing goes to the relay. */
 const NOBODY_LEFT = ended({ kind: "protocol", stage: "rcpt", command: "RCPT TO", message: "no recipient is left to send to" });
 
@@ -58,6 +38,8 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
   const run: BatchRun = {
     context,
     budget: createTimeBudget(Date.now(), config.leaseSeconds),
+    transports: transportsFor(context),
+    failedOver: 0,
     waiting: [...batch.messages],
     lanes: [],
     recordings: [],
@@ -80,9 +62,13 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
   if (run.handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: run.handedBack, started: run.started });
 }
 
-interface BatchRun {
+export interface BatchRun {
   context: DeliveryContext;
   budget: TimeBudget;
+  /** TRANSPORT, in order. */
+  transports: Transport[];
+  /** The first of them to try: once one could not be used at all, this batch does not try it again. */
+  failedOver: number;
   /** Messages no lane has taken yet. */
   waiting: Message<OutboxJob>[];
   lanes: Promise<void>[];
@@ -97,43 +83,19 @@ interface BatchRun {
   firstSessionOpened: () => void;
 }
 
-/** One claimed message of a chunk: what it goes to the relay as, and what came of it. */
-interface Attempt {
-  msg: Message<OutboxJob>;
-  log: Logger;
-  claim: Claimed;
-  windowEndsAt: Date;
-  /** The recipients still waiting: one the relay accepted before never gets the mail again. */
-  attempted: string[];
-  chunk: Chunk;
-  /** What goes to the relay; built at the claim, or (attachments in R2) when the lane comes to it. */
-  mail?: SmtpMail;
-  outcome?: DeliveryOutcome;
-}
-
-/** Messages claimed together, whose outcomes are recorded together. */
-interface Chunk {
-  attempts: Attempt[];
-  /** Until when a delivered mail's outcome may still be written: just before the claims end. */
-  recordBy: number;
-  /** When its attempts must be over. */
-  deadline: number;
-  recording?: boolean;
-}
-
 /** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
 async function joinLane(run: BatchRun): Promise<void> {
-  const opened = await SmtpSession.open(run.context.config.smtp, { deadline: run.budget.attemptDeadline(Date.now()) });
+  const opened = await openSession(run, run.budget.attemptDeadline(Date.now()));
   // A relay that takes fewer connections than asked for: the lanes already running carry on.
   if (opened.ok) await runLane(run, opened.value);
-  else run.context.log.info("an extra SMTP session could not be opened; the others carry on", { reason: opened.failure.message });
+  else run.context.log.info("an extra session could not be opened; the others carry on", { reason: opened.failure.message });
 }
 
 /**
- * One SMTP session working through chunks of the batch. The next message is known before this one's
- * content goes out, so its envelope (or QUIT, after the last) can follow the final dot in the same write.
+ * One transport session working through chunks of the batch. The next message is known before this one's
+ * content goes out, so (over SMTP) its envelope, or QUIT after the last, can follow the final dot in the same write.
  */
-async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<void> {
+async function runLane(run: BatchRun, opened: TransportSession | undefined): Promise<void> {
   let session = opened;
   const feed = laneFeed(run);
   try {
@@ -145,7 +107,8 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
       }
       const mail = current.mail!;
       if (!run.unreachable && (!session || session.isBroken)) {
-        const reopened = await SmtpSession.open(run.context.config.smtp, { deadline: mail.deadline });
+        await session?.close();
+        const reopened = await openSession(run, mail.deadline);
         if (reopened.ok) {
           session = reopened.value;
           run.firstSessionOpened();
@@ -155,7 +118,8 @@ async function runLane(run: BatchRun, opened: SmtpSession | undefined): Promise<
       const following = await nextBuilt(run, feed);
       if (session && !session.isBroken) {
         // A message the time budget will hand back gets no envelope sent ahead for it: QUIT instead.
-        const next = following && Date.now() < run.budget.startsNoneAfter ? following.mail : "quit";
+        const next = following && Date.now() < run.budget.startsNoneAfter ? following.mail! : "quit";
+        current.transport = session.transport;
         finish(run, current, await session.send(mail, { next }));
       } else finish(run, current, run.unreachable!);
       current.mail = undefined; // its chunk waits for the others; the content need not
@@ -204,9 +168,9 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
  * Those whose content cannot be built are settled on the way.
  */
 async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Promise<Attempt | undefined> {
+  const { config, attachments } = run.context;
   for (let attempt = await feed.next(); attempt; attempt = await feed.next()) {
-    const transaction = attempt.claim.message.attachmentsKey ? await buildWithStoredAttachments(run.context.attachments, attempt) : buildContent(attempt.claim.message);
-    const mail = typeof transaction === "string" ? await mailFor(attempt, transaction, run.context.config) : transaction;
+    const mail = await outgoingMail(attempt.claim.message, { config, attachments, recipients: attempt.attempted, deadline: attempt.chunk.deadline });
     if ("envelope" in mail) {
       attempt.mail = mail;
       return attempt;
@@ -214,45 +178,6 @@ async function nextBuilt(run: BatchRun, feed: ReturnType<typeof laneFeed>): Prom
     finish(run, attempt, mail);
   }
   return undefined;
-}
-
-/** The message with its attachments read from R2, or why it cannot be sent: gone for good, or not readable now. */
-async function buildWithStoredAttachments(bucket: R2Bucket, { claim: { message } }: Attempt): Promise<string | SmtpTransaction> {
-  const stage = { stage: "message", command: "(reading the attachments)" } as const;
-  try {
-    const attachments = await getAttachments(bucket, message.attachmentsKey!);
-    if (attachments) return buildContent({ ...message, attachments });
-    return ended({ kind: "content", ...stage, message: "the message's attachments are no longer stored (the R2 object is gone)" });
-  } catch (error) {
-    return ended({ kind: "storage", ...stage, message: `the attachments could not be read from R2: ${String(error)}`.slice(0, 1000) });
-  }
-}
-
-/**
- * What goes to the relay: the message, DKIM-signed when configured; with a bounce address, the envelope
- * sender is the message's own return path and DSNs are asked for (a relay that does not offer DSN gets no
- * parameter); otherwise the From address.
- */
-async function mailFor({ claim, attempted, chunk }: Attempt, message: string, config: Config): Promise<SmtpMail | SmtpTransaction> {
-  const { id, from } = claim.message;
-  const { bounce } = config;
-  let data = message;
-  const signer = dkimSignerFor(config);
-  if (signer) {
-    try {
-      data = await signMessage(message, await signer);
-    } catch (error) {
-      return ended({ kind: "signing", stage: "message", command: "(signing the message)", message: `the message could not be DKIM-signed: ${String(error)}`.slice(0, 1000) });
-    }
-  }
-  const envelope: Envelope = bounce
-    ? {
-        from: await returnPathFor(id, { bounceAddress: bounce.address, secret: bounce.secret }),
-        recipients: attempted,
-        dsn: { envelopeId: await envelopeIdFor(id, bounce.secret), notify: bounce.notifySuccess ? ["SUCCESS", "FAILURE", "DELAY"] : ["FAILURE", "DELAY"] },
-      }
-    : { from: from.address, recipients: attempted };
-  return { envelope, data: dataPayload(data), deadline: chunk.deadline };
 }
 
 /** The next few waiting jobs, so that every session gets a share; none once the time budget is used up. */
@@ -353,15 +278,6 @@ async function claimChunk(run: BatchRun, jobs: Message<OutboxJob>[]): Promise<At
   return forRelay;
 }
 
-/** The message as it goes on the wire, or the reason it cannot. */
-function buildContent(message: OutgoingMessage): string | SmtpTransaction {
-  try {
-    return buildMime(message);
-  } catch (error) {
-    return ended({ kind: "content", stage: "message", command: "(building the message)", message: `the message could not be built: ${String(error)}`.slice(0, 1000) });
-  }
-}
-
 /** Classifies an attempt's transaction; once its whole chunk is done, the chunk's outcomes are recorded. */
 function finish(run: BatchRun, attempt: Attempt, transaction: SmtpTransaction): void {
   const { claim, chunk } = attempt;
@@ -383,107 +299,4 @@ function recordWhenDone(run: BatchRun, chunk: Chunk): void {
   if (chunk.recording || chunk.attempts.length === 0 || !chunk.attempts.every((a) => a.outcome)) return;
   chunk.recording = true;
   run.recordings.push(recordChunk(run.context, chunk));
-}
-
-/** D1, the queue or the runtime failed us, not the message: keep the job and back off. */
-function backOff(msg: Message<OutboxJob>, config: Config, log: Logger, error: unknown): void {
-  const delaySeconds = backoffSeconds(msg.attempts, config.retry);
-  log.error("delivery attempt crashed; will retry", { error, outcome: "error", retry_in_s: delaySeconds });
-  msg.retry({ delaySeconds });
-}
-
-/** A job whose message this invocation did not claim: nothing to send now, or not yet. */
-async function settleUnclaimed(msg: Message<OutboxJob>, claim: Exclude<Claim, Claimed | { kind: "over_budget" }>, { outbox }: DeliveryContext, log: Logger): Promise<void> {
-  switch (claim.kind) {
-    case "unknown":
-      if (msg.attempts < UNKNOWN_ROW_PATIENCE) {
-        // The job and the row are written at the same time: the row may not be there yet. Wait a little;
-        // a row that comes later than this is found by the sweep (and a withdrawn one never comes).
-        log.info("job put back: its message is not stored yet", { outcome: "waiting_for_row", retry_in_s: 1 });
-        return msg.retry({ delaySeconds: 1 });
-      }
-      log.warn("job dropped: no such message", { outcome: "skipped", status: "unknown" });
-      break;
-    case "settled":
-      log.info("job skipped: message is not pending", { outcome: "skipped", status: claim.status });
-      break;
-    case "not_due": {
-      // Early (a scheduled send, a stale duplicate) or claimed by a live attempt: come back when due.
-      const delaySeconds = await requeue(outbox, msg.body, claim.dueAt);
-      log.info("job put back: message not due yet", { outcome: "requeued", status: claim.status, retry_in_s: delaySeconds });
-      break;
-    }
-    default: {
-      const unreachable: never = claim;
-      throw new Error(`unhandled claim ${JSON.stringify(unreachable)}`);
-    }
-  }
-  msg.ack();
-}
-
-/**
- * Records a chunk's outcomes in one transaction and settles its jobs. When the relay accepted a mail in
- * the chunk, the write is retried however often D1 fails, until just before the claims end (after that,
- * another attempt could take a claim and send again), and such a job is never re-queued.
- */
-async function recordChunk({ db, webhooks, config, log }: DeliveryContext, chunk: Chunk): Promise<void> {
-  const at = new Date();
-  const records = chunk.attempts.map((a) => attemptRecord(a, at));
-  const anySent = records.some((r) => r.kind === "sent");
-  // The webhook events the history makes are read in the same transaction, and queued once it committed.
-  const madeEvents = [newWebhookEvents(db, { at: at.toISOString(), messageIds: records.map((r) => r.id) }), newSuppressionEvents(db, at.toISOString())];
-  let applied: boolean[] | undefined;
-  let made: DueWebhookEvent[] = [];
-  let failures = 0;
-  for (let pauseMs = 100; !applied; pauseMs = Math.min(pauseMs * 2, 5000)) {
-    try {
-      const written = await recordAttempts(db, records, madeEvents);
-      // (A write that committed but failed on its way back leaves its events to the sweep.)
-      made = [...dueEventsOf(written.extra[0]), ...dueEventsOf(written.extra[1])];
-      // After a write that committed but failed on its way back, the rows already say what it wrote.
-      const recorded = failures > 0 ? await recordedBy(db, records) : [];
-      applied = written.applied.map((yes, i) => yes || recorded[i] === true);
-    } catch (error) {
-      failures += 1;
-      if (!anySent || Date.now() + pauseMs >= chunk.recordBy) {
-        for (const { msg, log, claim, outcome } of chunk.attempts) {
-          if (outcome!.kind !== "sent") backOff(msg, config, log, error);
-          else {
-            log.error("mail delivered but its status could not be recorded; not re-sending", { error, attempt: claim.attempt, outcome: "sent_unrecorded", tries: failures });
-            msg.ack();
-          }
-        }
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, pauseMs));
-    }
-  }
-  await enqueueWebhookEvents(webhooks, made, log);
-  chunk.attempts.forEach(({ msg, log, claim, outcome }, i) => {
-    const mine = applied[i]!;
-    if (outcome!.kind === "retry" && mine) msg.retry({ delaySeconds: outcome!.delaySeconds });
-    else msg.ack(); // done, or the claim had expired and another attempt owns the message now
-    log.info("delivery attempt", {
-      attempt: claim.attempt,
-      outcome: mine ? outcome!.kind : "claim_lost",
-      smtp_code: outcome!.code,
-      reason: outcome!.kind === "sent" ? undefined : outcome!.reason,
-      retry_in_s: outcome!.kind === "retry" ? outcome!.delaySeconds : undefined,
-      // What API clients read says "the relay"; the operator's log says which.
-      relay: outcome!.kind === "sent" ? undefined : `${config.smtp.host}:${config.smtp.port}`,
-    });
-  });
-}
-
-function attemptRecord({ claim, outcome }: Attempt, at: Date): AttemptRecord {
-  const o = outcome!;
-  const base = { id: claim.message.id, attempt: claim.attempt, at: at.toISOString(), smtpCode: o.code, recipients: o.recipients };
-  switch (o.kind) {
-    case "sent":
-      return { ...base, kind: "sent", detail: o.detail };
-    case "retry":
-      return { ...base, kind: "retry", reason: o.reason, nextAttemptAt: new Date(at.getTime() + o.delaySeconds * 1000).toISOString() };
-    case "failed":
-      return { ...base, kind: "failed", reason: o.reason };
-  }
 }

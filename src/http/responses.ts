@@ -58,6 +58,7 @@ export const emailViewSchema = z.object({
       smtp_code: z.number().int().nullable(),
       detail: z.string().nullable(),
       recipient: z.string().nullable().meta({ description: "the recipient a per-recipient event (bounced) is about" }),
+      transport: z.enum(["smtp", "cloudflare"]).nullable().meta({ description: "which transport carried the attempt this outcome is of (TRANSPORT); null on other events and on attempts that never left" }),
     }),
   ),
 });

@@ -7,6 +7,7 @@ import { insertEvent, isSettled, SERVED_SQL, NEXT_EVENT_SEQ_SQL, type NewEvent, 
 import { suppressesAddress } from "../core/suppression";
 import { suppressFromMessage } from "./suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
+import type { TransportName } from "../transport/transport";
 
 const OWN_CLAIM = "id = ? AND status = 'sending' AND attempts = ?";
 
@@ -139,6 +140,8 @@ export type AttemptRecord = {
   attempt: number;
   at: string;
   smtpCode?: number;
+  /** The transport that carried it; none when it never left (not buildable, the relay unreachable). */
+  transport?: TransportName;
   /** What the attempt settled for each recipient it tried. */
   recipients: RecipientUpdate[];
 } & (
@@ -212,7 +215,7 @@ function recordEvents(db: D1Database, r: AttemptRecord): D1PreparedStatement[] {
   const onlyBounced = r.recipients.length > 0 && r.recipients.every((u) => u.status === "bounced");
   const givenUp = r.kind === "failed" ? !onlyBounced : r.kind === "sent" && r.recipients.some((u) => u.status === "failed");
   if (givenUp) events.push({ at: r.at, type: "failed", attempt: r.attempt, smtpCode: r.smtpCode, detail: r.kind === "sent" ? r.detail : r.reason });
-  return events.map((event) => insertEvent(db, r.id, event, true));
+  return events.map((event) => insertEvent(db, r.id, r.transport ? { ...event, transport: r.transport } : event, true));
 }
 
 /** Addresses the relay refused for good as bad go on the key's suppression list (only if the bounce was recorded). */

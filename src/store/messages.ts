@@ -2,6 +2,7 @@
 // domain types here and nowhere else; delivery attempts (claims, outcomes) are in attempts.ts.
 import type { OutgoingMessage } from "../core/message";
 import type { RecipientStatus } from "../core/outcome";
+import type { TransportName } from "../transport/transport";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "./webhook-events";
 
 export type MessageStatus = "scheduled" | "queued" | "sending" | "retrying" | "sent" | "failed" | "canceled";
@@ -78,6 +79,8 @@ export interface MessageEvent {
   /** The one recipient a per-recipient event (bounced) is about. */
   recipient: string | null;
   enhancedCode: string | null;
+  /** Which transport carried the attempt whose outcome this is (sent, deferred, bounced, failed). */
+  transport: TransportName | null;
 }
 
 export interface MessageRow {
@@ -138,7 +141,7 @@ export function toRecord(row: MessageRow): MessageRecord {
 
 /** An event's seq counts per message (the table's key is message_id, seq: one row written per event). */
 const INSERT_EVENT =
-  "INSERT INTO events (message_id, seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code) SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE message_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8";
+  "INSERT INTO events (message_id, seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code, transport) SELECT ?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE message_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9";
 /** The same for each message a statement's SELECT yields as messages.id (see attempts.ts). */
 export const NEXT_EVENT_SEQ_SQL = "(SELECT COALESCE(MAX(e.seq), 0) + 1 FROM events AS e WHERE e.message_id = messages.id)";
 
@@ -150,9 +153,11 @@ export interface NewEvent {
   detail?: string;
   recipient?: string;
   enhancedCode?: string;
+  /** The transport that carried the attempt, on the events of its outcome. */
+  transport?: TransportName;
 }
 
-const eventValues = (messageId: string, e: NewEvent) => [messageId, e.at, e.type, e.attempt ?? null, e.smtpCode ?? null, e.detail ?? null, e.recipient ?? null, e.enhancedCode ?? null];
+const eventValues = (messageId: string, e: NewEvent) => [messageId, e.at, e.type, e.attempt ?? null, e.smtpCode ?? null, e.detail ?? null, e.recipient ?? null, e.enhancedCode ?? null, e.transport ?? null];
 
 /**
  * An event row. With `onlyIfChanged`, it is written only if the statement just before it in the same
@@ -279,9 +284,9 @@ export interface MessageHistory {
   recipients: RecipientRecord[];
 }
 
-export type EventRow = { seq: number; at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null; recipient: string | null; enhanced_code: string | null };
+export type EventRow = { seq: number; at: string; type: EventType; attempt: number | null; smtp_code: number | null; detail: string | null; recipient: string | null; enhanced_code: string | null; transport: TransportName | null };
 export function toEvent(r: EventRow): MessageEvent {
-  return { seq: r.seq, at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail, recipient: r.recipient, enhancedCode: r.enhanced_code };
+  return { seq: r.seq, at: r.at, type: r.type, attempt: r.attempt, smtpCode: r.smtp_code, detail: r.detail, recipient: r.recipient, enhancedCode: r.enhanced_code, transport: r.transport };
 }
 
 type RecipientRow = { address: string; status: RecipientStatus; smtp_code: number | null; detail: string | null };
@@ -290,7 +295,7 @@ type RecipientRow = { address: string; status: RecipientStatus; smtp_code: numbe
 export async function getMessageWithHistory(db: D1Database, id: string): Promise<MessageHistory | null> {
   const [message, events, recipients] = await db.batch([
     db.prepare("SELECT * FROM messages WHERE id = ?").bind(id),
-    db.prepare("SELECT seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
+    db.prepare("SELECT seq, at, type, attempt, smtp_code, detail, recipient, enhanced_code, transport FROM events WHERE message_id = ? ORDER BY at, seq").bind(id),
     db.prepare("SELECT address, status, smtp_code, detail FROM recipients WHERE message_id = ? ORDER BY position").bind(id),
   ]);
   const row = message?.results[0] as MessageRow | undefined;

@@ -127,7 +127,7 @@ export async function claimWebhookEvent(db: D1Database, id: string, { now, lease
       .bind(id),
     db
       .prepare(
-        `SELECT h.seq, h.at, h.type, h.attempt, h.smtp_code, h.detail, h.recipient, h.enhanced_code
+        `SELECT h.seq, h.at, h.type, h.attempt, h.smtp_code, h.detail, h.recipient, h.enhanced_code, h.transport
          FROM events AS h JOIN webhook_events AS e ON h.message_id = e.message_id AND h.seq = e.event_seq WHERE e.id = ?`,
       )
       .bind(id),
@@ -213,7 +213,7 @@ export async function getWebhookEvent(db: D1Database, webhookId: string, id: str
       .bind(id, webhookId),
     db
       .prepare(
-        `SELECT h.seq, h.at, h.type, h.attempt, h.smtp_code, h.detail, h.recipient, h.enhanced_code
+        `SELECT h.seq, h.at, h.type, h.attempt, h.smtp_code, h.detail, h.recipient, h.enhanced_code, h.transport
          FROM events AS h JOIN webhook_events AS e ON h.message_id = e.message_id AND h.seq = e.event_seq WHERE e.id = ? AND e.webhook_id = ?`,
       )
       .bind(id, webhookId),

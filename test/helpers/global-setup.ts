@@ -1,6 +1,9 @@
 // Starts the real SMTP servers the workerd tests deliver to, on OS-chosen ports, and hands their
 // ports to the tests with provide(). Runs in Node, outside workerd.
 import { readFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { createServer, type IncomingMessage } from "node:http";
 import { dkimVerify } from "mailauth/lib/dkim/verify";
 import type { TestProject } from "vitest/node";
@@ -35,6 +38,28 @@ async function verifyDkim(req: IncomingMessage): Promise<DkimVerdict[]> {
   return results.map((r) => ({ result: r.status.result, comment: r.status.comment, domain: r.signingDomain, selector: r.selector, algorithm: r.algo, signedHeaders: r.signingHeaders?.keys }));
 }
 
+/**
+ * What the local send_email binding wrote for the message id send() returned: miniflare keeps each mail
+ * as email/email/<id>.eml (the id without its angle brackets) in its miniflare-… directory under tmp.
+ */
+async function sentByEmailService(messageId: string): Promise<string | undefined> {
+  const id = messageId.replace(/^<|>$/g, "");
+  if (!/^[A-Za-z0-9@.\-[\]]+$/.test(id)) return undefined;
+  // The binding answers send() first and writes the file in its waitUntil: give it a moment.
+  for (let tries = 0; tries < 100; tries++) {
+    for (const dir of await readdir(tmpdir())) {
+      if (!dir.startsWith("miniflare-")) continue;
+      try {
+        return await readFile(path.join(tmpdir(), dir, "email", "email", `${id}.eml`), "utf8");
+      } catch {
+        // not this instance's, or not written yet
+      }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
+}
+
 export default async function setup(project: TestProject) {
   const plain = await startInbox({ security: "none" });
   const starttls = await startInbox({ security: "starttls", tls, users });
@@ -53,6 +78,7 @@ export default async function setup(project: TestProject) {
   const dataPolicy = await startMisbehavingSmtp("data-policy");
   const flood = await startMisbehavingSmtp("flood");
   const stray = await startMisbehavingSmtp("stray-reply");
+  const busy = await startMisbehavingSmtp("busy");
   const pipeliningOnly = await startPipeliningRelay("pipelining-only");
   const strictLockstep = await startPipeliningRelay("strict-lockstep");
   // Fails about a third of all attempts: 1 − (1 − 0.1)⁴ of connect, MAIL, RCPT and end of DATA.
@@ -64,6 +90,11 @@ export default async function setup(project: TestProject) {
   // what the injecting server was told.
   const control = createServer(async (req, res) => {
     if (req.method === "POST" && req.url === "/dkim/verify") return res.end(JSON.stringify(await verifyDkim(req)));
+    if (req.url?.startsWith("/email-service/sent/")) {
+      const raw = await sentByEmailService(decodeURIComponent(req.url.slice("/email-service/sent/".length)));
+      res.statusCode = raw === undefined ? 404 : 200;
+      return res.end(raw ?? "");
+    }
     if (req.url === "/drop/data-started") await drop.dataStarted();
     else if (req.url === "/drop/release") drop.release();
     else if (req.url === "/injection/commands") return res.end(JSON.stringify(injection.commands));
@@ -104,6 +135,7 @@ export default async function setup(project: TestProject) {
     dataPolicy: { smtpPort: dataPolicy.port },
     flood: { smtpPort: flood.port },
     stray: { smtpPort: stray.port },
+    busy: { smtpPort: busy.port },
     gate: { smtpPort: gate.port, controlPort: controlAddress.port },
     chaos: { smtpPort: chaos.smtpPort, httpPort: chaos.httpPort! },
     pipeliningOnly: { smtpPort: pipeliningOnly.port },
@@ -115,6 +147,6 @@ export default async function setup(project: TestProject) {
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close(), webhookReceiver.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), busy.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close(), webhookReceiver.close()]);
   };
 }

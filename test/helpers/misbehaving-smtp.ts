@@ -9,10 +9,11 @@
 // straypart-… → half a stray "250" line right behind its "354", anything else → 250); it answers
 // RCPT TO:<rcpt421-…> with 421 and hangs up;
 // "flood" greets with 100 KB and no line end; "stray-reply" is data-policy, except that it sends a
-// "250" right behind its "354", before the message has even been sent.
+// "250" right behind its "354", before the message has even been sent; "busy" greets with 421 and
+// hangs up, as a relay over its connection limit does.
 import { createServer, type Socket } from "node:net";
 
-export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle" | "data-policy" | "flood" | "stray-reply";
+export type Misbehaviour = "drop-mid-data" | "silent" | "starttls-injection" | "trickle" | "data-policy" | "flood" | "stray-reply" | "busy";
 
 export interface MisbehavingServer {
   port: number;
@@ -47,6 +48,7 @@ export async function startMisbehavingSmtp(mode: Misbehaviour): Promise<Misbehav
     });
     socket.on("error", () => {});
     if (mode === "silent") return;
+    if (mode === "busy") return void socket.end("421 4.7.0 misbehaving.test Too many connections, try again later\r\n");
     if (mode === "flood") return void socket.write(`220-${"x".repeat(100_000)}`);
     if (mode === "data-policy" || mode === "stray-reply") return serveDataPolicy(socket, mode === "stray-reply");
     if (mode === "trickle") {

@@ -22,6 +22,7 @@ export interface SmtpFixtures {
   /** The trusted certificate (127.0.0.1, localhost), served at 127.0.0.2. */
   wrongHostTls: InboxPorts;
   wrongHostStarttls: InboxPorts;
+  /** controlPort is the tests' control server; GET /email-service/sent/<message id> there answers the .eml the local send_email binding wrote. */
   drop: { smtpPort: number; controlPort: number };
   silent: { smtpPort: number };
   /** Shares drop.controlPort: GET /injection/commands lists what it received. */
@@ -32,6 +33,8 @@ export interface SmtpFixtures {
   flood: { smtpPort: number };
   /** Sends a stray "250" right behind its "354" to DATA, as if it answered the final dot early. */
   stray: { smtpPort: number };
+  /** Greets with 421 and hangs up, as a relay over its connection limit does. */
+  busy: { smtpPort: number };
   /** The default relay of the workerd tests: the plain inbox behind a switchable gate (relay-gate.ts);
    * GET /gate/open|chaos|tempfail|down|hold on controlPort switches it and answers its mode and connection counts. */
   gate: { smtpPort: number; controlPort: number };

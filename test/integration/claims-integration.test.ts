@@ -90,8 +90,8 @@ describe("claims on the store", () => {
 
     const { events } = await loadMessage(id);
     expect(events).toEqual([
-      { seq: 1, at: t(0).toISOString(), type: "accepted", attempt: null, smtpCode: null, detail: null, recipient: null, enhancedCode: null },
-      { seq: 2, at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate"), recipient: null, enhancedCode: null },
+      { seq: 1, at: t(0).toISOString(), type: "accepted", attempt: null, smtpCode: null, detail: null, recipient: null, enhancedCode: null, transport: null },
+      { seq: 2, at: t(61).toISOString(), type: "interrupted", attempt: 1, smtpCode: null, detail: expect.stringContaining("possible duplicate"), recipient: null, enhancedCode: null, transport: null },
     ]);
   });
 

@@ -3,7 +3,7 @@
 // against relays only the right kind of client gets through (test/helpers/pipelining-relays.ts). And a
 // batch spread over several sessions at once, never more than configured.
 import { describe, expect, inject, it, vi } from "vitest";
-import { SmtpSession, type SmtpMail } from "../../src/delivery/smtp";
+import { SmtpSession, type SmtpMail } from "../../src/transport/smtp/session";
 import { uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 

@@ -3,7 +3,7 @@
 // mid-DATA and one that never answers.
 import { exports } from "cloudflare:workers";
 import { describe, expect, inject, it } from "vitest";
-import { SmtpSession, type SmtpOptions } from "../../src/delivery/smtp";
+import { SmtpSession, type SmtpOptions } from "../../src/transport/smtp/session";
 import { captureLogs, inboxMessages, inboxStats, uniqueRecipient } from "../helpers/api";
 import { deliver, insertQueuedMessage, loadMessage } from "../helpers/factories";
 import { SMTP_PASS, SMTP_USER } from "../helpers/smtp-fixtures";

@@ -54,9 +54,9 @@ describe("parseConfig", () => {
   });
 
   it("picks the port from the security mode unless given", () => {
-    expect(parseConfig({ ...base, SMTP_SECURITY: "tls" }).smtp.port).toBe(465);
-    expect(parseConfig({ ...base, SMTP_SECURITY: "none", SMTP_HOST: "127.0.0.1" }).smtp.port).toBe(25);
-    expect(parseConfig({ ...base, SMTP_PORT: "2525" }).smtp.port).toBe(2525);
+    expect(parseConfig({ ...base, SMTP_SECURITY: "tls" }).smtp!.port).toBe(465);
+    expect(parseConfig({ ...base, SMTP_SECURITY: "none", SMTP_HOST: "127.0.0.1" }).smtp!.port).toBe(25);
+    expect(parseConfig({ ...base, SMTP_PORT: "2525" }).smtp!.port).toBe(2525);
   });
 
   it("names every bad field at once", () => {

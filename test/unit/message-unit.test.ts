@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dataPayload } from "../../src/delivery/smtp";
+import { dataPayload } from "../../src/transport/smtp/session";
 import { buildMime, envelopeRecipients, createMessageId, type OutgoingMessage } from "../../src/core/message";
 
 const message: OutgoingMessage = {
@@ -44,6 +44,11 @@ describe("message building", () => {
     const payload = dataPayload(mime);
     expect(payload).toBe(`${mime.replace(/\r\n\./g, "\r\n..")}.\r\n`);
     expect(payload.slice(0, -5)).not.toMatch(/\r\n\.\r\n/);
+  });
+
+  it("keeps a line that starts with two dots as it is: undoing worker-mailer's stuffing takes one dot, never two", () => {
+    const mime = buildMime({ ...message, text: "..two dots\r\n...three\r\n" });
+    expect(mime).toContain("\r\n..two dots\r\n...three\r\n");
   });
 
   it("gives a line of dots and a leading dot one dot more in the DATA payload, and ends a message without a final CRLF", () => {

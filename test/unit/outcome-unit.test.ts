@@ -1,7 +1,7 @@
 // Per-recipient outcomes of one attempt, table by table: who is done, who waits, and what the message is.
 import { describe, expect, it } from "vitest";
 import { classifyAttempt, type AttemptContext } from "../../src/core/outcome";
-import type { RecipientReply, SmtpFailure, SmtpTransaction } from "../../src/delivery/smtp";
+import type { RecipientReply, SmtpFailure, SmtpTransaction } from "../../src/transport/transport";
 
 const now = new Date("2026-11-30T12:00:00.000Z");
 const policy = { baseDelaySeconds: 30, maxDelaySeconds: 3600, windowSeconds: 72 * 3600 };

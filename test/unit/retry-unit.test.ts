@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { backoffSeconds, formatDuration, isAccepted, isPermanent, retryWindowEndsAt, windowEndedReason } from "../../src/core/retry";
-import type { SmtpFailure } from "../../src/delivery/smtp";
+import type { SmtpFailure } from "../../src/transport/transport";
 
 const policy = { baseDelaySeconds: 30, maxDelaySeconds: 3600 };
 const failure = (f: Partial<SmtpFailure>): SmtpFailure => ({ kind: "reply", stage: "rcpt", command: "RCPT TO", message: "RCPT TO answered", ...f });

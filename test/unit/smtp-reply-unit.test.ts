@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LineSplitter, parseCapabilities, ReplyAssembler, type SmtpReply } from "../../src/delivery/smtp-reply";
+import { LineSplitter, parseCapabilities, ReplyAssembler, type SmtpReply } from "../../src/transport/smtp/reply";
 
 function assemble(lines: string[]) {
   const assembler = new ReplyAssembler();

@@ -7,7 +7,7 @@ import { classifyAttempt } from "../../src/core/outcome";
 import { checkEndpoint, MAX_ENDPOINT_LENGTH } from "../../src/core/webhook-endpoint";
 import { retryAfterSeconds } from "../../src/core/webhook-retry";
 import { enqueueWebhookEvents, type WebhookJob } from "../../src/delivery/webhooks";
-import type { SmtpTransaction } from "../../src/delivery/smtp";
+import type { SmtpTransaction } from "../../src/transport/transport";
 import { createLogger } from "../../src/log";
 
 const production = { development: false };

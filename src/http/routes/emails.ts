@@ -118,6 +118,6 @@ function toEmailView({ message: m, events, recipients }: MessageHistory): z.outp
     last_error: m.lastError,
     last_event: lastEventOf(events.filter((e) => e.type !== "interrupted").at(-1)?.type ?? null, m.status),
     recipients: recipients.map((r) => ({ address: r.address, status: r.status, smtp_code: r.smtpCode, detail: r.detail })),
-    events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail, recipient: e.recipient })),
+    events: events.map((e) => ({ at: e.at, type: e.type, attempt: e.attempt, smtp_code: e.smtpCode, detail: e.detail, recipient: e.recipient, transport: e.transport })),
   };
 }

@@ -1,42 +1,15 @@
 // Mailroom's SMTP client: one session to the relay, reused for several mails (greeting, EHLO,
 // STARTTLS, AUTH, then MAIL/RCPT/DATA per mail, QUIT). STARTTLS is required when configured:
 // credentials never go out in plaintext. Results are structured ({code, enhanced_code, reply,
-// command}), never thrown strings; the deadlines and the socket live in smtp-connection.ts.
-import type { Config } from "../config";
-import type { Envelope } from "../core/message";
-import { isAccepted, isPermanentReply } from "../core/retry";
-import { replyFailure, SmtpConnection, SmtpFailed, toFailure, type SmtpFailure, type SmtpStage } from "./smtp-connection";
-import { parseCapabilities, type Capabilities, type SmtpReply } from "./smtp-reply";
+// command}), never thrown strings; the deadlines and the socket live in connection.ts.
+import type { Config } from "../../config";
+import type { Envelope } from "../../core/message";
+import { isAccepted, isPermanentReply } from "../../core/retry";
+import type { RecipientReply, SmtpFailure, SmtpResult, SmtpStage, SmtpTransaction } from "../transport";
+import { replyFailure, SmtpConnection, SmtpFailed, toFailure } from "./connection";
+import { parseCapabilities, type Capabilities, type SmtpReply } from "./reply";
 
-export type { SmtpFailure, SmtpFailureKind, SmtpStage } from "./smtp-connection";
-export type SmtpOptions = Config["smtp"];
-
-/** The relay's answer to one RCPT TO. */
-export interface RecipientReply {
-  recipient: string;
-  code: number;
-  enhanced_code?: string;
-  reply: string;
-  /** How failures name the command, e.g. "RCPT TO:<a@b.example>". */
-  command: string;
-}
-
-/** The relay's answer to the end of the message. */
-export interface SmtpAccepted {
-  code: number;
-  enhanced_code?: string;
-  reply: string;
-}
-
-/** One mail transaction as it went: each recipient's RCPT reply, and how it ended. */
-export interface SmtpTransaction {
-  /** The reply to RCPT TO for each recipient the transaction reached, in envelope order. */
-  recipients: RecipientReply[];
-  /** The reply to the final dot when the relay took the mail; else the failure that ended the transaction. */
-  end: SmtpResult<SmtpAccepted>;
-}
-
-export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpFailure };
+export type SmtpOptions = NonNullable<Config["smtp"]>;
 
 /** RFC 5321 §4.5.3.2.6: wait up to 10 minutes for the reply to the final ".", since giving up early
  * while the relay still accepts the mail is how duplicates happen. */

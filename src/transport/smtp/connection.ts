@@ -3,29 +3,9 @@
 // timeout, garbage or a reply nobody asked for is a structured failure (SmtpFailed) and leaves the
 // connection closed, so nothing above can hang or spin on a dead relay, or read a stray reply as an answer.
 import { connect } from "cloudflare:sockets";
-import type { SmtpSecurity } from "../config";
-import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from "./smtp-reply";
-
-/** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
-export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
-
-/**
- * "content": the message itself cannot be put on the wire, which no retry changes. "storage": a part of
- * it kept outside the row (attachments in R2) could not be read this time. "signing": the DKIM key could
- * not be used (a setting to fix; the mail waits).
- */
-export type SmtpFailureKind = "connection" | "timeout" | "tls" | "auth" | "protocol" | "reply" | "content" | "storage" | "signing";
-
-export interface SmtpFailure {
-  kind: SmtpFailureKind;
-  stage: SmtpStage;
-  /** The command that was answered (passwords never appear here). */
-  command: string;
-  code?: number;
-  enhanced_code?: string;
-  reply?: string;
-  message: string;
-}
+import type { SmtpSecurity } from "../../config";
+import type { SmtpFailure, SmtpStage } from "../transport";
+import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from "./reply";
 
 export class SmtpFailed extends Error {
   constructor(readonly failure: SmtpFailure) {

@@ -1,0 +1,47 @@
+// TRANSPORT, in order, for one batch: a session comes from the first transport that can be used at all,
+// and once one could not (the relay cannot be reached, refuses TLS or AUTH, or is closing), the batch
+// fails over to the next and does not try the first again. A transport's refusal of a recipient is
+// never a reason to fail over: that is an answer about the mail, recorded as it is.
+import type { SmtpFailure, SmtpResult, Transport, TransportSession } from "../transport/transport";
+import { cloudflareTransport } from "../transport/cloudflare/transport";
+import { smtpTransport } from "../transport/smtp/transport";
+import type { DeliveryContext } from "./chunk";
+
+export function transportsFor({ config, email }: Pick<DeliveryContext, "config" | "email">): Transport[] {
+  return config.transports.map((name) => {
+    if (name === "smtp") return smtpTransport(config.smtp!);
+    // parseConfig refuses TRANSPORT=cloudflare without the binding.
+    return cloudflareTransport(email!);
+  });
+}
+
+/** What openSession needs of the batch: its transports and where it has failed over to. */
+export interface SessionSource {
+  transports: Transport[];
+  failedOver: number;
+  context: Pick<DeliveryContext, "log">;
+}
+
+/**
+ * A session from the first usable transport (from where the batch failed over to); if none can be
+ * used, the first one's failure, with what the others said.
+ */
+export async function openSession(source: SessionSource, deadline: number): Promise<SmtpResult<TransportSession>> {
+  const failures: { name: string; failure: SmtpFailure }[] = [];
+  for (let i = source.failedOver; i < source.transports.length; i++) {
+    const transport = source.transports[i]!;
+    const opened = await transport.open({ deadline });
+    if (opened.ok) {
+      if (failures.length > 0) {
+        source.context.log.warn("transport cannot be used; failing over", { transport: failures[0]!.name, next_transport: transport.name, reason: failures[0]!.failure.message });
+      }
+      source.failedOver = Math.max(source.failedOver, i);
+      return opened;
+    }
+    failures.push({ name: transport.name, failure: opened.failure });
+  }
+  const [first, ...others] = failures;
+  if (others.length === 0) return { ok: false, failure: first!.failure };
+  const also = others.map((o) => `${o.name}: ${o.failure.message}`).join("; ");
+  return { ok: false, failure: { ...first!.failure, message: `${first!.failure.message} (and ${also})`.slice(0, 1000) } };
+}

@@ -1,0 +1,83 @@
+// Cloudflare Email Service as a transport: the send_email binding is given Mailroom's own message (a raw
+// EmailMessage), so Message-ID, headers, attachments and the DKIM signature are those SMTP would carry.
+// The binding takes one recipient per message, so each recipient is one send(), answered on its own;
+// its refusals are mapped to SMTP terms by errors.ts. The envelope sender is the From address (the
+// binding requires it): a return path of Mailroom's (BOUNCE_ADDRESS) and DSN requests do not apply, and
+// bounces of this mail reach Email Service, not Mailroom.
+import { EmailMessage } from "cloudflare:email";
+import type { OutgoingMail, RecipientReply, SmtpFailure, SmtpResult, SmtpTransaction, Transport, TransportSession } from "../transport";
+import { classifyEmailServiceError } from "./errors";
+
+export function cloudflareTransport(binding: SendEmail): Transport {
+  // Nothing to connect to: whether the service takes the mail is known only per send().
+  const session = new EmailServiceSession(binding);
+  return { name: "cloudflare", open: async (): Promise<SmtpResult<TransportSession>> => ({ ok: true, value: session }) };
+}
+
+class EmailServiceSession implements TransportSession {
+  readonly transport = "cloudflare";
+  readonly isBroken = false;
+
+  constructor(private readonly binding: SendEmail) {}
+
+  async send(mail: OutgoingMail): Promise<SmtpTransaction> {
+    const recipients: RecipientReply[] = [];
+    const accepted: string[] = [];
+    let stopped: SmtpFailure | undefined;
+    for (const recipient of mail.envelope.recipients) {
+      const command = `send_email to <${recipient}>`;
+      const answer = await this.sendOne(mail, recipient);
+      if (answer.ok) {
+        accepted.push(answer.messageId);
+        recipients.push({ recipient, code: 250, reply: `accepted by Cloudflare Email Service as ${answer.messageId}`, command });
+        continue;
+      }
+      if (answer.timedOut) {
+        // No answer in time: it may have gone all the same, as after a lost reply to SMTP's final dot.
+        stopped = { kind: "timeout", stage: "message", command, message: `${command}: no answer before the attempt's time was up; Email Service may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)` };
+        break;
+      }
+      const { refusal, text } = answer;
+      const reply = `${refusal.error}: ${text}`.slice(0, 500);
+      const failure: SmtpFailure = {
+        kind: "reply",
+        stage: refusal.scope === "message" ? "data" : refusal.scope === "service" ? "mail" : "rcpt",
+        command,
+        code: refusal.code,
+        enhanced_code: refusal.enhancedCode,
+        reply,
+        message: `${command} answered ${refusal.code} ${refusal.enhancedCode} ${reply}`,
+      };
+      // A refusal of the message itself before anyone got it ends the mail for every recipient at once.
+      if (refusal.scope === "message" && accepted.length === 0) return { recipients, end: { ok: false, failure } };
+      recipients.push({ recipient, code: refusal.code, enhanced_code: refusal.enhancedCode, reply, command });
+      if (refusal.scope === "service") {
+        // Nothing more goes out now (a limit, the sender's setup, the service's trouble): the rest wait.
+        stopped = failure;
+        break;
+      }
+    }
+    if (accepted.length > 0) return { recipients, end: { ok: true, value: { code: 250, reply: `accepted by Cloudflare Email Service as ${accepted.join(", ")}`.slice(0, 1000) } } };
+    if (stopped) return { recipients, end: { ok: false, failure: stopped } };
+    // Every recipient refused: the transaction ends with the first refusal, a temporary one if any (as over SMTP).
+    const first = recipients.find((r) => r.code < 500) ?? recipients[0]!;
+    return { recipients, end: { ok: false, failure: { kind: "reply", stage: "rcpt", command: first.command, code: first.code, enhanced_code: first.enhanced_code, reply: first.reply, message: `${first.command} answered ${first.code} ${first.enhanced_code} ${first.reply}` } } };
+  }
+
+  /** One recipient's send(), waited for until the attempt's deadline at most. */
+  private async sendOne(mail: OutgoingMail, recipient: string): Promise<{ ok: true; messageId: string } | { ok: false; timedOut: true } | { ok: false; timedOut: false; refusal: ReturnType<typeof classifyEmailServiceError>; text: string }> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeUp = new Promise<"time up">((resolve) => (timer = setTimeout(() => resolve("time up"), Math.max(0, mail.deadline - Date.now()))));
+    try {
+      const result = await Promise.race([this.binding.send(new EmailMessage(mail.fromAddress, recipient, mail.message)), timeUp]);
+      if (result === "time up") return { ok: false, timedOut: true };
+      return { ok: true, messageId: result.messageId };
+    } catch (error) {
+      return { ok: false, timedOut: false, refusal: classifyEmailServiceError(error), text: error instanceof Error ? error.message : String(error) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {}
+}
