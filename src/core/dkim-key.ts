@@ -13,6 +13,8 @@ export interface DkimKey {
 
 /** RFC 8301 §3.2: signers MUST use RSA keys of at least 1024 bits and SHOULD use 2048; Mailroom requires 2048. */
 export const MIN_RSA_BITS = 2048;
+/** RFC 8301 §3.2: verifiers must handle keys up to 4096 bits, not beyond (and a larger one hardly fits a TXT record). */
+export const MAX_RSA_BITS = 4096;
 
 const RSA_ENCRYPTION = "2a864886f70d010101"; // 1.2.840.113549.1.1.1
 const ED25519 = "2b6570"; // 1.3.101.112
@@ -95,7 +97,8 @@ export function parseDkimKey(setting: string): DkimKey {
   const rsaVersion = expectTag(readDer(rsa.value, 0), 0x02, "the RSA key's version");
   const modulus = expectTag(readDer(rsa.value, rsaVersion.end), 0x02, "the RSA modulus");
   const bits = bitLength(modulus.value);
-  if (bits < MIN_RSA_BITS) throw new Error(`its RSA modulus is ${bits} bits; DKIM needs at least ${MIN_RSA_BITS} (npm run dkim makes one)`);
+  if (bits < MIN_RSA_BITS) throw new Error(`its RSA modulus is ${bits} bits; Mailroom requires at least ${MIN_RSA_BITS} (npm run dkim makes one)`);
+  if (bits > MAX_RSA_BITS) throw new Error(`its RSA modulus is ${bits} bits; verifiers need not handle more than ${MAX_RSA_BITS} (RFC 8301), so Mailroom refuses it (npm run dkim makes one of 2048)`);
   return { algorithm: "rsa-sha256", pkcs8 };
 }
 

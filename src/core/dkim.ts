@@ -14,8 +14,9 @@ export interface DkimSigner {
 }
 
 /**
- * The header fields signed when present (h=), besides the client's own X-* fields. From is signed once
- * more than it occurs (oversigned, §8.15): a From added on the way breaks the signature.
+ * The header fields signed (h=), besides the client's own X-* fields: each is listed once more than it
+ * occurs (oversigned, §8.15; an absent one once), so a field of these added on the way — a second From or
+ * Subject, a Reply-To or List-Unsubscribe that was not there — breaks the signature.
  */
 const SIGNED_FIELDS = [
   "from",
@@ -47,20 +48,28 @@ function headerFields(header: string): HeaderField[] {
   const fields: HeaderField[] = [];
   for (const line of header.split("\r\n")) {
     if ((line.startsWith(" ") || line.startsWith("\t")) && fields.length > 0) fields.at(-1)!.raw += `\r\n${line}`;
-    else fields.push({ name: line.slice(0, line.indexOf(":")).trim().toLowerCase(), raw: line });
+    else if (line.indexOf(":") > 0) fields.push({ name: stripWsp(line.slice(0, line.indexOf(":"))).toLowerCase(), raw: line });
+    else throw new Error("a header line is neither a field nor a continuation of one");
   }
   return fields;
+}
+
+const isWsp = (char: string | undefined) => char === " " || char === "\t";
+
+/** Without WSP at either end (§2.8: space and tab only, not everything String#trim takes for white space). */
+function stripWsp(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isWsp(text[start])) start++;
+  while (end > start && isWsp(text[end - 1])) end--;
+  return text.slice(start, end);
 }
 
 /** §3.4.2: the "relaxed" header canonicalization, without the final CRLF. */
 export function relaxedHeader(raw: string): string {
   const colon = raw.indexOf(":");
-  const name = raw.slice(0, colon).trim().toLowerCase();
-  const value = raw
-    .slice(colon + 1)
-    .replace(/\r\n/g, "")
-    .replace(/[ \t]+/g, " ")
-    .trim();
+  const name = stripWsp(raw.slice(0, colon)).toLowerCase();
+  const value = stripWsp(raw.slice(colon + 1).replace(/\r\n/g, "").replace(/[ \t]+/g, " "));
   return `${name}:${value}`;
 }
 
@@ -84,15 +93,14 @@ function foldBase64(value: string): string {
 }
 
 /**
- * The h= list: the signed fields present, bottom-up order not needed since each name is listed as often as
- * it occurs (§5.4.2); From once more.
+ * The h= list: each of SIGNED_FIELDS once more than it occurs (§5.4.2 takes instances bottom up, so the
+ * extra one stands for any instance added later), and the X-* fields as often as they occur.
  */
 function signedNames(fields: HeaderField[]): string[] {
   const names: string[] = [];
   for (const name of SIGNED_FIELDS) {
     const count = fields.filter((f) => f.name === name).length;
-    for (let i = 0; i < count; i++) names.push(name);
-    if (name === "from") names.push("from");
+    for (let i = 0; i <= count; i++) names.push(name);
   }
   const own = [...new Set(fields.filter((f) => f.name.startsWith("x-")).map((f) => f.name))];
   for (const name of own) for (const _ of fields.filter((f) => f.name === name)) names.push(name);
@@ -141,7 +149,10 @@ function foldTags(tags: string[]): string {
 export async function signMessage(message: string, signer: DkimSigner, now: Date = new Date()): Promise<string> {
   const split = message.indexOf("\r\n\r\n");
   if (split < 0) throw new Error("the message has no empty line between its header and body");
+  // A bare CR or LF would be read differently by each verifier (and by each MTA on the way).
+  if (/\r(?!\n)|(?<!\r)\n/.test(message)) throw new Error("the message has a CR or LF that is not part of a CRLF");
   const fields = headerFields(message.slice(0, split));
+  if (!fields.some((f) => f.name === "from")) throw new Error("the message has no From field (RFC 6376 §5.4 requires signing it)");
   const body = message.slice(split + 4);
   const bodyHash = base64(await crypto.subtle.digest("SHA-256", encoder.encode(relaxedBody(body))));
   const names = signedNames(fields);

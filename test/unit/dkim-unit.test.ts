@@ -19,6 +19,8 @@ describe("relaxed canonicalization (RFC 6376 §3.4.5)", () => {
   it("of header fields: lower-case names, unfolded, whitespace runs to one space, none around the colon or at the end", () => {
     expect(relaxedHeader("A: X")).toBe("a:X");
     expect(relaxedHeader("B : Y\t\r\n\tZ  ")).toBe("b:Y Z");
+    // Only WSP (space, tab) is white space here: a no-break space stays.
+    expect(relaxedHeader("X-N: \u00a0value\u00a0 ")).toBe("x-n:\u00a0value\u00a0");
   });
 
   it("of the body: whitespace runs to one space, none at line ends, no empty lines at the end", () => {
@@ -26,6 +28,10 @@ describe("relaxed canonicalization (RFC 6376 §3.4.5)", () => {
     expect(relaxedBody("\r\n\r\n")).toBe("");
     expect(relaxedBody("")).toBe("");
     expect(relaxedBody("no final line end")).toBe("no final line end\r\n");
+    // Lines of white space only are empty once reduced, and go with the other empty lines at the end.
+    expect(relaxedBody("text\r\n \t \r\n\t\r\n")).toBe("text\r\n");
+    expect(relaxedBody("a\r\n \r\nb\r\n")).toBe("a\r\n\r\nb\r\n");
+    expect(relaxedBody("\u00a0\r\n")).toBe("\u00a0\r\n");
   });
 });
 
@@ -39,9 +45,25 @@ describe("the DKIM-Signature field", () => {
     for (const line of field.split("\r\n")) expect(line.length).toBeLessThanOrEqual(78);
     const unfolded = field.replace(/\r\n[ \t]/g, " ");
     expect(unfolded).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=mailroom\.test; s=s; t=1796169600; /);
-    // Each X-* field as often as it occurs; From once more than it does.
-    expect(/h=([^;]+);/.exec(unfolded)![1]!.replace(/\s/g, "")).toBe("from:from:to:subject:x-one:x-one");
+    // Each X-* field as often as it occurs; the others once more than they do (an absent one once).
+    expect(/h=([^;]+);/.exec(unfolded)![1]!.replace(/\s/g, "")).toBe(
+      "from:from:to:to:cc:reply-to:subject:subject:date:message-id:mime-version:content-type:list-unsubscribe:list-unsubscribe-post:in-reply-to:references:x-one:x-one",
+    );
     expect(unfolded).toMatch(/ bh=[A-Za-z0-9+/]{43}=; b= ?[A-Za-z0-9+/ ]+=*\r\n$/);
+  });
+});
+
+describe("what signMessage refuses to sign", () => {
+  it.each([
+    ["a bare LF in the header", "From: a@b.example\nTo: c@d.example\r\n\r\nbody\r\n"],
+    ["a bare CR in the body", "From: a@b.example\r\n\r\nbo\rdy\r\n"],
+    ["a bare LF in the body", "From: a@b.example\r\n\r\nbody\n"],
+    ["a header line without a colon", "From: a@b.example\r\nnot a field\r\n\r\nbody\r\n"],
+    ["a message without From", "To: c@d.example\r\n\r\nbody\r\n"],
+    ["a message without a body separator", "From: a@b.example\r\n"],
+  ])("%s", async (_what, message) => {
+    const key = await importDkimKey(parseDkimKey(ED25519_KEY));
+    await expect(signMessage(message, { domain: DKIM_DOMAIN, selector: "s", algorithm: "ed25519-sha256", key })).rejects.toThrow(/^the message has|^a header line/);
   });
 });
 
@@ -60,11 +82,13 @@ describe("DKIM_PRIVATE_KEY", () => {
     await expect(importDkimKey(config.dkim!.key)).resolves.toBeDefined();
   });
 
-  it("refuses an RSA key under 2048 bits, naming its size", async () => {
-    const small = await pkcs8Of({ name: "RSASSA-PKCS1-v1_5", modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" });
-    expect(() => parseDkimKey(small)).toThrow("its RSA modulus is 1024 bits; DKIM needs at least 2048");
-    const enough = await pkcs8Of({ name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" });
-    expect(parseDkimKey(enough).algorithm).toBe("rsa-sha256");
+  const rsa = (modulusLength: number) => pkcs8Of({ name: "RSASSA-PKCS1-v1_5", modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" });
+  it("refuses an RSA key under 2048 bits or over 4096, naming its size", async () => {
+    const [small, large] = [await rsa(1024), await rsa(4224)];
+    expect(() => parseDkimKey(small)).toThrow("its RSA modulus is 1024 bits; Mailroom requires at least 2048");
+    expect(parseDkimKey(await rsa(2048)).algorithm).toBe("rsa-sha256");
+    expect(parseDkimKey(await rsa(4096)).algorithm).toBe("rsa-sha256");
+    expect(() => parseDkimKey(large)).toThrow("its RSA modulus is 4224 bits; verifiers need not handle more than 4096");
   });
 
   it("refuses a key of another algorithm", async () => {
