@@ -45,6 +45,11 @@ export interface Config {
   leaseSeconds: number;
   /** SMTP sessions a queue consumer invocation runs at once (Workers allow 6 open connections). */
   smtpSessions: number;
+  /**
+   * SMTP_MAX_CONNECTIONS and SMTP_MAX_PER_SECOND: limits on the relay for the whole deployment, kept by
+   * its pacer (a Durable Object); a connection's lease lasts leaseMs unless renewed. Undefined: no limits.
+   */
+  pacing?: { maxConnections?: number; maxPerSecond?: number; leaseMs: number };
   /** The sweeper requeues a pending message once it is overdue by this long (and again after as long). */
   sweepGraceSeconds: number;
   /** Message bodies and attachments are deleted this many days after acceptance, once the message is settled. */
@@ -150,6 +155,12 @@ const envSchema = z.object({
   RETRY_WINDOW_SECONDS: intInRange(1, 30 * 86_400),
   DELIVERY_LEASE_SECONDS: intInRange(5, 43_200),
   SMTP_SESSIONS: intInRange(1, 6),
+  SMTP_MAX_CONNECTIONS: intInRange(1, 10_000),
+  SMTP_MAX_PER_SECOND: z.preprocess(
+    (v) => (v === "" || v === undefined ? undefined : Number(v)),
+    z.number({ error: "must be a number" }).positive("must be more than 0").max(10_000, "must be at most 10000").optional(),
+  ),
+  PACING_LEASE_SECONDS: intInRange(2, 600),
   SWEEP_GRACE_SECONDS: intInRange(0, 86_400),
   RETENTION_DAYS: intInRange(1, 3650),
   BOUNCE_ADDRESS: z.preprocess((v) => (v === "" ? undefined : v), z.string().pipe(mailboxSchema).optional()),
@@ -216,6 +227,16 @@ export function parseConfig(env: Record<string, unknown>): Config {
     problems.push("WEBHOOK_RETRY_DELAYS_SECONDS: 0 is only allowed with ENVIRONMENT=development (an endpoint that is down would be retried in a tight loop)");
   }
   const dkim = dkimSettings(e, problems);
+  const pacing = transports.includes("smtp") && (e.SMTP_MAX_CONNECTIONS !== undefined || e.SMTP_MAX_PER_SECOND !== undefined)
+    ? {
+        ...(e.SMTP_MAX_CONNECTIONS !== undefined ? { maxConnections: e.SMTP_MAX_CONNECTIONS } : {}),
+        ...(e.SMTP_MAX_PER_SECOND !== undefined ? { maxPerSecond: e.SMTP_MAX_PER_SECOND } : {}),
+        leaseMs: (e.PACING_LEASE_SECONDS ?? 30) * 1000,
+      }
+    : undefined;
+  if (pacing && typeof (env.PACER as { getByName?: unknown } | undefined)?.getByName !== "function") {
+    problems.push(`${pacing.maxConnections !== undefined ? "SMTP_MAX_CONNECTIONS" : "SMTP_MAX_PER_SECOND"}: pacing needs the Durable Object binding named PACER (see wrangler.toml)`);
+  }
   if (problems.length) throw new ConfigError(problems);
   const fromDomain = e.MAIL_FROM.address.split("@")[1]!;
   return {
@@ -242,6 +263,7 @@ export function parseConfig(env: Record<string, unknown>): Config {
     },
     leaseSeconds,
     smtpSessions: e.SMTP_SESSIONS ?? 5,
+    ...(pacing ? { pacing } : {}),
     sweepGraceSeconds: e.SWEEP_GRACE_SECONDS ?? 300,
     retentionDays: e.RETENTION_DAYS ?? 30,
     ...(e.BOUNCE_ADDRESS && e.BOUNCE_SECRET ? { bounce: { address: e.BOUNCE_ADDRESS.address, secret: e.BOUNCE_SECRET, notifySuccess: e.DSN_NOTIFY_SUCCESS === "true" } } : {}),

@@ -16,6 +16,9 @@ import { applyRetention } from "./retention";
 import { purgeExpiredKeys } from "./store/idempotency";
 import { createUsage, meterBatch, meterBindings, usageFields, type Usage } from "./usage";
 
+/** The relay pacer (one Durable Object per relay), for SMTP_MAX_CONNECTIONS and SMTP_MAX_PER_SECOND. */
+export { RelayPacer } from "./pacing/relay-pacer";
+
 const DEAD_LETTER_QUEUE = "mailroom-dead-letter";
 const WEBHOOK_QUEUE = "mailroom-webhooks";
 const WEBHOOK_DEAD_LETTER_QUEUE = "mailroom-webhooks-dead-letter";
@@ -49,7 +52,7 @@ async function handleBatch(batch: MessageBatch<OutboxJob | WebhookJob>, env: Env
     return;
   }
   if (batch.queue === WEBHOOK_QUEUE) return deliverWebhookBatch(batch as MessageBatch<WebhookJob>, { db, webhooks, config, log });
-  return deliverBatch(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, attachments, email: env.EMAIL, config, log });
+  return deliverBatch(batch as MessageBatch<OutboxJob>, { db, outbox, webhooks, attachments, email: env.EMAIL, pacer: env.PACER, config, log });
 }
 
 export default {

@@ -11,6 +11,7 @@ import { recordAttempts, recordedBy, type AttemptRecord, type Claim } from "../s
 import { newSuppressionEvents } from "../store/suppressions";
 import { dueEventsOf, newWebhookEvents, type DueWebhookEvent } from "../store/webhook-events";
 import type { OutgoingMail, TransportName } from "../transport/transport";
+import type { RelayPacer } from "../pacing/relay-pacer";
 import { requeue, type OutboxJob } from "./outbox";
 import { enqueueWebhookEvents, type WebhookJob } from "./webhooks";
 
@@ -22,6 +23,8 @@ export interface DeliveryContext {
   attachments: R2Bucket;
   /** The send_email binding, for TRANSPORT=cloudflare. */
   email?: SendEmail;
+  /** The relay pacers (Durable Objects), for SMTP_MAX_CONNECTIONS and SMTP_MAX_PER_SECOND. */
+  pacer?: DurableObjectNamespace<RelayPacer>;
   config: Config;
   log: Logger;
 }

@@ -13,10 +13,10 @@ import { classifyAttempt } from "../core/outcome";
 import { retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import { claimMessages, releaseClaims, type Claim } from "../store/attempts";
-import type { SmtpTransaction, Transport, TransportSession } from "../transport/transport";
+import { ended, type SmtpTransaction, type Transport, type TransportSession } from "../transport/transport";
 import { backOff, recordChunk, settleUnclaimed, type Attempt, type Chunk, type DeliveryContext } from "./chunk";
 import type { OutboxJob } from "./outbox";
-import { ended, outgoingMail } from "./outgoing";
+import { outgoingMail } from "./outgoing";
 import { openSession, transportsFor } from "./transports";
 
 export type { DeliveryContext } from "./chunk";
@@ -85,7 +85,7 @@ export interface BatchRun {
 
 /** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
 async function joinLane(run: BatchRun): Promise<void> {
-  const opened = await openSession(run, run.budget.attemptDeadline(Date.now()));
+  const opened = await openSession(run, { deadline: run.budget.attemptDeadline(Date.now()) });
   // A relay that takes fewer connections than asked for: the lanes already running carry on.
   if (opened.ok) await runLane(run, opened.value);
   else run.context.log.info("an extra session could not be opened; the others carry on", { reason: opened.failure.message });
@@ -108,10 +108,17 @@ async function runLane(run: BatchRun, opened: TransportSession | undefined): Pro
       const mail = current.mail!;
       if (!run.unreachable && (!session || session.isBroken)) {
         await session?.close();
-        const reopened = await openSession(run, mail.deadline);
+        // A lane may wait for a place under SMTP_MAX_CONNECTIONS until the budget lets it start nothing more.
+        const reopened = await openSession(run, { deadline: mail.deadline, waitUntil: run.budget.startsNoneAfter });
         if (reopened.ok) {
           session = reopened.value;
           run.firstSessionOpened();
+        } else if (reopened.failure.stage === "pacing") {
+          // No place came free in time: the mail and the rest go back as they were (no attempt counted).
+          run.context.log.warn("no connection to the relay was free in time; the batch goes back to the queue", { reason: reopened.failure.message });
+          await handBack(run, [current, ...(await feed.rest())]);
+          handBackUnclaimed(run);
+          break;
         } else run.unreachable = { recipients: [], end: reopened }; // the rest need not wait for it too
       }
       // Only now, with a session up, does the lane claim more than the message in hand.

@@ -6,10 +6,8 @@ import { signMessage } from "../core/dkim";
 import { buildMime, type Envelope, type OutgoingMessage } from "../core/message";
 import { envelopeIdFor, returnPathFor } from "../core/return-path";
 import { getAttachments } from "../store/attachment-objects";
-import type { OutgoingMail, SmtpFailure, SmtpTransaction } from "../transport/transport";
+import { ended, type OutgoingMail, type SmtpTransaction } from "../transport/transport";
 import { dkimSignerFor } from "./dkim-signer";
-
-export const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
 
 export interface ReadyOptions {
   config: Config;

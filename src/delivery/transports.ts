@@ -2,14 +2,19 @@
 // and once one could not (the relay cannot be reached, refuses TLS or AUTH, or is closing), the batch
 // fails over to the next and does not try the first again. A transport's refusal of a recipient is
 // never a reason to fail over: that is an answer about the mail, recorded as it is.
-import type { SmtpFailure, SmtpResult, Transport, TransportSession } from "../transport/transport";
+import type { OpenOptions, SmtpFailure, SmtpResult, Transport, TransportSession } from "../transport/transport";
 import { cloudflareTransport } from "../transport/cloudflare/transport";
+import { pacedTransport } from "../transport/smtp/paced";
 import { smtpTransport } from "../transport/smtp/transport";
 import type { DeliveryContext } from "./chunk";
 
-export function transportsFor({ config, email }: Pick<DeliveryContext, "config" | "email">): Transport[] {
+export function transportsFor({ config, email, pacer }: Pick<DeliveryContext, "config" | "email" | "pacer">): Transport[] {
   return config.transports.map((name) => {
-    if (name === "smtp") return smtpTransport(config.smtp!);
+    if (name === "smtp") {
+      const smtp = smtpTransport(config.smtp!);
+      // One pacer per relay, however many invocations deliver to it.
+      return config.pacing && pacer ? pacedTransport(smtp, pacer.getByName(`${config.smtp!.host}:${config.smtp!.port}`), config.pacing) : smtp;
+    }
     // parseConfig refuses TRANSPORT=cloudflare without the binding.
     return cloudflareTransport(email!);
   });
@@ -26,11 +31,13 @@ export interface SessionSource {
  * A session from the first usable transport (from where the batch failed over to); if none can be
  * used, the first one's failure, with what the others said.
  */
-export async function openSession(source: SessionSource, deadline: number): Promise<SmtpResult<TransportSession>> {
+export async function openSession(source: SessionSource, options: OpenOptions): Promise<SmtpResult<TransportSession>> {
   const failures: { name: string; failure: SmtpFailure }[] = [];
   for (let i = source.failedOver; i < source.transports.length; i++) {
     const transport = source.transports[i]!;
-    const opened = await transport.open({ deadline });
+    const opened = await transport.open(options);
+    // Held back by Mailroom's own pacing: the relay is fine, it just has no room for one more now.
+    if (!opened.ok && opened.failure.stage === "pacing") return opened;
     if (opened.ok) {
       if (failures.length > 0) {
         source.context.log.warn("transport cannot be used; failing over", { transport: failures[0]!.name, next_transport: transport.name, reason: failures[0]!.failure.message });

@@ -7,8 +7,11 @@ import type { Envelope } from "../core/message";
 
 export type TransportName = "smtp" | "cloudflare";
 
-/** Where a failure happened: "session" stages concern the relay, "message" stages concern one mail. */
-export type SmtpStage = "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
+/**
+ * Where a failure happened: "session" stages concern the relay, "message" stages concern one mail;
+ * "pacing": Mailroom's own limits on the relay (SMTP_MAX_CONNECTIONS, SMTP_MAX_PER_SECOND) held it back.
+ */
+export type SmtpStage = "pacing" | "connect" | "greeting" | "ehlo" | "starttls" | "auth" | "mail" | "rcpt" | "data" | "message";
 
 /**
  * "content": the message itself cannot be put on the wire, which no retry changes. "storage": a part of
@@ -55,6 +58,9 @@ export interface SmtpTransaction {
 
 export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpFailure };
 
+/** A transaction that ended before any recipient was reached. */
+export const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
+
 /** One mail for a session: its envelope, the message as it goes out (RFC 5322, not dot-stuffed) and the epoch ms no wait may outlast. */
 export interface OutgoingMail {
   envelope: Envelope;
@@ -78,11 +84,17 @@ export interface TransportSession {
   close(): Promise<void>;
 }
 
+export interface OpenOptions {
+  deadline: number;
+  /** Until when the open may wait for a place under SMTP_MAX_CONNECTIONS; none: it does not wait. */
+  waitUntil?: number;
+}
+
 export interface Transport {
   readonly name: TransportName;
   /**
    * A session ready for send(), or why the transport cannot be used at all now (the relay cannot be
    * reached, refuses TLS or AUTH, or is closing): only then does delivery fail over to the next one.
    */
-  open(options: { deadline: number }): Promise<SmtpResult<TransportSession>>;
+  open(options: OpenOptions): Promise<SmtpResult<TransportSession>>;
 }

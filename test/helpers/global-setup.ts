@@ -10,6 +10,7 @@ import type { TestProject } from "vitest/node";
 import { startInbox } from "../../scripts/inbox.mjs";
 import { startWebhookReceiver } from "../../scripts/webhook-receiver.mjs";
 import { startMisbehavingSmtp } from "./misbehaving-smtp";
+import { startPacingRelay } from "./pacing-relay";
 import { startPipeliningRelay } from "./pipelining-relays";
 import { startRelayGate, type GateMode } from "./relay-gate";
 import { SMTP_PASS, SMTP_USER, type DkimVerdict, type SmtpFixtures } from "./smtp-fixtures";
@@ -79,6 +80,7 @@ export default async function setup(project: TestProject) {
   const flood = await startMisbehavingSmtp("flood");
   const stray = await startMisbehavingSmtp("stray-reply");
   const busy = await startMisbehavingSmtp("busy");
+  const pacing = await startPacingRelay();
   const pipeliningOnly = await startPipeliningRelay("pipelining-only");
   const strictLockstep = await startPipeliningRelay("strict-lockstep");
   // Fails about a third of all attempts: 1 − (1 − 0.1)⁴ of connect, MAIL, RCPT and end of DATA.
@@ -90,6 +92,9 @@ export default async function setup(project: TestProject) {
   // what the injecting server was told.
   const control = createServer(async (req, res) => {
     if (req.method === "POST" && req.url === "/dkim/verify") return res.end(JSON.stringify(await verifyDkim(req)));
+    if (req.url === "/pacing/stats") return res.end(JSON.stringify(pacing.stats));
+    if (req.url === "/pacing/reset") return res.end(JSON.stringify((pacing.reset(), pacing.stats)));
+    if (req.url?.startsWith("/pacing/throttle/")) return res.end(JSON.stringify(pacing.throttleNext(Number(req.url.slice("/pacing/throttle/".length)))));
     if (req.url?.startsWith("/email-service/sent/")) {
       const raw = await sentByEmailService(decodeURIComponent(req.url.slice("/email-service/sent/".length)));
       res.statusCode = raw === undefined ? 404 : 200;
@@ -136,6 +141,7 @@ export default async function setup(project: TestProject) {
     flood: { smtpPort: flood.port },
     stray: { smtpPort: stray.port },
     busy: { smtpPort: busy.port },
+    pacing: { smtpPort: pacing.port },
     gate: { smtpPort: gate.port, controlPort: controlAddress.port },
     chaos: { smtpPort: chaos.smtpPort, httpPort: chaos.httpPort! },
     pipeliningOnly: { smtpPort: pipeliningOnly.port },
@@ -147,6 +153,6 @@ export default async function setup(project: TestProject) {
   return async () => {
     control.closeAllConnections();
     await new Promise<void>((resolve) => control.close(() => resolve()));
-    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), busy.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close(), webhookReceiver.close()]);
+    await Promise.all([plain.close(), starttls.close(), implicitTls.close(), noStarttls.close(), untrustedTls.close(), untrustedStarttls.close(), wrongHostTls.close(), wrongHostStarttls.close(), drop.close(), silent.close(), injection.close(), trickle.close(), dataPolicy.close(), flood.close(), stray.close(), busy.close(), pacing.close(), gate.close(), chaos.close(), pipeliningOnly.close(), strictLockstep.close(), webhookReceiver.close()]);
   };
 }

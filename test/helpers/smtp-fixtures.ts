@@ -35,6 +35,9 @@ export interface SmtpFixtures {
   stray: { smtpPort: number };
   /** Greets with 421 and hangs up, as a relay over its connection limit does. */
   busy: { smtpPort: number };
+  /** Counts connections at once and MAIL FROMs per second (pacing-relay.ts); GET /pacing/stats, /pacing/reset and
+   * /pacing/throttle/<n> (the next n MAIL FROMs get 454 Throttling failure) on drop.controlPort. */
+  pacing: { smtpPort: number };
   /** The default relay of the workerd tests: the plain inbox behind a switchable gate (relay-gate.ts);
    * GET /gate/open|chaos|tempfail|down|hold on controlPort switches it and answers its mode and connection counts. */
   gate: { smtpPort: number; controlPort: number };
