@@ -62,8 +62,13 @@ export function reserveSlots(schedule: SendSchedule, perSecond: number, count: n
   return { at, schedule: { ...schedule, nextSlotAt: next } };
 }
 
-/** After a throttling answer: half the rate in force (not below SLOWEST_FACTOR), and a pause for every sender. */
+/**
+ * After a throttling answer: half the rate in force (not below SLOWEST_FACTOR), and a pause for every
+ * sender. Answers within the pause of the last one are the same burst (several sessions saw it): they
+ * halve nothing more.
+ */
 export function throttle(schedule: SendSchedule, now: number): SendSchedule {
+  if (schedule.throttledAt > 0 && now - schedule.throttledAt < THROTTLE_PAUSE_MS) return schedule;
   return {
     factor: Math.max(SLOWEST_FACTOR, factorAt(schedule, now) / 2),
     throttledAt: now,

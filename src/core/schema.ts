@@ -53,8 +53,9 @@ const headerEntries = z
   .record(
     z
       .string()
-      // RFC 5322 §3.6.8: printable ASCII but the colon.
-      .regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, "header names are 1–76 printable ASCII characters, no colon or space")
+      // RFC 5322 §3.6.8: printable ASCII but the colon; and no semicolon (which RFC 5322 allows), since a
+      // DKIM signature lists the names in h=, and its tags are separated by semicolons (RFC 6376 §3.2).
+      .regex(/^[\x21-\x39\x3c-\x7e]{1,76}$/, "header names are 1–76 printable ASCII characters, no colon, semicolon or space")
       .refine((name) => /^x-/i.test(name) || CLIENT_HEADER_NAMES.has(name.toLowerCase()), {
         message: `only X-* headers and ${CLIENT_HEADERS.join(", ")} may be set; the others are Mailroom's to write`,
       }),

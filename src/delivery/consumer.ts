@@ -10,7 +10,7 @@
 // time budget the invocation claims nothing more and hands the rest back to the queue. A message whose
 // attachments are in R2 is read and built only when its lane comes to it, so a lane holds two at most.
 import { classifyAttempt } from "../core/outcome";
-import { retryWindowEndsAt } from "../core/retry";
+import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import { claimMessages, releaseClaims, type Claim } from "../store/attempts";
 import { ended, type SmtpTransaction, type Transport, type TransportSession } from "../transport/transport";
@@ -98,6 +98,30 @@ async function joinLane(run: BatchRun): Promise<void> {
 async function runLane(run: BatchRun, opened: TransportSession | undefined): Promise<void> {
   let session = opened;
   const feed = laneFeed(run);
+  /**
+   * A usable session for the mails in hand, or run.unreachable set; false when pacing left no place in
+   * time and they (and the rest) went back to the queue as they were (no attempt counted).
+   */
+  const ensureSession = async (inHand: Attempt[]): Promise<boolean> => {
+    if (run.unreachable || (session && !session.isBroken)) return true;
+    await session?.close();
+    session = undefined;
+    // A lane may wait for a place under SMTP_MAX_CONNECTIONS until the budget lets it start nothing more.
+    const reopened = await openSession(run, { deadline: inHand[0]!.mail!.deadline, waitUntil: run.budget.startsNoneAfter });
+    if (reopened.ok) {
+      session = reopened.value;
+      run.firstSessionOpened();
+      return true;
+    }
+    if (reopened.failure.stage !== "pacing") {
+      run.unreachable = { recipients: [], end: reopened }; // the rest need not wait for it too
+      return true;
+    }
+    run.context.log.warn("no connection to the relay could be had in time; the batch goes back to the queue", { reason: reopened.failure.message });
+    await handBack(run, [...inHand, ...(await feed.rest())], { backOff: true });
+    handBackUnclaimed(run, { backOff: true });
+    return false;
+  };
   try {
     for (let current = await nextBuilt(run, feed); current; ) {
       if (run.started > 0 && Date.now() >= run.budget.startsNoneAfter) {
@@ -106,23 +130,11 @@ async function runLane(run: BatchRun, opened: TransportSession | undefined): Pro
         break;
       }
       const mail = current.mail!;
-      if (!run.unreachable && (!session || session.isBroken)) {
-        await session?.close();
-        // A lane may wait for a place under SMTP_MAX_CONNECTIONS until the budget lets it start nothing more.
-        const reopened = await openSession(run, { deadline: mail.deadline, waitUntil: run.budget.startsNoneAfter });
-        if (reopened.ok) {
-          session = reopened.value;
-          run.firstSessionOpened();
-        } else if (reopened.failure.stage === "pacing") {
-          // No place came free in time: the mail and the rest go back as they were (no attempt counted).
-          run.context.log.warn("no connection to the relay was free in time; the batch goes back to the queue", { reason: reopened.failure.message });
-          await handBack(run, [current, ...(await feed.rest())]);
-          handBackUnclaimed(run);
-          break;
-        } else run.unreachable = { recipients: [], end: reopened }; // the rest need not wait for it too
-      }
+      if (!(await ensureSession([current]))) break;
       // Only now, with a session up, does the lane claim more than the message in hand.
       const following = await nextBuilt(run, feed);
+      // The session may have ended while the next one was claimed and built (its pacing lease was lost).
+      if (!(await ensureSession(following ? [current, following] : [current]))) break;
       if (session && !session.isBroken) {
         // A message the time budget will hand back gets no envelope sent ahead for it: QUIT instead.
         const next = following && Date.now() < run.budget.startsNoneAfter ? following.mail! : "quit";
@@ -199,15 +211,25 @@ function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
   return run.waiting.splice(0, Math.min(CHUNK_MAX, share));
 }
 
+/** How handed-back jobs come back: at once, or (when pacing held them back) after the job's own backoff. */
+interface HandBackOptions {
+  backOff?: boolean;
+}
+
+function retryJob(run: BatchRun, msg: Message<OutboxJob>, { backOff = false }: HandBackOptions): void {
+  if (backOff) msg.retry({ delaySeconds: backoffSeconds(msg.attempts, run.context.config.retry) });
+  else msg.retry();
+}
+
 /** The jobs no lane has taken: never claimed, nothing counted, so the next invocation takes them at once. */
-function handBackUnclaimed(run: BatchRun): void {
+function handBackUnclaimed(run: BatchRun, options: HandBackOptions = {}): void {
   const rest = run.waiting.splice(0);
-  for (const msg of rest) msg.retry();
+  for (const msg of rest) retryJob(run, msg, options);
   run.handedBack += rest.length;
 }
 
-/** Claimed messages whose transactions the time budget leaves no room for: released, and their jobs back on the queue at once. */
-async function handBack(run: BatchRun, attempts: Attempt[]): Promise<void> {
+/** Claimed messages whose transactions the time budget leaves no room for: released, and their jobs back on the queue. */
+async function handBack(run: BatchRun, attempts: Attempt[], options: HandBackOptions = {}): Promise<void> {
   try {
     await releaseClaims(run.context.db, attempts.map((a) => a.claim));
   } catch (error) {
@@ -215,7 +237,7 @@ async function handBack(run: BatchRun, attempts: Attempt[]): Promise<void> {
     run.context.log.error("claims of messages handed back could not be released", { error, handed_back: attempts.length });
   }
   for (const attempt of attempts) {
-    attempt.msg.retry();
+    retryJob(run, attempt.msg, options);
     const { chunk } = attempt;
     chunk.attempts.splice(chunk.attempts.indexOf(attempt), 1);
     recordWhenDone(run, chunk);

@@ -41,11 +41,14 @@ export class RelayPacer extends DurableObject {
     return granted;
   }
 
-  /** Extends a running lease; false when it had ended (and its place could not be had again). */
-  async renew(leaseId: string, max: number, leaseMs: number): Promise<boolean> {
+  /**
+   * Extends a running lease; false when it had ended or was given back (it is not taken again: its place
+   * may be another's by now, and a renewal that arrives after the release must not bring it back).
+   */
+  async renew(leaseId: string, leaseMs: number): Promise<boolean> {
     const now = Date.now();
     this.state = liveLeases(this.state, now);
-    if (!(leaseId in this.state.leases) && !hasRoom(this.state, max, now)) return false;
+    if (!(leaseId in this.state.leases)) return false;
     this.state.leases[leaseId] = now + leaseMs;
     this.save();
     return true;
@@ -86,18 +89,14 @@ export class RelayPacer extends DurableObject {
     void this.ctx.storage.put("leases", this.state);
   }
 
-  /** Grants waiting acquires in order while there is room; gives up on those whose wait is over. */
+  /** Tells every waiter whose wait is over (wherever it stands in line) no, then grants the others in order while there is room. */
   private serveWaiters(): void {
     const now = Date.now();
-    while (this.waiters.length > 0) {
-      const [first] = this.waiters;
-      if (first!.until <= now) {
-        this.waiters.shift();
-        first!.resolve({ granted: false });
-      } else if (hasRoom(this.state, first!.max, now)) {
-        this.waiters.shift();
-        first!.resolve(this.grant(first!.leaseMs, now));
-      } else break;
+    for (const waiter of this.waiters.filter((w) => w.until <= now)) waiter.resolve({ granted: false });
+    this.waiters = this.waiters.filter((w) => w.until > now);
+    while (this.waiters.length > 0 && hasRoom(this.state, this.waiters[0]!.max, now)) {
+      const first = this.waiters.shift()!;
+      first.resolve(this.grant(first.leaseMs, now));
     }
     this.wakeLater(now);
   }

@@ -114,6 +114,32 @@ describe("TRANSPORT=cloudflare", () => {
     expect(recipients.map((r) => r.status)).toEqual(["sent", "sent", "sent"]);
   });
 
+  it("does not begin a send it could not hear the answer to: the rest wait, unsent", async () => {
+    const to = [uniqueRecipient("slow"), uniqueRecipient("unsent")];
+    const { id } = await insertQueuedMessage({ to });
+    // The first answer takes most of the attempt's 4 s (a 5 s claim), leaving less than SEND_MARGIN_MS.
+    const slow = wrapped();
+    const slowly = { send: (m: EmailMessage) => new Promise<EmailSendResult>((resolve, reject) => setTimeout(() => slow.send(m).then(resolve, reject), 2500)) };
+    await deliver([id], { ...CLOUDFLARE_ONLY, EMAIL: slowly, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "100" });
+    expect(slow.calls).toBe(1);
+    const { message, recipients } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(recipients.map((r) => r.status)).toEqual(["sent", "pending"]);
+  });
+
+  it("marks a recipient whose send() went unanswered after another was accepted as a possible duplicate", async () => {
+    const to = [uniqueRecipient("answered"), uniqueRecipient("unanswered")];
+    const { id } = await insertQueuedMessage({ to });
+    const real = wrapped();
+    const secondHangs = { send: (m: EmailMessage) => (real.calls === 0 ? real.send(m) : new Promise<EmailSendResult>(() => {})) };
+    await deliver([id], { ...CLOUDFLARE_ONLY, EMAIL: secondHangs, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "100" });
+    const { message, recipients } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(recipients[0]!.status).toBe("sent");
+    expect(recipients[1]).toMatchObject({ status: "deferred", smtpCode: 451 });
+    expect(recipients[1]!.detail).toMatch(/possible duplicate on the next attempt/);
+  });
+
   it("fails the mail for every recipient at once when the service refuses the message itself", async () => {
     const { id } = await insertQueuedMessage({ to: [uniqueRecipient("a"), uniqueRecipient("b")] });
     const refusing = wrapped({ call: 1, error: serviceError("E_CONTENT_TOO_LARGE", "Content too large") });
@@ -181,6 +207,16 @@ describe("TRANSPORT=smtp,cloudflare", () => {
     expect(counted.calls).toBe(0);
     expect((await loadMessage(id)).events.at(-1)).toMatchObject({ type: "sent", transport: "smtp" });
     expect(await inboxMessages(to)).toHaveLength(1);
+  });
+
+  it("makes Email Service's refusals for good temporary when it is only the fallback: the relay is tried again", async () => {
+    const refused = uniqueRecipient("refused");
+    const { id } = await insertQueuedMessage({ to: refused });
+    await deliver([id], { ...FAILOVER, SMTP_PORT: String(smtp.closedPort), EMAIL: bindings.EMAIL_ONE_RECIPIENT });
+    const { message, recipients } = await loadMessage(id);
+    expect(message.status).toBe("retrying");
+    expect(recipients[0]).toMatchObject({ status: "deferred", smtpCode: 451 });
+    expect(recipients[0]!.detail).toMatch(/451 4\.7\.1 E_RECIPIENT_NOT_ALLOWED: .*only the fallback/);
   });
 
   it("lets the mail wait when Email Service cannot take it either, and the history says which transport had the attempt last", async () => {

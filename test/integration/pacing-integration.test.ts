@@ -88,6 +88,32 @@ describe("pacing the relay across invocations", () => {
     expect(stats.connectedAt[0]).toBeGreaterThanOrEqual(takenAt + 2000);
   });
 
+  it("tells a waiter whose wait is over no, even behind one still waiting, and serves the other when a place comes free", async () => {
+    const held = await pacer().acquire(1, 60_000, 0);
+    expect(held.granted).toBe(true);
+    let longDone = false;
+    const long = pacer().acquire(1, 60_000, 5000).then((grant) => ((longDone = true), grant));
+    const short = await pacer().acquire(1, 60_000, 100);
+    expect(short).toEqual({ granted: false });
+    expect(longDone).toBe(false);
+    if (held.granted) await pacer().release(held.leaseId);
+    const granted = await long;
+    expect(granted.granted).toBe(true);
+    if (granted.granted) await pacer().release(granted.leaseId);
+  });
+
+  it("does not bring back a lease that was given back, when a late renewal arrives", async () => {
+    const grant = await pacer().acquire(1, 60_000, 0);
+    expect(grant.granted).toBe(true);
+    if (!grant.granted) return;
+    expect(await pacer().renew(grant.leaseId, 60_000)).toBe(true);
+    await pacer().release(grant.leaseId);
+    expect(await pacer().renew(grant.leaseId, 60_000)).toBe(false);
+    const next = await pacer().acquire(1, 60_000, 0);
+    expect(next.granted).toBe(true);
+    if (next.granted) await pacer().release(next.leaseId);
+  });
+
   it("hands a batch back unattempted when no place comes free while the invocation may still start mail, and never fails over for it", async () => {
     await control("reset");
     const held = await pacer().acquire(1, 600_000, 0);

@@ -1,18 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config";
+import { configProblems } from "../helpers/config";
 
 const KEY_HASH = "62af8704764faf8ea82fc61ce9c4c3908b6cb97d463a634e9e587d7c885db0ef";
 const base = { SMTP_HOST: "smtp.relay.example", MAIL_FROM: "Acme <noreply@acme.example>", API_KEYS: `web:${KEY_HASH}` };
 
-function problems(env: Record<string, unknown>): string[] {
-  try {
-    parseConfig(env);
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  return [];
-}
+const problems = configProblems;
 
 describe("parseConfig", () => {
   it("applies defaults and treats empty vars as unset", () => {

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config";
 import { relaxedBody, relaxedHeader, signMessage } from "../../src/core/dkim";
 import { importDkimKey, parseDkimKey } from "../../src/core/dkim-key";
+import { sendEmailSchema } from "../../src/core/schema";
 import { DKIM_DOMAIN, ED25519_KEY, RSA_KEY } from "../fixtures/dkim-keys";
 
 const base = { SMTP_HOST: "smtp.relay.example", MAIL_FROM: "Acme <noreply@acme.example>", API_KEYS: `app:${"a".repeat(64)}` };
@@ -139,5 +140,15 @@ describe("DKIM_PRIVATE_KEY", () => {
     ]);
     expect(problems({ DKIM_DOMAIN: "", DKIM_SELECTOR: "", DKIM_PRIVATE_KEY: "" })).toEqual([]);
     expect(parseConfig({ ...base, DKIM_DOMAIN: "acme.example", DKIM_SELECTOR: "2026.mail", DKIM_PRIVATE_KEY: ED25519_KEY }).dkim?.selector).toBe("2026.mail");
+  });
+});
+
+describe("the header names a client may send", () => {
+  it("have no semicolon: DKIM lists them in h=, whose tags end at semicolons", () => {
+    const request = (name: string) => sendEmailSchema.safeParse({ from: "a@mailroom.test", to: "b@example.com", subject: "s", text: "t", headers: { [name]: "v" } });
+    expect(request("X-Good-Name").success).toBe(true);
+    const refused = request("X-Bad;Name");
+    expect(refused.success).toBe(false);
+    expect(JSON.stringify(refused.error?.issues)).toContain("no colon, semicolon or space");
   });
 });

@@ -2,7 +2,8 @@
 // holds more than the rate, what a throttling answer does to it and how it recovers; which answers are
 // throttling; and the settings.
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../src/config";
+import { parseConfig } from "../../src/config";
+import { configProblems } from "../helpers/config";
 import { factorAt, FRESH_SCHEDULE, hasRoom, isThrottlingReply, liveLeases, nextExpiry, RECOVERY_STEP_MS, reserveSlots, SLOWEST_FACTOR, throttle, THROTTLE_PAUSE_MS } from "../../src/core/pacing";
 
 const base = { SMTP_HOST: "smtp.relay.example", MAIL_FROM: "Acme <noreply@acme.example>", API_KEYS: `web:${"a".repeat(64)}` };
@@ -51,12 +52,15 @@ describe("the send schedule", () => {
     expect(reserveSlots(throttled, 10, 2, 10_000).at).toEqual([11_000, 11_200]);
     expect(factorAt(throttled, 10_000 + RECOVERY_STEP_MS - 1)).toBe(0.5);
     expect(factorAt(throttled, 10_000 + RECOVERY_STEP_MS)).toBe(1);
-    const twice = throttle(throttle(throttled, 10_001), 10_002);
+    // Answers within the pause are the same burst, seen by several sessions: no further halving.
+    expect(throttle(throttle(throttled, 10_001), 10_000 + THROTTLE_PAUSE_MS - 1)).toBe(throttled);
+    const later = 10_000 + THROTTLE_PAUSE_MS;
+    const twice = throttle(throttle(throttled, later), later + THROTTLE_PAUSE_MS);
     expect(twice.factor).toBe(0.125);
-    expect(factorAt(twice, 10_002 + 2 * RECOVERY_STEP_MS)).toBe(0.5);
+    expect(factorAt(twice, later + THROTTLE_PAUSE_MS + 2 * RECOVERY_STEP_MS)).toBe(0.5);
     // Never slower than the slowest.
     let often = FRESH_SCHEDULE;
-    for (let i = 0; i < 10; i++) often = throttle(often, 20_000 + i);
+    for (let i = 1; i <= 10; i++) often = throttle(often, i * THROTTLE_PAUSE_MS);
     expect(often.factor).toBe(SLOWEST_FACTOR);
     // A pause already longer stays.
     expect(throttle({ ...FRESH_SCHEDULE, nextSlotAt: 50_000 }, 10_000).nextSlotAt).toBe(50_000);
@@ -95,14 +99,7 @@ describe("the pacing settings", () => {
   });
 
   it("refuse what cannot work, by name", () => {
-    const problems = (env: Record<string, unknown>) => {
-      try {
-        parseConfig({ ...base, PACER, ...env });
-        return [];
-      } catch (error) {
-        return (error as ConfigError).problems;
-      }
-    };
+    const problems = (env: Record<string, unknown>) => configProblems({ ...base, PACER, ...env });
     expect(problems({ SMTP_MAX_CONNECTIONS: "0" })).toEqual(["SMTP_MAX_CONNECTIONS: must be at least 1"]);
     expect(problems({ SMTP_MAX_CONNECTIONS: "2.5" })).toEqual(["SMTP_MAX_CONNECTIONS: must be a whole number"]);
     expect(problems({ SMTP_MAX_PER_SECOND: "0" })).toEqual(["SMTP_MAX_PER_SECOND: must be more than 0"]);

@@ -30,8 +30,9 @@ export const EMAIL_SERVICE_ERRORS: Record<string, Meaning> = {
   // Email Service's own suppression list (an earlier bounce or complaint there): refused for good.
   E_RECIPIENT_SUPPRESSED: RECIPIENT_REFUSED,
   E_DELIVERY_FAILED: { code: 451, enhancedCode: "4.4.0", scope: "recipient" },
-  E_VALIDATION_ERROR: CONTENT_REFUSED,
-  E_FIELD_MISSING: CONTENT_REFUSED,
+  // Possibly about this recipient's address only: each recipient gets its own answer.
+  E_VALIDATION_ERROR: { code: 554, enhancedCode: "5.6.0", scope: "recipient" },
+  E_FIELD_MISSING: { code: 554, enhancedCode: "5.6.0", scope: "recipient" },
   // Mailroom gives the binding one recipient at a time, so this is about the message's own headers.
   E_TOO_MANY_RECIPIENTS: { code: 554, enhancedCode: "5.5.3", scope: "message" },
   E_TOO_MANY_ATTACHMENTS: { code: 554, enhancedCode: "5.3.4", scope: "message" },

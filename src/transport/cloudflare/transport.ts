@@ -6,11 +6,22 @@
 // bounces of this mail reach Email Service, not Mailroom.
 import { EmailMessage } from "cloudflare:email";
 import type { OutgoingMail, RecipientReply, SmtpFailure, SmtpResult, SmtpTransaction, Transport, TransportSession } from "../transport";
-import { classifyEmailServiceError } from "./errors";
+import { classifyEmailServiceError, type EmailServiceRefusal } from "./errors";
 
-export function cloudflareTransport(binding: SendEmail): Transport {
+/** A send() is not begun with less time than this left: it might go and its answer never be heard. */
+export const SEND_MARGIN_MS = 2000;
+
+export interface CloudflareOptions {
+  /**
+   * Listed after the relay (TRANSPORT=smtp,cloudflare): its refusals for good become temporary, since the
+   * relay, tried again on the next attempt, may well take what Email Service will not.
+   */
+  fallback?: boolean;
+}
+
+export function cloudflareTransport(binding: SendEmail, { fallback = false }: CloudflareOptions = {}): Transport {
   // Nothing to connect to: whether the service takes the mail is known only per send().
-  const session = new EmailServiceSession(binding);
+  const session = new EmailServiceSession(binding, fallback);
   return { name: "cloudflare", open: async (): Promise<SmtpResult<TransportSession>> => ({ ok: true, value: session }) };
 }
 
@@ -18,7 +29,10 @@ class EmailServiceSession implements TransportSession {
   readonly transport = "cloudflare";
   readonly isBroken = false;
 
-  constructor(private readonly binding: SendEmail) {}
+  constructor(
+    private readonly binding: SendEmail,
+    private readonly fallback: boolean,
+  ) {}
 
   async send(mail: OutgoingMail): Promise<SmtpTransaction> {
     const recipients: RecipientReply[] = [];
@@ -26,6 +40,11 @@ class EmailServiceSession implements TransportSession {
     let stopped: SmtpFailure | undefined;
     for (const recipient of mail.envelope.recipients) {
       const command = `send_email to <${recipient}>`;
+      if (mail.deadline - Date.now() < SEND_MARGIN_MS) {
+        // Too late to hear the answer: not begun, so this one and the rest simply wait.
+        stopped = { kind: "timeout", stage: "message", command, message: `${command}: too little of the attempt's time was left to wait for Email Service's answer; not sent` };
+        break;
+      }
       const answer = await this.sendOne(mail, recipient);
       if (answer.ok) {
         accepted.push(answer.messageId);
@@ -34,11 +53,14 @@ class EmailServiceSession implements TransportSession {
       }
       if (answer.timedOut) {
         // No answer in time: it may have gone all the same, as after a lost reply to SMTP's final dot.
-        stopped = { kind: "timeout", stage: "message", command, message: `${command}: no answer before the attempt's time was up; Email Service may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)` };
+        const reply = "no answer before the attempt's time was up; Email Service may have taken the mail all the same: possible duplicate on the next attempt (same Message-ID)";
+        recipients.push({ recipient, code: 451, enhanced_code: "4.4.7", reply, command });
+        stopped = { kind: "timeout", stage: "message", command, message: `${command}: ${reply}` };
         break;
       }
-      const { refusal, text } = answer;
-      const reply = `${refusal.error}: ${text}`.slice(0, 500);
+      const { text } = answer;
+      const refusal = this.fallback && answer.refusal.code >= 500 ? asTemporary(answer.refusal) : answer.refusal;
+      const reply = `${refusal.error}: ${text}${refusal === answer.refusal ? "" : " (for good, said Email Service; but it is only the fallback: the relay is tried again)"}`.slice(0, 500);
       const failure: SmtpFailure = {
         kind: "reply",
         stage: refusal.scope === "message" ? "data" : refusal.scope === "service" ? "mail" : "rcpt",
@@ -65,7 +87,7 @@ class EmailServiceSession implements TransportSession {
   }
 
   /** One recipient's send(), waited for until the attempt's deadline at most. */
-  private async sendOne(mail: OutgoingMail, recipient: string): Promise<{ ok: true; messageId: string } | { ok: false; timedOut: true } | { ok: false; timedOut: false; refusal: ReturnType<typeof classifyEmailServiceError>; text: string }> {
+  private async sendOne(mail: OutgoingMail, recipient: string): Promise<{ ok: true; messageId: string } | { ok: false; timedOut: true } | { ok: false; timedOut: false; refusal: EmailServiceRefusal; text: string }> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeUp = new Promise<"time up">((resolve) => (timer = setTimeout(() => resolve("time up"), Math.max(0, mail.deadline - Date.now()))));
     try {
@@ -80,4 +102,9 @@ class EmailServiceSession implements TransportSession {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A refusal for good, made temporary: 5xx → 451, 5.x.y → 4.x.y. */
+function asTemporary(refusal: EmailServiceRefusal): EmailServiceRefusal {
+  return { ...refusal, code: 451, enhancedCode: `4${refusal.enhancedCode.slice(1)}` };
 }

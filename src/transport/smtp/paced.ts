@@ -17,21 +17,21 @@ export function pacedTransport(inner: Transport, pacer: Pacer, settings: PacingS
   return {
     name: inner.name,
     async open(options: OpenOptions): Promise<SmtpResult<TransportSession>> {
-      let leaseId: string | undefined;
+      let lease: Lease | undefined;
       if (settings.maxConnections !== undefined) {
         try {
           const waitMs = Math.max(0, (options.waitUntil ?? 0) - Date.now());
           const grant = await pacer.acquire(settings.maxConnections, settings.leaseMs, waitMs);
           if (!grant.granted) return { ok: false, failure: pacingFailure("(waiting for a connection)", `every connection SMTP_MAX_CONNECTIONS (${settings.maxConnections}) allows is in use`) };
-          leaseId = grant.leaseId;
+          lease = new Lease(pacer, grant.leaseId, settings.leaseMs);
         } catch (error) {
           return { ok: false, failure: pacingFailure("(waiting for a connection)", `the relay's pacer could not be asked: ${String(error)}`.slice(0, 1000)) };
         }
       }
       const opened = await inner.open(options);
-      if (opened.ok) return { ok: true, value: new PacedSession(opened.value, pacer, settings, leaseId) };
+      if (opened.ok) return { ok: true, value: new PacedSession(opened.value, pacer, settings, lease) };
       if (isThrottlingReply(opened.failure.code, opened.failure.reply)) await tell(() => pacer.throttled());
-      if (leaseId) await tell(() => pacer.release(leaseId));
+      await lease?.end();
       return opened;
     },
   };
@@ -46,55 +46,86 @@ async function tell(call: () => Promise<unknown>): Promise<void> {
   }
 }
 
+/** A connection's place, renewed from the moment it is granted (the handshake too) until the session ends. */
+class Lease {
+  /** It ended without us (renewals did not arrive in time): the session sends nothing more. */
+  lost = false;
+  private readonly renewal: ReturnType<typeof setInterval>;
+
+  constructor(
+    private readonly pacer: Pacer,
+    private readonly id: string,
+    leaseMs: number,
+  ) {
+    this.renewal = setInterval(() => {
+      pacer.renew(id, leaseMs).then(
+        (kept) => (this.lost ||= !kept),
+        () => {}, // the next renewal tries again: a lease outlasts three of them
+      );
+    }, leaseMs / 3);
+  }
+
+  async end(): Promise<void> {
+    clearInterval(this.renewal);
+    await tell(() => this.pacer.release(this.id));
+  }
+}
+
+/** The next mail's slot, taken in the send before its own, and whether its envelope went out then. */
+interface KeptSlot {
+  mail: OutgoingMail;
+  at: number;
+  pipelined: boolean;
+}
+
 class PacedSession implements TransportSession {
   readonly transport;
-  /** The next mail's slot, taken in the send before its own. */
-  private reservedAhead: { mail: OutgoingMail; at: number } | undefined;
-  private renewal: ReturnType<typeof setInterval> | undefined;
-  /** The lease ended without this session: it sends nothing more and lets the lane open another. */
-  private leaseLost = false;
+  private kept: KeptSlot | undefined;
 
   constructor(
     private readonly inner: TransportSession,
     private readonly pacer: Pacer,
     private readonly settings: PacingSettings,
-    private readonly leaseId: string | undefined,
+    private readonly lease: Lease | undefined,
   ) {
     this.transport = inner.transport;
-    if (leaseId && settings.maxConnections !== undefined) {
-      const max = settings.maxConnections;
-      this.renewal = setInterval(() => {
-        this.pacer.renew(leaseId, max, settings.leaseMs).then(
-          (kept) => (this.leaseLost ||= !kept),
-          () => {}, // the next renewal tries again; the lease is longer than three of these
-        );
-      }, settings.leaseMs / 3);
-    }
   }
 
   get isBroken(): boolean {
-    return this.leaseLost || this.inner.isBroken;
+    return this.lease?.lost === true || this.inner.isBroken;
   }
 
   async send(mail: OutgoingMail, options: { next?: NextMail } = {}): Promise<SmtpTransaction> {
     let { next } = options;
-    if (this.settings.maxPerSecond !== undefined) {
-      // This mail's slot (taken already if it was to go out ahead), and one for the next mail's envelope.
-      const ahead = this.reservedAhead?.mail === mail ? this.reservedAhead.at : undefined;
+    const perSecond = this.settings.maxPerSecond;
+    if (perSecond !== undefined) {
+      const kept = this.kept?.mail === mail ? this.kept : undefined;
+      this.kept = undefined;
+      // An envelope already on the wire goes on now, whatever the pacer says: the session is mid-transaction.
+      const onWire = kept?.pipelined === true;
+      // A slot kept for a mail whose envelope did not go ahead is used only while fresh (a late one would bunch up).
+      const fresh = kept !== undefined && (onWire || kept.at >= Date.now() - 1000 / perSecond);
       const following = next && next !== "quit" ? next : undefined;
-      let slots: number[];
+      const count = (fresh ? 0 : 1) + (following ? 1 : 0);
+      let slots: number[] = [];
       try {
-        slots = await this.pacer.reserve(this.settings.maxPerSecond, (ahead === undefined ? 1 : 0) + (following ? 1 : 0));
+        if (count > 0) slots = await this.pacer.reserve(perSecond, count);
       } catch (error) {
-        return ended(pacingFailure("(waiting for a send slot)", `the relay's pacer could not be asked: ${String(error)}`.slice(0, 1000)));
+        if (!onWire) return ended(pacingFailure("(waiting for a send slot)", `the relay's pacer could not be asked: ${String(error)}`.slice(0, 1000)));
+        next = undefined; // this one goes; the next asks again in its own send
       }
-      const at = ahead ?? slots.shift()!;
-      this.reservedAhead = following && { mail: following, at: slots[0]! };
-      if (at > mail.deadline) return ended(pacingFailure("(waiting for a send slot)", `SMTP_MAX_PER_SECOND (${this.settings.maxPerSecond}) left no slot before the attempt's time was up`));
-      if (at > Date.now()) await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
-      // The next envelope goes out behind this mail's dot only if its slot has come by then; else in its own
-      // send, at its slot. (A mail sent late would bunch up with the one after it.)
-      if (this.reservedAhead && this.reservedAhead.at > Date.now()) next = undefined;
+      if (!onWire) {
+        const at = fresh ? kept!.at : slots.shift()!;
+        if (at > mail.deadline) return ended(pacingFailure("(waiting for a send slot)", `SMTP_MAX_PER_SECOND (${perSecond}) left no slot before the attempt's time was up`));
+        if (at > Date.now()) await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
+      }
+      if (following && next !== undefined) {
+        // The next envelope goes out behind this mail's dot only if its slot has come; else in its own send.
+        const at = slots.at(-1)!;
+        const pipelined = at <= Date.now();
+        if (!pipelined) next = undefined;
+        this.kept = { mail: following, at, pipelined };
+      }
     }
     const transaction = await this.inner.send(mail, { next });
     if (isThrottling(transaction)) await tell(() => this.pacer.throttled());
@@ -102,9 +133,8 @@ class PacedSession implements TransportSession {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.renewal);
     await this.inner.close();
-    if (this.leaseId) await tell(() => this.pacer.release(this.leaseId!));
+    await this.lease?.end();
   }
 }
 
