@@ -10,7 +10,7 @@ import { addressOf, MAX_REPORTED_RECIPIENTS, readReport } from "../../src/core/r
 import { envelopeIdFor, readReturnPath, returnPathFor } from "../../src/core/return-path";
 import { ADDRESS_BAD_STATUSES, suppressesAddress } from "../../src/core/suppression";
 import { attribute, parseReportMail } from "../../src/delivery/reports";
-import { xtext } from "../../src/transport/smtp/session";
+import { xtext } from "../../src/transport/smtp/commands";
 import { arfComplaint, postfixBounce, postfixSuccess, type ReportFixture } from "../fixtures/reports";
 
 const fixture: ReportFixture = { to: "bounces+token@bounce.mailroom.test", recipient: "gone@example.com" };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dataPayload } from "../../src/transport/smtp/session";
+import { dataPayload } from "../../src/transport/smtp/commands";
 import { buildMime, envelopeRecipients, createMessageId, type OutgoingMessage } from "../../src/core/message";
 
 const message: OutgoingMessage = {

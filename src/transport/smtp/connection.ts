@@ -76,6 +76,13 @@ export class SmtpConnection {
     return this.readReply(stage, shownAs);
   }
 
+  /** A command whose reply must be `expected`; any other reply is a failure (of kind "auth" during AUTH). */
+  async expect(line: string, expected: number, stage: SmtpStage, shownAs = line): Promise<SmtpReply> {
+    const reply = await this.command(line, stage, shownAs);
+    if (reply.code !== expected) throw new SmtpFailed({ ...replyFailure(reply, stage, shownAs), ...(stage === "auth" ? { kind: "auth" as const } : {}) });
+    return reply;
+  }
+
   /** Sends command lines in one write (RFC 2920 PIPELINING); the caller reads their replies, in order. */
   async writeLines(lines: string[], stage: SmtpStage, shownAs = lines.join(", ")): Promise<void> {
     const broken = lines.find((line) => /[\r\n]/.test(line));

@@ -1,13 +1,15 @@
-// Mailroom's SMTP client: one session to the relay, reused for several mails (greeting, EHLO,
-// STARTTLS, AUTH, then MAIL/RCPT/DATA per mail, QUIT). STARTTLS is required when configured:
-// credentials never go out in plaintext. Results are structured ({code, enhanced_code, reply,
-// command}), never thrown strings; the deadlines and the socket live in connection.ts.
+// Mailroom's SMTP client: one session to the relay, reused for several mails (the handshake in
+// handshake.ts, then MAIL/RCPT/DATA per mail, pipelined when the relay offers it, and QUIT). Results are
+// structured ({code, enhanced_code, reply, command}), never thrown strings; the command text is in
+// commands.ts, the deadlines and the socket in connection.ts.
 import type { Config } from "../../config";
 import type { Envelope } from "../../core/message";
 import { isAccepted, isPermanentReply } from "../../core/retry";
 import type { RecipientReply, SmtpFailure, SmtpResult, SmtpStage, SmtpTransaction } from "../transport";
+import { mailLine, rcptLine, recipientReply } from "./commands";
 import { replyFailure, SmtpConnection, SmtpFailed, toFailure } from "./connection";
-import { parseCapabilities, type Capabilities, type SmtpReply } from "./reply";
+import { handshake } from "./handshake";
+import type { SmtpReply } from "./reply";
 
 export type SmtpOptions = NonNullable<Config["smtp"]>;
 
@@ -16,31 +18,6 @@ export type SmtpOptions = NonNullable<Config["smtp"]>;
 const DATA_END_TIMEOUT_MS = 10 * 60 * 1000;
 /** How the DATA payload ends: the body's own last CRLF, then the final dot (RFC 5321 §4.1.1.4). */
 const END_OF_DATA = "\r\n.\r\n";
-const encoder = new TextEncoder();
-
-function recipientReply(recipient: string, command: string, reply: SmtpReply): RecipientReply {
-  return { recipient, code: reply.code, enhanced_code: reply.enhancedCode, reply: reply.text, command };
-}
-
-/** RFC 3461 §4: xtext, for ENVID and ORCPT values: printable ASCII but "+" and "=", the rest as +HH. */
-export function xtext(value: string): string {
-  let out = "";
-  for (const byte of encoder.encode(value)) out += byte >= 0x21 && byte <= 0x7e && byte !== 0x2b && byte !== 0x3d ? String.fromCharCode(byte) : `+${byte.toString(16).toUpperCase().padStart(2, "0")}`;
-  return out;
-}
-
-/**
- * The DATA payload for a message (RFC 5322, ending in CRLF): a line starting with "." gets one more
- * (RFC 5321 §4.5.2), then the final dot.
- */
-export function dataPayload(message: string): string {
-  const stuffed = message.replace(/^\./, "..").replace(/\r\n\./g, "\r\n..");
-  return `${stuffed.endsWith("\r\n") ? stuffed : `${stuffed}\r\n`}.\r\n`;
-}
-
-function base64(text: string): string {
-  return btoa(String.fromCharCode(...encoder.encode(text)));
-}
 
 /** One mail for send(): its envelope, its dot-stuffed content ending in CRLF.CRLF, and the epoch ms no wait may outlast. */
 export interface SmtpMail {
@@ -86,7 +63,7 @@ export class SmtpSession {
     let session: SmtpSession | undefined;
     try {
       session = new SmtpSession(await SmtpConnection.open(options, deadline), options);
-      await session.handshake();
+      ({ pipelining: session.pipelining, dsn: session.dsn } = await handshake(session.connection, options));
       return { ok: true, value: session };
     } catch (error) {
       session?.connection.close();
@@ -234,36 +211,22 @@ export class SmtpSession {
 
   /** MAIL FROM, then RCPT TO one by one, then DATA: each command waits for the reply to the one before. */
   private async lockStepEnvelope(envelope: Envelope, recipients: RecipientReply[]): Promise<void> {
-    await this.expect(this.mailLine(envelope), 250, "mail", `MAIL FROM:<${envelope.from}>`);
+    await this.connection.expect(mailLine(envelope, this.dsn), 250, "mail", `MAIL FROM:<${envelope.from}>`);
     for (const recipient of envelope.recipients) {
       const command = `RCPT TO:<${recipient}>`;
-      const reply = await this.connection.command(this.rcptLine(envelope, recipient), "rcpt", command);
+      const reply = await this.connection.command(rcptLine(envelope, recipient, this.dsn), "rcpt", command);
       recipients.push(recipientReply(recipient, command, reply));
       // 421: the relay is closing the channel (RFC 5321 §3.8); the rest must wait for another session.
       if (reply.code === 421) throw new SmtpFailed(replyFailure(reply, "rcpt", command));
     }
     this.throwUnlessSomeoneAccepted(recipients);
-    await this.expect("DATA", 354, "data");
+    await this.connection.expect("DATA", 354, "data");
     this.dataOpen = true;
-  }
-
-  /** MAIL FROM, with RET=HDRS (a report carries the headers, never the content) and ENVID when DSNs are asked for. */
-  private mailLine(envelope: Envelope): string {
-    const dsn = this.dsn && envelope.dsn ? ` RET=HDRS ENVID=${xtext(envelope.dsn.envelopeId)}` : "";
-    return `MAIL FROM:<${envelope.from}>${dsn}`;
-  }
-
-  /** RCPT TO, with NOTIFY and the original recipient (ORCPT; ASCII addresses only) when DSNs are asked for. */
-  private rcptLine(envelope: Envelope, recipient: string): string {
-    if (!this.dsn || !envelope.dsn) return `RCPT TO:<${recipient}>`;
-    // RFC 3461 §4.2: ORCPT's type is rfc822 for an ASCII address (UTF-8 ones, RFC 6533, are left without).
-    const orcpt = /^[\x21-\x7e]+$/.test(recipient) ? ` ORCPT=rfc822;${xtext(recipient)}` : "";
-    return `RCPT TO:<${recipient}> NOTIFY=${envelope.dsn.notify.join(",")}${orcpt}`;
   }
 
   /** RFC 2920: (RSET,) MAIL FROM, every RCPT TO and DATA as one group. */
   private envelopeLines(envelope: Envelope): string[] {
-    const lines = [this.mailLine(envelope), ...envelope.recipients.map((recipient) => this.rcptLine(envelope, recipient)), "DATA"];
+    const lines = [mailLine(envelope, this.dsn), ...envelope.recipients.map((recipient) => rcptLine(envelope, recipient, this.dsn)), "DATA"];
     if (this.resetFirst) lines.unshift("RSET");
     return lines;
   }
@@ -329,7 +292,7 @@ export class SmtpSession {
   async close(): Promise<void> {
     if (!this.isBroken && !this.dataOpen) {
       try {
-        await this.expect("QUIT", 221, "mail");
+        await this.connection.expect("QUIT", 221, "mail");
       } catch {
         // The relay may drop the connection right after QUIT; nothing is lost either way.
       }
@@ -337,72 +300,11 @@ export class SmtpSession {
     this.connection.close();
   }
 
-  private async handshake(): Promise<void> {
-    const greeting = await this.connection.readReply("greeting", "(greeting)");
-    if (greeting.code !== 220) throw new SmtpFailed(replyFailure(greeting, "greeting", "(greeting)"));
-    let capabilities = await this.ehlo();
-    this.pipelining = capabilities.keywords.has("PIPELINING");
-    this.dsn = capabilities.keywords.has("DSN");
-    if (this.options.security === "starttls") {
-      if (!capabilities.keywords.has("STARTTLS")) {
-        throw new SmtpFailed({
-          kind: "tls",
-          stage: "starttls",
-          command: "EHLO",
-          message: "SMTP_SECURITY is starttls but the server does not offer STARTTLS; refusing to continue in plaintext",
-        });
-      }
-      await this.expect("STARTTLS", 220, "starttls");
-      this.connection.upgradeToTls();
-      capabilities = await this.ehlo();
-      this.pipelining = capabilities.keywords.has("PIPELINING"); // only what the relay said after TLS counts
-      this.dsn = capabilities.keywords.has("DSN");
-    }
-    if (this.options.user !== undefined) await this.authenticate(capabilities);
-  }
-
-  private async ehlo(): Promise<Capabilities> {
-    const reply = await this.connection.command(`EHLO ${this.options.heloName}`, "ehlo");
-    if (reply.code === 250) return parseCapabilities(reply);
-    if (reply.code >= 500 && reply.code < 600) {
-      // Pre-ESMTP relays answer EHLO with 5xx; HELO gives a session without extensions.
-      await this.expect(`HELO ${this.options.heloName}`, 250, "ehlo");
-      return { keywords: new Set(), authMechanisms: new Set() };
-    }
-    throw new SmtpFailed(replyFailure(reply, "ehlo", "EHLO"));
-  }
-
-  private async authenticate(capabilities: Capabilities): Promise<void> {
-    const user = this.options.user!;
-    const pass = this.options.pass ?? "";
-    if (capabilities.authMechanisms.has("PLAIN")) {
-      await this.expect(`AUTH PLAIN ${base64(`\0${user}\0${pass}`)}`, 235, "auth", "AUTH PLAIN");
-    } else if (capabilities.authMechanisms.has("LOGIN")) {
-      await this.expect("AUTH LOGIN", 334, "auth");
-      await this.expect(base64(user), 334, "auth", "AUTH LOGIN (username)");
-      await this.expect(base64(pass), 235, "auth", "AUTH LOGIN (password)");
-    } else {
-      throw new SmtpFailed({
-        kind: "auth",
-        stage: "auth",
-        command: "EHLO",
-        message: "SMTP_USER is set but the server offers neither AUTH PLAIN nor AUTH LOGIN",
-      });
-    }
-  }
-
   private async reset(): Promise<void> {
     try {
-      await this.expect("RSET", 250, "mail");
+      await this.connection.expect("RSET", 250, "mail");
     } catch {
       this.connection.close();
     }
-  }
-
-  /** A command whose reply must be `expected`; any other reply is a failure (kind "auth" during AUTH). */
-  private async expect(line: string, expected: number, stage: SmtpStage, shownAs = line): Promise<SmtpReply> {
-    const reply = await this.connection.command(line, stage, shownAs);
-    if (reply.code !== expected) throw new SmtpFailed({ ...replyFailure(reply, stage, shownAs), ...(stage === "auth" ? { kind: "auth" as const } : {}) });
-    return reply;
   }
 }

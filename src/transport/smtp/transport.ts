@@ -1,7 +1,8 @@
 // SMTP as a transport: sessions to the team's own relay (session.ts), fed the DATA payload of each mail
 // (dot-stuffed here, from the message every transport shares).
 import type { NextMail, OutgoingMail, SmtpResult, SmtpTransaction, Transport, TransportSession } from "../transport";
-import { dataPayload, SmtpSession, type SmtpMail, type SmtpOptions } from "./session";
+import { dataPayload } from "./commands";
+import { SmtpSession, type SmtpMail, type SmtpOptions } from "./session";
 
 export function smtpTransport(options: SmtpOptions): Transport {
   return {
