@@ -34,9 +34,9 @@ export interface SessionSource {
  * A session from the first usable transport (from where the batch failed over to); if none can be
  * used, the first one's failure, with what the others said.
  */
-export async function openSession(source: SessionSource, options: OpenOptions): Promise<SmtpResult<TransportSession>> {
+export async function openSession(source: SessionSource, options: OpenOptions, { failOver = true }: { failOver?: boolean } = {}): Promise<SmtpResult<TransportSession>> {
   const failures: { name: string; failure: SmtpFailure }[] = [];
-  const last = source.sessionUp ? source.failedOver : source.transports.length - 1;
+  const last = source.sessionUp || !failOver ? source.failedOver : source.transports.length - 1;
   for (let i = source.failedOver; i <= last; i++) {
     const transport = source.transports[i]!;
     const opened = await transport.open(options);
