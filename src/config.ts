@@ -184,7 +184,7 @@ const envSchema = z.object({
 export function parseConfig(env: Record<string, unknown>): Config {
   const parsed = envSchema.safeParse(env);
   // The relay is required only when TRANSPORT lists it (as the default does); said first, as before.
-  const hostMissing = rawTransports(env.TRANSPORT).includes("smtp") && (env.SMTP_HOST === undefined || env.SMTP_HOST === "") ? ["SMTP_HOST: required"] : [];
+  const hostMissing = rawTransports(env.TRANSPORT).includes("smtp") && (env.SMTP_HOST === undefined || env.SMTP_HOST === null || env.SMTP_HOST === "") ? ["SMTP_HOST: required"] : [];
   if (!parsed.success) {
     throw new ConfigError([...hostMissing, ...parsed.error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.message}`)]);
   }

@@ -32,10 +32,11 @@ export interface SessionSource {
 
 /**
  * A session from the first usable transport (from where the batch failed over to); if none can be
- * used, the first one's failure, with what the others said.
+ * used, the first one's failure (only the relay can fail to open: Email Service, which comes last, has
+ * no session to open).
  */
 export async function openSession(source: SessionSource, options: OpenOptions, { failOver = true }: { failOver?: boolean } = {}): Promise<SmtpResult<TransportSession>> {
-  const failures: { name: string; failure: SmtpFailure }[] = [];
+  let first: { name: string; failure: SmtpFailure } | undefined;
   const last = source.sessionUp || !failOver ? source.failedOver : source.transports.length - 1;
   for (let i = source.failedOver; i <= last; i++) {
     const transport = source.transports[i]!;
@@ -43,16 +44,11 @@ export async function openSession(source: SessionSource, options: OpenOptions, {
     // Held back by Mailroom's own pacing: the relay is fine, it just has no room for one more now.
     if (!opened.ok && opened.failure.stage === "pacing") return opened;
     if (opened.ok) {
-      if (failures.length > 0) {
-        source.context.log.warn("transport cannot be used; failing over", { transport: failures[0]!.name, next_transport: transport.name, reason: failures[0]!.failure.message });
-      }
+      if (first) source.context.log.warn("transport cannot be used; failing over", { transport: first.name, next_transport: transport.name, reason: first.failure.message });
       source.failedOver = Math.max(source.failedOver, i);
       return opened;
     }
-    failures.push({ name: transport.name, failure: opened.failure });
+    first ??= { name: transport.name, failure: opened.failure };
   }
-  const [first, ...others] = failures;
-  if (others.length === 0) return { ok: false, failure: first!.failure };
-  const also = others.map((o) => `${o.name}: ${o.failure.message}`).join("; ");
-  return { ok: false, failure: { ...first!.failure, message: `${first!.failure.message} (and ${also})`.slice(0, 1000) } };
+  return { ok: false, failure: first!.failure };
 }

@@ -147,7 +147,7 @@ describe("TRANSPORT=cloudflare", () => {
     expect(refusing.calls).toBe(1);
     const { message, recipients } = await loadMessage(id);
     expect(message.status).toBe("failed");
-    expect(message.lastError).toMatch(/^send_email to <[^>]+> answered 552 5\.3\.4 E_CONTENT_TOO_LARGE: Content too large$/);
+    expect(message.lastError).toMatch(/^send_email to <[^>]+> answered 554 5\.3\.4 E_CONTENT_TOO_LARGE: Content too large$/);
     expect(recipients.map((r) => r.status)).toEqual(["bounced", "bounced"]);
   });
 

@@ -17,7 +17,7 @@ describe("Email Service refusals", () => {
     ["E_FIELD_MISSING", 554, "5.6.0", "recipient", true],
     ["E_TOO_MANY_RECIPIENTS", 554, "5.5.3", "message", true],
     ["E_TOO_MANY_ATTACHMENTS", 554, "5.3.4", "message", true],
-    ["E_CONTENT_TOO_LARGE", 552, "5.3.4", "message", true],
+    ["E_CONTENT_TOO_LARGE", 554, "5.3.4", "message", true],
     ["E_HEADER_NOT_ALLOWED", 554, "5.6.0", "message", true],
     ["E_HEADER_USE_API_FIELD", 554, "5.6.0", "message", true],
     ["E_HEADER_VALUE_INVALID", 554, "5.6.0", "message", true],

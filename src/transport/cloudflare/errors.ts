@@ -36,7 +36,9 @@ export const EMAIL_SERVICE_ERRORS: Record<string, Meaning> = {
   // Mailroom gives the binding one recipient at a time, so this is about the message's own headers.
   E_TOO_MANY_RECIPIENTS: { code: 554, enhancedCode: "5.5.3", scope: "message" },
   E_TOO_MANY_ATTACHMENTS: { code: 554, enhancedCode: "5.3.4", scope: "message" },
-  E_CONTENT_TOO_LARGE: { code: 552, enhancedCode: "5.3.4", scope: "message" },
+  // 554, not 552: a refusal after another recipient got the mail is recorded as this recipient's, and a 552
+  // there means "too many recipients, try again" (RFC 5321 §4.5.3.1.10).
+  E_CONTENT_TOO_LARGE: { code: 554, enhancedCode: "5.3.4", scope: "message" },
   E_HEADER_NOT_ALLOWED: CONTENT_REFUSED,
   E_HEADER_USE_API_FIELD: CONTENT_REFUSED,
   E_HEADER_VALUE_INVALID: CONTENT_REFUSED,
