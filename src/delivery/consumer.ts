@@ -45,18 +45,18 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
     recordings: [],
     started: 0,
     handedBack: 0,
-    // Every session (up to SMTP_SESSIONS) opens at once, and each lane claims its share of the batch once
-    // its own session is up. Until one is, lanes claim a message at a time, so a relay that cannot be
-    // reached holds few claims; the first lane finds out, and every message then gets that transient
-    // failure (and its own backoff) instead of a connect timeout each.
+    // Once the first session is up, more join (up to SMTP_SESSIONS), each claiming the next chunk as it
+    // is free. Before that, one lane finds out whether the relay can be reached at all: if not, every
+    // message gets that transient failure (and its own backoff) instead of a connect timeout each.
     sessionUp: false,
     firstSessionOpened: () => {
+      run.firstSessionOpened = () => {};
       run.sessionUp = true;
+      const extra = Math.min(config.smtpSessions, batch.messages.length) - 1;
+      for (let i = 0; i < extra && run.waiting.length > 0; i++) run.lanes.push(joinLane(run));
     },
   };
   run.lanes.push(runLane(run, undefined));
-  const extra = Math.min(config.smtpSessions, batch.messages.length) - 1;
-  for (let i = 0; i < extra; i++) run.lanes.push(joinLane(run));
   while (run.lanes.length > 0) await Promise.all(run.lanes.splice(0));
   await Promise.all(run.recordings);
   if (run.handedBack > 0) log.warn("time budget used up; the rest of the batch goes back to the queue", { handed_back: run.handedBack, started: run.started });
@@ -83,16 +83,12 @@ export interface BatchRun {
   firstSessionOpened: () => void;
 }
 
-/**
- * A further lane: it opens its session first (beside the first lane's, never failing over: that is the
- * first lane's call), and leaves its share to the others if it cannot.
- */
+/** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
 async function joinLane(run: BatchRun): Promise<void> {
-  const opened = await openSession(run, { deadline: run.budget.attemptDeadline(Date.now()) }, { failOver: false });
-  if (opened.ok) {
-    run.firstSessionOpened();
-    await runLane(run, opened.value);
-  } else run.context.log.info("an extra session could not be opened; the others carry on", { reason: opened.failure.message });
+  const opened = await openSession(run, { deadline: run.budget.attemptDeadline(Date.now()) });
+  // A relay that takes fewer connections than asked for: the lanes already running carry on.
+  if (opened.ok) await runLane(run, opened.value);
+  else run.context.log.info("an extra session could not be opened; the others carry on", { reason: opened.failure.message });
 }
 
 /**

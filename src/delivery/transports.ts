@@ -35,9 +35,9 @@ export interface SessionSource {
  * used, the first one's failure (only the relay can fail to open: Email Service, which comes last, has
  * no session to open).
  */
-export async function openSession(source: SessionSource, options: OpenOptions, { failOver = true }: { failOver?: boolean } = {}): Promise<SmtpResult<TransportSession>> {
+export async function openSession(source: SessionSource, options: OpenOptions): Promise<SmtpResult<TransportSession>> {
   let first: { name: string; failure: SmtpFailure } | undefined;
-  const last = source.sessionUp || !failOver ? source.failedOver : source.transports.length - 1;
+  const last = source.sessionUp ? source.failedOver : source.transports.length - 1;
   for (let i = source.failedOver; i <= last; i++) {
     const transport = source.transports[i]!;
     const opened = await transport.open(options);

@@ -212,13 +212,12 @@ describe("delivery outcomes", () => {
 
   it("hands back the jobs no lane has taken yet, unclaimed, once the time budget is used up", { timeout: 15_000 }, async () => {
     // A 5 s lease gives a budget of 0.67 s; the first claim takes D1 1 s. Its message cannot be built, so it
-    // is settled without the relay, and by then no further job may be claimed. (One session: more would
-    // claim the others beside it, in time.)
+    // is settled without the relay, and by then no further job may be claimed.
     const broken = await insertQueuedMessage();
     await env.DB.prepare("UPDATE messages SET from_json = '{}' WHERE id = ?").bind(broken.id).run();
     const waiting = [await insertQueuedMessage(), await insertQueuedMessage()];
     const slowDb = dbWithSlowFirstBatch(1000);
-    const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000", SMTP_SESSIONS: "1" });
+    const { result } = await deliver([broken.id, ...waiting.map((m) => m.id)], { DB: slowDb, DELIVERY_LEASE_SECONDS: "5", SMTP_TIMEOUT_MS: "2000" });
     expect(result.explicitAcks).toEqual([`job-${broken.id}`]);
     expect((await loadMessage(broken.id)).message.status).toBe("failed");
     expect(result.retryMessages).toEqual(waiting.map((m) => ({ msgId: `job-${m.id}` })));
