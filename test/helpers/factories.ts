@@ -91,28 +91,32 @@ export function dbWithSlowFirstBatch(delayMs: number): D1Database {
   } as unknown as D1Database;
 }
 
-/** The test database, with a look at each batch it ran: its statements (by their SQL) and their results. */
-export function dbWithSqlOf(onBatch: (statements: D1PreparedStatement[], results: D1Result[], sqlOf: (s: D1PreparedStatement) => string | undefined) => void) {
+/** The test database, its batches run by `batch`, which can tell each statement's SQL. */
+export function dbWithBatch(batch: (statements: D1PreparedStatement[], sqlOf: (s: D1PreparedStatement) => string | undefined) => Promise<D1Result[]>): D1Database {
   const sqlOf = new WeakMap<object, string>();
   return {
-    sqlOf: (s: D1PreparedStatement) => sqlOf.get(s),
-    db: {
-      prepare: (sql: string) =>
-        new Proxy(env.DB.prepare(sql), {
-          get: (target, property) =>
-            property === "bind"
-              ? (...values: unknown[]) => {
-                  const bound = target.bind(...values);
-                  sqlOf.set(bound, sql);
-                  return bound;
-                }
-              : Reflect.get(target, property).bind(target),
-        }),
-      batch: async (statements: D1PreparedStatement[]) => {
-        const results = await env.DB.batch(statements);
-        onBatch(statements, results, (s) => sqlOf.get(s));
-        return results;
-      },
-    } as unknown as D1Database,
+    prepare: (sql: string) =>
+      new Proxy(env.DB.prepare(sql), {
+        get: (target, property) =>
+          property === "bind"
+            ? (...values: unknown[]) => {
+                const bound = target.bind(...values);
+                sqlOf.set(bound, sql);
+                return bound;
+              }
+            : Reflect.get(target, property).bind(target),
+      }),
+    batch: (statements: D1PreparedStatement[]) => batch(statements, (s) => sqlOf.get(s)),
+  } as unknown as D1Database;
+}
+
+/** The test database, with a look at each batch it ran: its statements (by their SQL) and their results. */
+export function dbWithSqlOf(onBatch: (statements: D1PreparedStatement[], results: D1Result[], sqlOf: (s: D1PreparedStatement) => string | undefined) => void) {
+  return {
+    db: dbWithBatch(async (statements, sqlOf) => {
+      const results = await env.DB.batch(statements);
+      onBatch(statements, results, sqlOf);
+      return results;
+    }),
   };
 }

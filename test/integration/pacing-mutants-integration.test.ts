@@ -14,7 +14,7 @@ import { afterEach, describe, expect, inject, it, vi } from "vitest";
 import type { OutboxJob } from "../../src/delivery/outbox";
 import type { RelayPacer } from "../../src/pacing/relay-pacer";
 import { captureLogs, uniqueRecipient } from "../helpers/api";
-import { deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
+import { dbWithBatch, deliver, insertQueuedMessage, loadMessage, runQueue } from "../helpers/factories";
 import type { PacingRelayStats } from "../helpers/pacing-relay";
 
 const smtp = inject("smtp");
@@ -39,25 +39,11 @@ const leaseOf = (grant: Grant): string => {
  * `delayMs` longer, as a slow D1 round trip would.
  */
 function dbSlowingClaim(n: number, delayMs: number): D1Database {
-  const sqlOf = new WeakMap<object, string>();
   let claims = 0;
-  return {
-    prepare: (sql: string) =>
-      new Proxy(env.DB.prepare(sql), {
-        get: (target, property) =>
-          property === "bind"
-            ? (...values: unknown[]) => {
-                const bound = target.bind(...values);
-                sqlOf.set(bound, sql);
-                return bound;
-              }
-            : Reflect.get(target, property).bind(target),
-      }),
-    batch: async (statements: D1PreparedStatement[]) => {
-      if (statements.some((s) => sqlOf.get(s)?.includes("attempts = attempts + 1")) && (claims += 1) === n) await new Promise((resolve) => setTimeout(resolve, delayMs));
-      return env.DB.batch(statements);
-    },
-  } as unknown as D1Database;
+  return dbWithBatch(async (statements, sqlOf) => {
+    if (statements.some((s) => sqlOf(s)?.includes("attempts = attempts + 1")) && (claims += 1) === n) await new Promise((resolve) => setTimeout(resolve, delayMs));
+    return env.DB.batch(statements);
+  });
 }
 
 /** Each job of the batch as on its `attempts`th delivery, with its retry() watched (and still done). */
