@@ -132,9 +132,15 @@ const apiKeyEntries = z.string().transform((value, ctx): ApiKeyEntry[] => {
   return entries;
 });
 
+/** TRANSPORT's names, trimmed and lower-cased; undefined when unset. Read by the schema and by the one check that must run even when other settings are wrong. */
+function transportNames(value: unknown): string[] | undefined {
+  if (value === undefined || value === "") return undefined;
+  return String(value).split(",").map((name) => name.trim().toLowerCase());
+}
+
 const envSchema = z.object({
   TRANSPORT: z.preprocess(
-    (v) => (v === "" || v === undefined ? undefined : String(v).split(",").map((name) => name.trim().toLowerCase())),
+    transportNames,
     z
       .array(z.enum(["smtp", "cloudflare"], { error: "must be smtp, cloudflare, or both in order (smtp,cloudflare)" }))
       .refine((names) => new Set(names).size === names.length, "names a transport twice")
@@ -184,7 +190,7 @@ const envSchema = z.object({
 export function parseConfig(env: Record<string, unknown>): Config {
   const parsed = envSchema.safeParse(env);
   // The relay is required only when TRANSPORT lists it (as the default does); said first, as before.
-  const hostMissing = rawTransports(env.TRANSPORT).includes("smtp") && (env.SMTP_HOST === undefined || env.SMTP_HOST === null || env.SMTP_HOST === "") ? ["SMTP_HOST: required"] : [];
+  const hostMissing = (transportNames(env.TRANSPORT) ?? ["smtp"]).includes("smtp") && (env.SMTP_HOST === undefined || env.SMTP_HOST === null || env.SMTP_HOST === "") ? ["SMTP_HOST: required"] : [];
   if (!parsed.success) {
     throw new ConfigError([...hostMissing, ...parsed.error.issues.map((i) => `${i.path.map(String).join(".")}: ${i.message}`)]);
   }
@@ -273,11 +279,6 @@ export function parseConfig(env: Record<string, unknown>): Config {
   };
 }
 
-/** TRANSPORT's names as written, for the one check that must run even when other settings are wrong. */
-function rawTransports(value: unknown): string[] {
-  if (value === undefined || value === "") return ["smtp"];
-  return String(value).split(",").map((name) => name.trim().toLowerCase());
-}
 
 /** RFC 6376 §3.1: a selector is one or more dot-separated labels. */
 const SELECTOR = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;

@@ -58,6 +58,19 @@ export interface SmtpTransaction {
 
 export type SmtpResult<T> = { ok: true; value: T } | { ok: false; failure: SmtpFailure };
 
+/** A refusal as a failure of `command` at `stage`: "RCPT TO:<a@b> answered 550 5.1.1 No such user". */
+export function replyFailure(reply: { code: number; enhancedCode?: string; text: string }, stage: SmtpStage, command: string): SmtpFailure {
+  return {
+    kind: "reply",
+    stage,
+    command,
+    code: reply.code,
+    enhanced_code: reply.enhancedCode,
+    reply: reply.text,
+    message: `${command} answered ${reply.code}${reply.enhancedCode ? ` ${reply.enhancedCode}` : ""} ${reply.text}`.trim(),
+  };
+}
+
 /** A transaction that ended before any recipient was reached. */
 export const ended = (failure: SmtpFailure): SmtpTransaction => ({ recipients: [], end: { ok: false, failure } });
 

@@ -5,7 +5,7 @@
 // binding requires it): a return path of Mailroom's (BOUNCE_ADDRESS) and DSN requests do not apply, and
 // bounces of this mail reach Email Service, not Mailroom.
 import { EmailMessage } from "cloudflare:email";
-import type { OutgoingMail, RecipientReply, SmtpFailure, SmtpResult, SmtpTransaction, Transport, TransportSession } from "../transport";
+import { replyFailure, type OutgoingMail, type RecipientReply, type SmtpFailure, type SmtpResult, type SmtpTransaction, type Transport, type TransportSession } from "../transport";
 import { classifyEmailServiceError, type EmailServiceRefusal } from "./errors";
 
 /** A send() is not begun with less time than this left: it might go and its answer never be heard. */
@@ -61,15 +61,8 @@ class EmailServiceSession implements TransportSession {
       const { text } = answer;
       const refusal = this.fallback && answer.refusal.code >= 500 ? asTemporary(answer.refusal) : answer.refusal;
       const reply = `${refusal.error}: ${text}${refusal === answer.refusal ? "" : " (for good, said Email Service; but it is only the fallback: the relay is tried again)"}`.slice(0, 500);
-      const failure: SmtpFailure = {
-        kind: "reply",
-        stage: refusal.scope === "message" ? "data" : refusal.scope === "service" ? "mail" : "rcpt",
-        command,
-        code: refusal.code,
-        enhanced_code: refusal.enhancedCode,
-        reply,
-        message: `${command} answered ${refusal.code} ${refusal.enhancedCode} ${reply}`,
-      };
+      const stage = refusal.scope === "message" ? "data" : refusal.scope === "service" ? "mail" : "rcpt";
+      const failure = replyFailure({ code: refusal.code, enhancedCode: refusal.enhancedCode, text: reply }, stage, command);
       // A refusal of the message itself before anyone got it ends the mail for every recipient at once.
       if (refusal.scope === "message" && accepted.length === 0) return { recipients, end: { ok: false, failure } };
       recipients.push({ recipient, code: refusal.code, enhanced_code: refusal.enhancedCode, reply, command });
@@ -83,7 +76,7 @@ class EmailServiceSession implements TransportSession {
     if (stopped) return { recipients, end: { ok: false, failure: stopped } };
     // Every recipient refused: the transaction ends with the first refusal, a temporary one if any (as over SMTP).
     const first = recipients.find((r) => r.code < 500) ?? recipients[0]!;
-    return { recipients, end: { ok: false, failure: { kind: "reply", stage: "rcpt", command: first.command, code: first.code, enhanced_code: first.enhanced_code, reply: first.reply, message: `${first.command} answered ${first.code} ${first.enhanced_code} ${first.reply}` } } };
+    return { recipients, end: { ok: false, failure: replyFailure({ code: first.code, enhancedCode: first.enhanced_code, text: first.reply }, "rcpt", first.command) } };
   }
 
   /** One recipient's send(), waited for until the attempt's deadline at most. */

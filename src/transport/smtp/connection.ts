@@ -4,7 +4,7 @@
 // connection closed, so nothing above can hang or spin on a dead relay, or read a stray reply as an answer.
 import { connect } from "cloudflare:sockets";
 import type { SmtpSecurity } from "../../config";
-import type { SmtpFailure, SmtpStage } from "../transport";
+import { replyFailure, type SmtpFailure, type SmtpStage } from "../transport";
 import { LineSplitter, MAX_REPLY_BYTES, ReplyAssembler, type SmtpReply } from "./reply";
 
 export class SmtpFailed extends Error {
@@ -182,17 +182,6 @@ export class SmtpConnection {
   }
 }
 
-export function replyFailure(reply: SmtpReply, stage: SmtpStage, command: string): SmtpFailure {
-  return {
-    kind: "reply",
-    stage,
-    command,
-    code: reply.code,
-    enhanced_code: reply.enhancedCode,
-    reply: reply.text,
-    message: `${command} answered ${reply.code}${reply.enhancedCode ? ` ${reply.enhancedCode}` : ""} ${reply.text}`.trim(),
-  };
-}
 
 function socketFailure(error: unknown, stage: SmtpStage, command: string): SmtpFailure {
   const message = error instanceof Error ? error.message : String(error);

@@ -3,7 +3,8 @@
 // and AUTH PLAIN or LOGIN. Says which extensions the relay offered once TLS was up.
 import type { SmtpOptions } from "./session";
 import { base64 } from "./commands";
-import { replyFailure, SmtpFailed, type SmtpConnection } from "./connection";
+import { replyFailure } from "../transport";
+import { SmtpFailed, type SmtpConnection } from "./connection";
 import { parseCapabilities, type Capabilities } from "./reply";
 
 /** What the relay offered (after STARTTLS, when it was used: only what it said under TLS counts). */

@@ -5,9 +5,9 @@
 import type { Config } from "../../config";
 import type { Envelope } from "../../core/message";
 import { isAccepted, isPermanentReply } from "../../core/retry";
-import type { RecipientReply, SmtpFailure, SmtpResult, SmtpStage, SmtpTransaction } from "../transport";
+import { replyFailure, type RecipientReply, type SmtpFailure, type SmtpResult, type SmtpStage, type SmtpTransaction } from "../transport";
 import { mailLine, rcptLine, recipientReply } from "./commands";
-import { replyFailure, SmtpConnection, SmtpFailed, toFailure } from "./connection";
+import { SmtpConnection, SmtpFailed, toFailure } from "./connection";
 import { handshake } from "./handshake";
 import type { SmtpReply } from "./reply";
 
@@ -285,7 +285,7 @@ export class SmtpSession {
   /** Nobody to send to: the transaction ends with the first refusal, a temporary one if any. */
   private firstRefusal(recipients: RecipientReply[]): SmtpFailure {
     const first = recipients.find((r) => !isPermanentReply(r.code, "rcpt")) ?? recipients[0]!;
-    return replyFailure({ code: first.code, enhancedCode: first.enhanced_code, text: first.reply, lines: [] }, "rcpt", first.command);
+    return replyFailure({ code: first.code, enhancedCode: first.enhanced_code, text: first.reply }, "rcpt", first.command);
   }
 
   /** Says QUIT (unless a DATA is left open: then the relay discards it) and closes; never throws. */
