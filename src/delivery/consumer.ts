@@ -13,11 +13,11 @@ import { classifyAttempt } from "../core/outcome";
 import { backoffSeconds, retryWindowEndsAt } from "../core/retry";
 import { createTimeBudget, type TimeBudget } from "../core/time-budget";
 import { claimMessages, releaseClaims, type Claim } from "../store/attempts";
-import { ended, type SmtpTransaction, type Transport, type TransportSession } from "../transport/transport";
+import { ended, type SmtpResult, type SmtpTransaction, type Transport, type TransportSession } from "../transport/transport";
 import { backOff, recordChunk, settleUnclaimed, type Attempt, type Chunk, type DeliveryContext } from "./chunk";
 import type { OutboxJob } from "./outbox";
 import { outgoingMail } from "./outgoing";
-import { openSession, transportsFor } from "./transports";
+import { openSessions, reopenSession, transportsFor } from "./transports";
 
 export type { DeliveryContext } from "./chunk";
 
@@ -45,17 +45,14 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
     recordings: [],
     started: 0,
     handedBack: 0,
-    // Once the first session is up, more join (up to SMTP_SESSIONS), each claiming the next chunk as it
-    // is free. Before that, one lane finds out whether the relay can be reached at all: if not, every
-    // message gets that transient failure (and its own backoff) instead of a connect timeout each.
-    sessionUp: false,
-    firstSessionOpened: () => {
-      run.firstSessionOpened = () => {};
-      run.sessionUp = true;
-      const extra = Math.min(config.smtpSessions, batch.messages.length) - 1;
-      for (let i = 0; i < extra && run.waiting.length > 0; i++) run.lanes.push(joinLane(run));
-    },
+    sessions: Math.min(config.smtpSessions, batch.messages.length),
+    opening: false,
+    claimed: [],
   };
+  // The first lane claims one message; once it has one for the relay, every session (up to SMTP_SESSIONS)
+  // opens at once, and each lane claims the next chunk as it is free. When no session can be opened, the
+  // relay (and whatever TRANSPORT lists after it) cannot be used at all: every message then gets that
+  // transient failure (and its own backoff) instead of a connect timeout each.
   run.lanes.push(runLane(run, undefined));
   while (run.lanes.length > 0) await Promise.all(run.lanes.splice(0));
   await Promise.all(run.recordings);
@@ -78,17 +75,37 @@ export interface BatchRun {
   /** Attempts that have an outcome (through the relay or not). */
   started: number;
   handedBack: number;
-  /** Whether any session of this run has opened. */
-  sessionUp: boolean;
-  firstSessionOpened: () => void;
+  /** How many sessions the batch opens (SMTP_SESSIONS, or fewer for a small batch). */
+  sessions: number;
+  /** Whether the batch's sessions have been asked for. */
+  opening: boolean;
+  /** Chunks claimed while the sessions opened, for the lanes to take first. */
+  claimed: Promise<Attempt[]>[];
 }
 
-/** A further lane: it opens its session first, and leaves its share to the others if it cannot. */
-async function joinLane(run: BatchRun): Promise<void> {
-  const opened = await openSession(run, { deadline: run.budget.attemptDeadline(Date.now()) });
-  // A relay that takes fewer connections than asked for: the lanes already running carry on.
-  if (opened.ok) await runLane(run, opened.value);
-  else run.context.log.info("an extra session could not be opened; the others carry on", { reason: opened.failure.message });
+/**
+ * The first lane's session, once it has a mail for the relay: every session of the batch opens at once
+ * (no handshake waits for another's), the first one up is the first lane's, and each of the others
+ * starts a lane of its own. A failure only once none of them could be opened (transports.ts decides
+ * whether to fail over).
+ */
+function openBatchSessions(run: BatchRun, deadline: number): Promise<SmtpResult<TransportSession>> {
+  run.opening = true;
+  // A handshake is mostly waiting for the relay (a greeting can take 100 ms): the first chunks are claimed meanwhile.
+  for (let i = 0; i < run.sessions; i++) {
+    const jobs = takeChunk(run);
+    if (!jobs) break;
+    run.claimed.push(claimChunk(run, jobs));
+  }
+  return new Promise((resolve) => {
+    let firstLane = true;
+    const opening = openSessions(run, { count: run.sessions, deadline, waitUntil: run.budget.startsNoneAfter }, (session) => {
+      if (!firstLane) run.lanes.push(runLane(run, session));
+      firstLane = false;
+      resolve({ ok: true, value: session });
+    });
+    run.lanes.push(opening.then((failure) => failure && resolve({ ok: false, failure })));
+  });
 }
 
 /**
@@ -107,10 +124,10 @@ async function runLane(run: BatchRun, opened: TransportSession | undefined): Pro
     await session?.close();
     session = undefined;
     // A lane may wait for a place under SMTP_MAX_CONNECTIONS until the budget lets it start nothing more.
-    const reopened = await openSession(run, { deadline: inHand[0]!.mail!.deadline, waitUntil: run.budget.startsNoneAfter });
+    const deadline = inHand[0]!.mail!.deadline;
+    const reopened = run.opening ? await reopenSession(run, { deadline, waitUntil: run.budget.startsNoneAfter }) : await openBatchSessions(run, deadline);
     if (reopened.ok) {
       session = reopened.value;
-      run.firstSessionOpened();
       return true;
     }
     if (reopened.failure.stage !== "pacing") {
@@ -151,12 +168,15 @@ async function runLane(run: BatchRun, opened: TransportSession | undefined): Pro
 
 /**
  * The lane's messages for the relay: from its chunk, or from the next chunk it claims; none once the batch
- * is done. Once a session is up, the next chunk is claimed while the last message in hand is being sent.
+ * is done: first a chunk claimed while the sessions opened, if one is left. Once a session is up, the next
+ * chunk is claimed while the last message in hand is being sent.
  */
 function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest(): Promise<Attempt[]> } {
   let ready: Attempt[] = [];
   let claiming: Promise<Attempt[]> | undefined;
   const claimNext = () => {
+    const claimed = run.claimed.shift();
+    if (claimed) return claimed;
     const jobs = takeChunk(run);
     return jobs && claimChunk(run, jobs);
   };
@@ -169,13 +189,15 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
         ready = await pending;
       }
       const attempt = ready.shift();
-      if (ready.length === 0 && run.sessionUp) claiming = claimNext();
+      if (ready.length === 0 && run.opening) claiming = claimNext();
       return attempt;
     },
+    /** What the lane holds, and the chunks claimed for lanes that have not taken them. */
     async rest() {
       const more = (await claiming) ?? [];
       claiming = undefined;
-      return [...ready.splice(0), ...more];
+      const unstarted = await Promise.all(run.claimed.splice(0));
+      return [...ready.splice(0), ...more, ...unstarted.flat()];
     },
   };
 }
@@ -206,8 +228,8 @@ function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
     handBackUnclaimed(run);
     return undefined;
   }
-  // Until a session is up, one message: a relay that cannot be reached holds no more claims than that.
-  const share = run.sessionUp ? Math.ceil(run.waiting.length / run.context.config.smtpSessions) : 1;
+  // Before the sessions are opened, one message: a batch that has nothing for the relay opens none.
+  const share = run.opening ? Math.ceil(run.waiting.length / run.context.config.smtpSessions) : 1;
   return run.waiting.splice(0, Math.min(CHUNK_MAX, share));
 }
 

@@ -1,7 +1,7 @@
-// TRANSPORT, in order, for one batch: a session comes from the first transport that can be used at all,
-// and once one could not (the relay cannot be reached, refuses TLS or AUTH, or is closing) before any
-// session of the batch was up, the batch fails over to the next and does not try the first again. Once
-// one is up, the transport works: an extra session turned away is no reason to fail over. A transport's
+// TRANSPORT, in order, for one batch: its sessions come from the first transport that can be used at all,
+// and once none of them could be opened there (the relay cannot be reached, refuses TLS or AUTH, or is
+// closing), the batch fails over to the next and does not try the first again. Once one is up, the
+// transport works: another session turned away is no reason to fail over. A transport's
 // refusal of a recipient is never a reason to fail over: that is an answer about the mail, recorded as it is.
 import type { OpenOptions, SmtpFailure, SmtpResult, Transport, TransportSession } from "../transport/transport";
 import { cloudflareTransport } from "../transport/cloudflare/transport";
@@ -21,34 +21,57 @@ export function transportsFor({ config, email, pacer }: Pick<DeliveryContext, "c
   });
 }
 
-/** What openSession needs of the batch: its transports, where it has failed over to, and whether a session of it is up. */
+/** What opening a batch's sessions needs of it: its transports, and where it has failed over to. */
 export interface SessionSource {
   transports: Transport[];
+  /** The transport the batch is on: once one could not be used at all, the batch does not try it again. */
   failedOver: number;
-  /** Once a session of the batch is up, the transport works: a later refusal (an extra session turned away) is no reason to fail over. */
-  sessionUp: boolean;
   context: Pick<DeliveryContext, "log">;
 }
 
+export interface LaneOpening {
+  /** How many sessions to open at once (SMTP_SESSIONS, or fewer for a small batch). */
+  count: number;
+  deadline: number;
+  /** How long the first of them may wait for a place under SMTP_MAX_CONNECTIONS (the others take one only if it is free). */
+  waitUntil: number;
+}
+
 /**
- * A session from the first usable transport (from where the batch failed over to); if none can be
- * used, the first one's failure (only the relay can fail to open: Email Service, which comes last, has
- * no session to open).
+ * Opens the batch's sessions all at once, each handed to `start` as soon as it is up, so that no session
+ * waits for another's handshake. Only once every one of them has settled is it decided whether the
+ * transport can be used: one up is enough (a relay that takes fewer connections than asked for), and
+ * only when none is, for a reason other than pacing, does the batch fail over to the next transport and
+ * open its sessions there. Returns nothing when a session is up; else pacing's "no place in time", or the
+ * first transport's failure when none could be used.
  */
-export async function openSession(source: SessionSource, options: OpenOptions): Promise<SmtpResult<TransportSession>> {
+export async function openSessions(source: SessionSource, { count, deadline, waitUntil }: LaneOpening, start: (session: TransportSession) => void): Promise<SmtpFailure | undefined> {
+  const { log } = source.context;
   let first: { name: string; failure: SmtpFailure } | undefined;
-  const last = source.sessionUp ? source.failedOver : source.transports.length - 1;
-  for (let i = source.failedOver; i <= last; i++) {
+  for (let i = source.failedOver; i < source.transports.length; i++) {
     const transport = source.transports[i]!;
-    const opened = await transport.open(options);
-    // Held back by Mailroom's own pacing: the relay is fine, it just has no room for one more now.
-    if (!opened.ok && opened.failure.stage === "pacing") return opened;
-    if (opened.ok) {
-      if (first) source.context.log.warn("transport cannot be used; failing over", { transport: first.name, next_transport: transport.name, reason: first.failure.message });
-      source.failedOver = Math.max(source.failedOver, i);
+    const opens = Array.from({ length: count }, async (_, lane) => {
+      const opened = await transport.open({ deadline, waitUntil: lane === 0 ? waitUntil : undefined });
+      if (opened.ok) start(opened.value);
       return opened;
+    });
+    const failures = (await Promise.all(opens)).flatMap((opened) => (opened.ok ? [] : [opened.failure]));
+    if (failures.length < count) {
+      if (first) log.warn("transport cannot be used; failing over", { transport: first.name, next_transport: transport.name, reason: first.failure.message });
+      // A relay that takes fewer connections than asked for: the sessions that are up carry the batch.
+      if (failures.length > 0) log.info("not every session could be opened; the others carry on", { sessions: count - failures.length, turned_away: failures.length, reason: failures[0]!.message });
+      source.failedOver = i;
+      return undefined;
     }
-    first ??= { name: transport.name, failure: opened.failure };
+    const refused = failures.find((failure) => failure.stage !== "pacing");
+    // Held back by Mailroom's own pacing: the relay is fine, it just has no room for more now.
+    if (!refused) return failures[0];
+    first ??= { name: transport.name, failure: refused };
   }
-  return { ok: false, failure: first!.failure };
+  return first!.failure;
+}
+
+/** A session again on the transport the batch is on, for a lane whose session ended: never a reason to fail over. */
+export function reopenSession(source: SessionSource, options: OpenOptions): Promise<SmtpResult<TransportSession>> {
+  return source.transports[source.failedOver]!.open(options);
 }

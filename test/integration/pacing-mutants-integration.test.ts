@@ -229,7 +229,47 @@ describe("TRANSPORT=smtp,cloudflare with several sessions", () => {
     expect(email.calls).toBe(0);
     for (const { id } of batch) expect((await loadMessage(id)).events.at(-1)).toMatchObject({ type: "sent", transport: "smtp" });
     expect(logged(logs.lines, "transport cannot be used; failing over")).toEqual([]);
-    expect(logged(logs.lines, "an extra session could not be opened; the others carry on")).toHaveLength(2);
+    expect(logged(logs.lines, "not every session could be opened; the others carry on")).toMatchObject([{ sessions: 1, turned_away: 2 }]);
+  });
+
+  it("does not fail over while a session's handshake is still under way: sessions refused first leave the batch to the one that opens", async () => {
+    const email = countedEmail();
+    const real = freshPacer();
+    let acquires = 0;
+    let releases = 0;
+    let bothRefused!: () => void;
+    const refused = new Promise<void>((resolve) => (bothRefused = resolve));
+    let down: Promise<unknown> | undefined;
+    // The first session connects only once the other two were refused (each gives its place back).
+    const pacer = {
+      acquire: async (max: number, leaseMs: number, waitMs: number) => {
+        if ((acquires += 1) === 1) {
+          await refused;
+          await setGate("open");
+        } else await (down ??= setGate("down"));
+        return real.acquire(max, leaseMs, waitMs);
+      },
+      renew: (id: string, leaseMs: number) => real.renew(id, leaseMs),
+      release: async (id: string) => {
+        await real.release(id);
+        if ((releases += 1) === 2) bothRefused();
+      },
+      reserve: (perSecond: number, count: number) => real.reserve(perSecond, count),
+      throttled: () => real.throttled(),
+    };
+    const batch = [await insertQueuedMessage(), await insertQueuedMessage(), await insertQueuedMessage()];
+    const logs = captureLogs();
+    try {
+      await deliver(batch.map((m) => m.id), { TRANSPORT: "smtp,cloudflare", SMTP_SESSIONS: "3", SMTP_MAX_CONNECTIONS: "10", EMAIL: email, PACER: pacerBinding(pacer) });
+    } finally {
+      logs.restore();
+      await setGate("open");
+    }
+    expect(acquires).toBe(3);
+    expect(email.calls).toBe(0);
+    for (const { id } of batch) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
+    expect(logged(logs.lines, "transport cannot be used; failing over")).toEqual([]);
+    expect(logged(logs.lines, "not every session could be opened; the others carry on")).toMatchObject([{ sessions: 1, turned_away: 2 }]);
   });
 
   it("opens the extra sessions on the transport the batch failed over to, without trying the relay again", async () => {
@@ -244,7 +284,7 @@ describe("TRANSPORT=smtp,cloudflare with several sessions", () => {
     expect(email.calls).toBe(3);
     for (const { id } of batch) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
     expect(logged(logs.lines, "transport cannot be used; failing over")).toHaveLength(1);
-    expect(logged(logs.lines, "an extra session could not be opened; the others carry on")).toEqual([]);
+    expect(logged(logs.lines, "not every session could be opened; the others carry on")).toEqual([]);
   });
 });
 

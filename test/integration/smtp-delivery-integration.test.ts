@@ -133,14 +133,13 @@ describe("delivery over SMTP", () => {
     expect(message.lastError).toMatch(/no answer to \(greeting\) within 300 ms/);
   });
 
-  it("tries an unreachable relay once per batch, not once per message", async () => {
-    const first = await insertQueuedMessage();
-    const second = await insertQueuedMessage();
+  it("tries an unreachable relay once per session of the batch, not once per message", async () => {
+    const batch = await Promise.all(Array.from({ length: 8 }, () => insertQueuedMessage()));
     const before = await inboxStats(smtp.noStarttls.httpPort);
-    const { result } = await deliver([first.id, second.id], { SMTP_PORT: String(smtp.noStarttls.smtpPort), SMTP_SECURITY: "starttls", ...withAuth });
-    expect(result.retryMessages).toEqual([{ msgId: `job-${first.id}` }, { msgId: `job-${second.id}` }]);
-    expect((await inboxStats(smtp.noStarttls.httpPort)).connections).toBe(before.connections + 1);
-    for (const { id } of [first, second]) expect((await loadMessage(id)).message.lastError).toMatch(/does not offer STARTTLS/);
+    const { result } = await deliver(batch.map((m) => m.id), { SMTP_PORT: String(smtp.noStarttls.smtpPort), SMTP_SECURITY: "starttls", SMTP_SESSIONS: "3", ...withAuth });
+    expect(result.retryMessages).toEqual(batch.map((m) => ({ msgId: `job-${m.id}` })));
+    expect((await inboxStats(smtp.noStarttls.httpPort)).connections).toBe(before.connections + 3);
+    for (const { id } of batch) expect((await loadMessage(id)).message).toMatchObject({ status: "retrying", attempts: 1, lastError: expect.stringMatching(/does not offer STARTTLS/) });
   });
 
   it("bounds a whole reply, not each read, so a relay trickling bytes cannot hold a delivery", async () => {
