@@ -47,7 +47,6 @@ export async function deliverBatch(batch: MessageBatch<OutboxJob>, context: Deli
     handedBack: 0,
     sessions: Math.min(config.smtpSessions, batch.messages.length),
     opening: false,
-    claimed: [],
   };
   // The first lane claims one message; once it has one for the relay, every session (up to SMTP_SESSIONS)
   // opens at once, and each lane claims the next chunk as it is free. When no session can be opened, the
@@ -79,8 +78,6 @@ export interface BatchRun {
   sessions: number;
   /** Whether the batch's sessions have been asked for. */
   opening: boolean;
-  /** Chunks claimed while the sessions opened, for the lanes to take first. */
-  claimed: Promise<Attempt[]>[];
 }
 
 /**
@@ -91,12 +88,6 @@ export interface BatchRun {
  */
 function openBatchSessions(run: BatchRun, deadline: number): Promise<SmtpResult<TransportSession>> {
   run.opening = true;
-  // A handshake is mostly waiting for the relay (a greeting can take 100 ms): the first chunks are claimed meanwhile.
-  for (let i = 0; i < run.sessions; i++) {
-    const jobs = takeChunk(run);
-    if (!jobs) break;
-    run.claimed.push(claimChunk(run, jobs));
-  }
   return new Promise((resolve) => {
     let firstLane = true;
     const opening = openSessions(run, { count: run.sessions, deadline, waitUntil: run.budget.startsNoneAfter }, (session) => {
@@ -168,15 +159,12 @@ async function runLane(run: BatchRun, opened: TransportSession | undefined): Pro
 
 /**
  * The lane's messages for the relay: from its chunk, or from the next chunk it claims; none once the batch
- * is done: first a chunk claimed while the sessions opened, if one is left. Once a session is up, the next
- * chunk is claimed while the last message in hand is being sent.
+ * is done. Once the sessions are opening, the next chunk is claimed while the last message in hand is being sent.
  */
 function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest(): Promise<Attempt[]> } {
   let ready: Attempt[] = [];
   let claiming: Promise<Attempt[]> | undefined;
   const claimNext = () => {
-    const claimed = run.claimed.shift();
-    if (claimed) return claimed;
     const jobs = takeChunk(run);
     return jobs && claimChunk(run, jobs);
   };
@@ -192,12 +180,10 @@ function laneFeed(run: BatchRun): { next(): Promise<Attempt | undefined>; rest()
       if (ready.length === 0 && run.opening) claiming = claimNext();
       return attempt;
     },
-    /** What the lane holds, and the chunks claimed for lanes that have not taken them. */
     async rest() {
       const more = (await claiming) ?? [];
       claiming = undefined;
-      const unstarted = await Promise.all(run.claimed.splice(0));
-      return [...ready.splice(0), ...more, ...unstarted.flat()];
+      return [...ready.splice(0), ...more];
     },
   };
 }
@@ -228,7 +214,8 @@ function takeChunk(run: BatchRun): Message<OutboxJob>[] | undefined {
     handBackUnclaimed(run);
     return undefined;
   }
-  // Before the sessions are opened, one message: a batch that has nothing for the relay opens none.
+  // Before the sessions are opened, one message: a batch that has nothing for the relay opens none, and a
+  // relay that hangs or cannot be reached holds no more claims than that (a crash then interrupts one).
   const share = run.opening ? Math.ceil(run.waiting.length / run.context.config.smtpSessions) : 1;
   return run.waiting.splice(0, Math.min(CHUNK_MAX, share));
 }
