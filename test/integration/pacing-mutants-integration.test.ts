@@ -62,6 +62,30 @@ function countedEmail(send: (message: EmailMessage) => Promise<EmailSendResult> 
   return counted;
 }
 
+/**
+ * A pacer of the test's own that does what `hooks` say before its acquire and after its release (which
+ * still reach the real Durable Object), as a PACER binding for a consumer run.
+ */
+function hookedPacer(hooks: { beforeAcquire?: (n: number) => Promise<unknown>; afterRelease?: (n: number) => void }) {
+  const real = freshPacer();
+  let acquires = 0;
+  let releases = 0;
+  const pacer = {
+    acquire: async (max: number, leaseMs: number, waitMs: number) => {
+      await hooks.beforeAcquire?.((acquires += 1));
+      return real.acquire(max, leaseMs, waitMs);
+    },
+    renew: (id: string, leaseMs: number) => real.renew(id, leaseMs),
+    release: async (id: string) => {
+      await real.release(id);
+      hooks.afterRelease?.((releases += 1));
+    },
+    reserve: (perSecond: number, count: number) => real.reserve(perSecond, count),
+    throttled: () => real.throttled(),
+  };
+  return { binding: pacerBinding(pacer), acquires: () => acquires };
+}
+
 afterEach(() => {
   vi.restoreAllMocks();
 });
@@ -201,75 +225,51 @@ describe("the consumer when its time budget is used up", () => {
 describe("TRANSPORT=smtp,cloudflare with several sessions", () => {
   const logged = (lines: string[], msg: string) => lines.map((l) => JSON.parse(l)).filter((e) => e.msg === msg);
 
-  it("does not fail over when an extra session is turned away once the first is up: the lanes up carry on over SMTP", async () => {
+  /**
+   * Three mails over SMTP_SESSIONS=3 with `pacer`, two of whose sessions the relay turns away: all three
+   * go over SMTP (Email Service never asked, no failover), and the one refusal log line counts one session
+   * up and two turned away. Returns the batch.
+   */
+  const deliverThreeStayingOnSmtp = async (pacer: ReturnType<typeof hookedPacer>) => {
     const email = countedEmail();
-    const real = freshPacer();
-    let acquires = 0;
-    let down: Promise<unknown> | undefined;
-    // The relay goes down for new connections the moment the first extra session asks for its place.
-    const pacer = {
-      acquire: async (max: number, leaseMs: number, waitMs: number) => {
-        if ((acquires += 1) >= 2) await (down ??= setGate("down"));
-        return real.acquire(max, leaseMs, waitMs);
-      },
-      renew: (id: string, leaseMs: number) => real.renew(id, leaseMs),
-      release: (id: string) => real.release(id),
-      reserve: (perSecond: number, count: number) => real.reserve(perSecond, count),
-      throttled: () => real.throttled(),
-    };
     const batch = [await insertQueuedMessage(), await insertQueuedMessage(), await insertQueuedMessage()];
     const logs = captureLogs();
     try {
-      await deliver(batch.map((m) => m.id), { TRANSPORT: "smtp,cloudflare", SMTP_SESSIONS: "3", SMTP_MAX_CONNECTIONS: "10", EMAIL: email, PACER: pacerBinding(pacer) });
+      await deliver(batch.map((m) => m.id), { TRANSPORT: "smtp,cloudflare", SMTP_SESSIONS: "3", SMTP_MAX_CONNECTIONS: "10", EMAIL: email, PACER: pacer.binding });
     } finally {
       logs.restore();
       await setGate("open");
     }
-    expect(acquires).toBe(3);
+    expect(pacer.acquires()).toBe(3);
     expect(email.calls).toBe(0);
-    for (const { id } of batch) expect((await loadMessage(id)).events.at(-1)).toMatchObject({ type: "sent", transport: "smtp" });
     expect(logged(logs.lines, "transport cannot be used; failing over")).toEqual([]);
     expect(logged(logs.lines, "not every session could be opened; the others carry on")).toMatchObject([{ sessions: 1, turned_away: 2 }]);
+    return batch;
+  };
+
+  it("does not fail over when an extra session is turned away once the first is up: the lanes up carry on over SMTP", async () => {
+    let down: Promise<unknown> | undefined;
+    // The relay goes down for new connections the moment the first extra session asks for its place.
+    const pacer = hookedPacer({ beforeAcquire: async (n) => n >= 2 && (await (down ??= setGate("down"))) });
+    const batch = await deliverThreeStayingOnSmtp(pacer);
+    for (const { id } of batch) expect((await loadMessage(id)).events.at(-1)).toMatchObject({ type: "sent", transport: "smtp" });
   });
 
   it("does not fail over while a session's handshake is still under way: sessions refused first leave the batch to the one that opens", async () => {
-    const email = countedEmail();
-    const real = freshPacer();
-    let acquires = 0;
-    let releases = 0;
     let bothRefused!: () => void;
     const refused = new Promise<void>((resolve) => (bothRefused = resolve));
     let down: Promise<unknown> | undefined;
     // The first session connects only once the other two were refused (each gives its place back).
-    const pacer = {
-      acquire: async (max: number, leaseMs: number, waitMs: number) => {
-        if ((acquires += 1) === 1) {
-          await refused;
-          await setGate("open");
-        } else await (down ??= setGate("down"));
-        return real.acquire(max, leaseMs, waitMs);
+    const pacer = hookedPacer({
+      beforeAcquire: async (n) => {
+        if (n > 1) return down ??= setGate("down");
+        await refused;
+        return setGate("open");
       },
-      renew: (id: string, leaseMs: number) => real.renew(id, leaseMs),
-      release: async (id: string) => {
-        await real.release(id);
-        if ((releases += 1) === 2) bothRefused();
-      },
-      reserve: (perSecond: number, count: number) => real.reserve(perSecond, count),
-      throttled: () => real.throttled(),
-    };
-    const batch = [await insertQueuedMessage(), await insertQueuedMessage(), await insertQueuedMessage()];
-    const logs = captureLogs();
-    try {
-      await deliver(batch.map((m) => m.id), { TRANSPORT: "smtp,cloudflare", SMTP_SESSIONS: "3", SMTP_MAX_CONNECTIONS: "10", EMAIL: email, PACER: pacerBinding(pacer) });
-    } finally {
-      logs.restore();
-      await setGate("open");
-    }
-    expect(acquires).toBe(3);
-    expect(email.calls).toBe(0);
+      afterRelease: (n) => n === 2 && bothRefused(),
+    });
+    const batch = await deliverThreeStayingOnSmtp(pacer);
     for (const { id } of batch) expect((await loadMessage(id)).message).toMatchObject({ status: "sent", attempts: 1 });
-    expect(logged(logs.lines, "transport cannot be used; failing over")).toEqual([]);
-    expect(logged(logs.lines, "not every session could be opened; the others carry on")).toMatchObject([{ sessions: 1, turned_away: 2 }]);
   });
 
   it("opens the extra sessions on the transport the batch failed over to, without trying the relay again", async () => {
